@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config.js';
+import { createLogger } from '../logging.js';
+import { registerClientCommands } from './client-commands.js';
+
+// The one sdflow command. Process subcommands start a long-running server and stop it on SIGINT/SIGTERM; the
+// client subcommands talk to a running API.
+
+export interface RunningServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Runs a server until SIGINT/SIGTERM, then closes it once. A second signal exits at once. */
+async function serve(name: string, start: () => Promise<RunningServer>): Promise<void> {
+  const server = await start();
+  let stopping = false;
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    try {
+      await server.close();
+      process.exit(0);
+    } catch (err) {
+      console.error(`${name}: error while stopping after ${signal}:`, err);
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+function config() {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+const program = new Command()
+  .name('sdflow')
+  .description('Stable Diffusion API platform: a durable Temporal queue in front of AUTOMATIC1111')
+  .showHelpAfterError();
+
+program
+  .command('dev')
+  .description('run the whole platform on the embedded defaults (Temporal dev server, runtime, worker, API)')
+  .action(async () => {
+    const { runDev } = await import('./dev.js');
+    await runDev(config());
+  });
+
+program
+  .command('api')
+  .description('run the HTTP API')
+  .action(async () => {
+    const c = config();
+    const { startApi } = await import('../api/server.js');
+    await serve('api', () => startApi(c, createLogger('api', c.logLevel)));
+  });
+
+program
+  .command('worker')
+  .description('run the Temporal worker (workflows and activities)')
+  .action(async () => {
+    const c = config();
+    const { startWorker } = await import('../worker.js');
+    await serve('worker', () => startWorker(c, createLogger('worker', c.logLevel)));
+  });
+
+program
+  .command('runtime')
+  .description('run the local function runtime, the owner of local function instances')
+  .action(async () => {
+    const c = config();
+    const { startRuntime } = await import('../platform/functions/local/runtime-server.js');
+    await serve('runtime', () => startRuntime(c, createLogger('runtime', c.logLevel)));
+  });
+
+program
+  .command('agent')
+  .description("run one function instance's GPU agent in front of an SD backend")
+  .action(async () => {
+    const c = config();
+    const { startAgent } = await import('../gpu-agent/server.js');
+    await serve('agent', () => startAgent(c, createLogger('agent', c.logLevel)));
+  });
+
+program
+  .command('sim')
+  .description('run the A1111-compatible simulator (a stand-in for SD WebUI; it makes no diffusion claims)')
+  .option('--port <port>', 'port to listen on (default SDFLOW_SIM_PORT)')
+  .option('--models-dir <dir>', 'directory with stableDiffusion/, sdVae/, lora/ and controlNet/ model files')
+  .action(async (opts: { port?: string; modelsDir?: string }) => {
+    const c = config();
+    const { startSimServer } = await import('../sim/server.js');
+    const { modelsDir } = await import('../platform/object-store/local-paths.js');
+    await serve('sim', () =>
+      startSimServer({
+        host: '127.0.0.1',
+        port: opts.port !== undefined ? Number(opts.port) : c.sim.port,
+        stepMs: c.sim.stepMs,
+        loadMs: c.sim.loadMs,
+        vaeMs: c.sim.vaeMs,
+        modelsDir: opts.modelsDir ?? modelsDir(c.dataDir),
+        statsDir: c.sim.statsDir,
+        logger: createLogger('sim', c.logLevel),
+      }),
+    );
+  });
+
+registerClientCommands(program);
+
+program.parseAsync(process.argv).catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

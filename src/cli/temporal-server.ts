@@ -1,0 +1,133 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Connection } from '@temporalio/client';
+import { SEARCH_ATTRIBUTES } from '../types.js';
+
+const execFileAsync = promisify(execFile);
+
+/** The version the setup script pins; the data dir records the version that created it. */
+export const PINNED_TEMPORAL_VERSION = '1.9.1';
+
+/** Runs scripts/setup-temporal.sh, which finds or installs the CLI, and returns the binary's path. */
+export async function resolveTemporalCli(): Promise<string> {
+  const script = fileURLToPath(new URL('../../scripts/setup-temporal.sh', import.meta.url));
+  try {
+    const { stdout } = await execFileAsync('bash', [script], { maxBuffer: 16 * 1024 * 1024, timeout: 30 * 60_000 });
+    const path = stdout.trim().split('\n').pop();
+    if (!path) throw new Error('setup-temporal.sh printed no path');
+    return path;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`could not provide the Temporal CLI:\n${e.stderr?.trim() || e.message}`);
+  }
+}
+
+export async function temporalCliVersion(cli: string): Promise<string> {
+  const { stdout } = await execFileAsync(cli, ['--version']);
+  return /temporal version (\S+)/.exec(stdout)?.[1] ?? 'unknown';
+}
+
+export interface DevServerOptions {
+  cli: string;
+  ip: string;
+  port: number;
+  uiPort: number;
+  httpPort: number;
+  metricsPort?: number;
+  /** SQLite file for persistence; in memory when absent. */
+  dbFile?: string;
+  namespace: string;
+  /** stdout/stderr of the server go here; inherited when absent. */
+  logFile?: string;
+  headless?: boolean;
+}
+
+export interface DevServer {
+  address: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** The search attributes sdflow registers, with their Temporal types. */
+export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword'> = Object.fromEntries(
+  Object.values(SEARCH_ATTRIBUTES).map((name) => [name, 'Keyword']),
+);
+
+export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    o.ip,
+    '--port',
+    String(o.port),
+    '--ui-port',
+    String(o.uiPort),
+    '--http-port',
+    String(o.httpPort),
+    '--namespace',
+    o.namespace,
+    '--log-level',
+    'warn',
+    '--ui-disable-news-fetch',
+  ];
+  if (o.metricsPort) args.push('--metrics-port', String(o.metricsPort));
+  if (o.dbFile) args.push('--db-filename', o.dbFile);
+  if (o.headless) args.push('--headless');
+  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTE_TYPES)) args.push('--search-attribute', `${name}=${type}`);
+  const out = o.logFile ? openSync(o.logFile, 'a') : 'inherit';
+  const child = spawn(o.cli, args, { stdio: ['ignore', out, out], detached: true });
+  const address = `${o.ip}:${o.port}`;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = waitForTemporal(address, o.namespace, 60_000);
+  const first = await Promise.race([ready.then(() => 'ready' as const), exited.then((code) => code)]);
+  if (first !== 'ready') {
+    throw new Error(`temporal dev server exited with code ${first}${o.logFile ? `; see ${o.logFile}` : ''}`);
+  }
+  return {
+    address,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Resolves once the frontend answers for the namespace; throws after `timeoutMs`. */
+export async function waitForTemporal(address: string, namespace: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 2000 });
+      try {
+        await connection.workflowService.describeNamespace({ namespace });
+        return;
+      } finally {
+        await connection.close();
+      }
+    } catch (err) {
+      last = err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`Temporal at ${address} did not become ready: ${(last as Error)?.message ?? last}`);
+}
+
+/** Registers sdflow's search attributes on a server that lacks them (a reused server, or a cluster). */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
+  const { keys } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = Object.keys(SEARCH_ATTRIBUTE_TYPES).filter((name) => !keys?.[name]);
+  if (missing.length === 0) return;
+  await connection.operatorService.addSearchAttributes({
+    namespace,
+    // 2 is INDEXED_VALUE_TYPE_KEYWORD in temporal.api.enums.v1.
+    searchAttributes: Object.fromEntries(missing.map((name) => [name, 2])),
+  });
+}

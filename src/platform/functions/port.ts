@@ -1,0 +1,68 @@
+import type { AgentEvent, InvokeRequest } from '../../gpu-agent/protocol.js';
+
+/** What the platform asks of a runtime when it creates or updates a function. */
+export interface FunctionSpec {
+  functionName: string;
+  /** The checkpoint the function is pinned to (the instances' SD_MODEL). */
+  model: string;
+  /** Resource fields from batch update (env, extraArgs, timeout, instance limits, cpu, memory, gpu...). */
+  resources?: Record<string, unknown>;
+}
+
+export interface RuntimeFunction {
+  functionName: string;
+  model: string;
+  resources: Record<string, unknown>;
+  instances?: { id: string; busy: boolean; startedAt: string }[];
+}
+
+export interface InvokeOptions {
+  signal: AbortSignal;
+}
+
+/** A passthrough HTTP request to one instance's SD backend (issue 3). */
+export interface PassthroughRequest {
+  method: string;
+  /** Path and query on the SD backend, e.g. `/sdapi/v1/sd-models`. */
+  path: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  signal?: AbortSignal;
+}
+
+export interface PassthroughResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** The functions port: one serverless function per checkpoint, each instance serving one request at a time. */
+export interface FunctionRuntime {
+  /** Creates the function if missing (race-safe: "already exists" is success) or updates its spec. */
+  ensureFunction(spec: FunctionSpec): Promise<void>;
+  /**
+   * Sends one invoke to an instance (starting one if needed) and yields its events. Aborting the signal closes the
+   * connection, which the agent treats as a cancel. Throws FunctionNotFoundError when the function does not exist.
+   */
+  invoke(functionName: string, request: InvokeRequest, options: InvokeOptions): AsyncIterable<AgentEvent>;
+  passthrough(functionName: string, request: PassthroughRequest): Promise<PassthroughResponse>;
+  listFunctions(): Promise<RuntimeFunction[]>;
+  deleteFunction(functionName: string): Promise<void>;
+  /** Recycles the instances of one function, or of all functions. */
+  restartInstances(functionName?: string): Promise<void>;
+}
+
+export class FunctionNotFoundError extends Error {
+  constructor(readonly functionName: string) {
+    super(`function not found: ${functionName}`);
+    this.name = 'FunctionNotFoundError';
+  }
+}
+
+/** The runtime could not give the request an instance or the instance failed; retrying may help. */
+export class FunctionUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FunctionUnavailableError';
+  }
+}

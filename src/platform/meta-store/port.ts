@@ -1,0 +1,105 @@
+import type { ModelType } from '../object-store/keys.js';
+import type { ErrorKind, FinalStatus, SdParams, TaskKind, TaskStatus } from '../../types.js';
+
+export interface TaskRecord {
+  taskId: string;
+  user: string;
+  kind: TaskKind;
+  model: string;
+  status: TaskStatus;
+  params: SdParams;
+  images: string[];
+  info?: string;
+  parameters?: Record<string, unknown>;
+  message?: string;
+  errorKind?: ErrorKind;
+  retryOf?: string;
+  idempotencyKey?: string;
+  /** sha256 of the canonical request body, to tell a replayed Idempotency-Key from a conflicting one. */
+  requestHash?: string;
+  createdAt: string;
+  updatedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+export type NewTask = Omit<TaskRecord, 'status' | 'images' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'>;
+
+export interface TaskFinal {
+  status: FinalStatus;
+  images: string[];
+  info?: string;
+  parameters?: Record<string, unknown>;
+  message?: string;
+  errorKind?: ErrorKind;
+}
+
+export interface TaskQuery {
+  user?: string;
+  status?: TaskStatus[];
+  /** Only tasks created before this instant (ISO). */
+  createdBefore?: string;
+  limit?: number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  cursor?: string;
+}
+
+export type ModelStatus = 'registering' | 'loading' | 'loaded' | 'failed' | 'unloaded' | 'deleted';
+
+export interface ModelRecord {
+  type: ModelType;
+  name: string;
+  ossPath: string;
+  etag: string;
+  status: ModelStatus;
+  message?: string;
+  registeredTime: string;
+  lastModificationTime: string;
+}
+
+export interface FunctionRecord {
+  functionName: string;
+  model: string;
+  /** Resource fields set by batch update, recorded for the runtime (env, extraArgs, timeout, limits, gpu...). */
+  resources: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The meta store port: task rows, the model registry, function records and small config values. */
+export interface MetaStore {
+  /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
+  insertTask(task: NewTask): Promise<boolean>;
+  getTask(taskId: string): Promise<TaskRecord | null>;
+  findTaskByIdempotencyKey(user: string, idempotencyKey: string): Promise<TaskRecord | null>;
+  /** Moves an open task to `running`; no-op on a final task. */
+  markTaskRunning(taskId: string): Promise<void>;
+  /**
+   * Writes the final record if the task is still open. Idempotent: returns the stored record, which is the first
+   * final record written (a later, different one never overwrites it).
+   */
+  finalizeTask(taskId: string, final: TaskFinal): Promise<TaskRecord | null>;
+  listTasks(query: TaskQuery): Promise<Page<TaskRecord>>;
+
+  putModel(model: ModelRecord): Promise<void>;
+  /** Conditional insert: false when a model of that name exists (and is not deleted). */
+  insertModel(model: ModelRecord): Promise<boolean>;
+  getModel(name: string): Promise<ModelRecord | null>;
+  listModels(filter?: { type?: ModelType; status?: ModelStatus }): Promise<ModelRecord[]>;
+
+  putFunction(fn: FunctionRecord): Promise<void>;
+  getFunction(functionName: string): Promise<FunctionRecord | null>;
+  listFunctions(): Promise<FunctionRecord[]>;
+  deleteFunction(functionName: string): Promise<void>;
+
+  getConfigValue(key: string): Promise<string | null>;
+  /** Sets the value only if none is set; returns the stored value (so concurrent first writers agree). */
+  setConfigValueOnce(key: string, value: string): Promise<string>;
+
+  close(): Promise<void>;
+}

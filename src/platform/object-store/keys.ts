@@ -1,0 +1,50 @@
+// The one module that owns the object-key layout (DESIGN.md section 5).
+
+export type ModelType = 'stableDiffusion' | 'sdVae' | 'lora' | 'controlNet';
+export const MODEL_TYPES: readonly ModelType[] = ['stableDiffusion', 'sdVae', 'lora', 'controlNet'];
+
+/** `images/<user>/<taskId>_<n>.png`, n from 1. */
+export function objectKeyForOutput(user: string, taskId: string, n: number): string {
+  return `images/${user}/${taskId}_${n}.png`;
+}
+
+/** `inputs/<user>/<taskId>/<name>`: where the API's claim check puts base64 inputs. */
+export function objectKeyForInput(user: string, taskId: string, name: string): string {
+  return `inputs/${user}/${taskId}/${name}`;
+}
+
+export function objectKeyForModel(type: ModelType, name: string): string {
+  return `models/${type}/${name}`;
+}
+
+/** The prefixes a user may reference in requests. */
+export function userPrefixes(user: string): string[] {
+  return [`images/${user}/`, `inputs/${user}/`];
+}
+
+export class ObjectKeyError extends Error {}
+
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
+
+/**
+ * Checks that a key is a plain relative key: no traversal, no absolute path, no backslash, no scheme, no empty
+ * segment. Throws ObjectKeyError with the reason; returns the key.
+ */
+export function assertSafeKey(key: string): string {
+  if (typeof key !== 'string' || key.length === 0) throw new ObjectKeyError('object key is empty');
+  if (key.length > 1024) throw new ObjectKeyError('object key is longer than 1024 characters');
+  if (key.includes('\\')) throw new ObjectKeyError('object key must not contain a backslash');
+  if (key.startsWith('/')) throw new ObjectKeyError('object key must be relative (no leading /)');
+  if (SCHEME.test(key)) throw new ObjectKeyError('object key must not carry a scheme; URLs are never fetched');
+  if (/[\u0000-\u001f\u007f]/.test(key)) throw new ObjectKeyError('object key must not contain control characters');
+  const segments = key.split('/');
+  if (segments.some((s) => s === '..' || s === '.')) throw new ObjectKeyError("object key must not contain '..' or '.'");
+  if (segments.some((s) => s === '')) throw new ObjectKeyError('object key must not contain empty segments');
+  return key;
+}
+
+/** True when `user` may reference `key` in a request. Admins may reference any safe key. */
+export function mayReference(key: string, user: string, isAdmin: boolean): boolean {
+  if (isAdmin) return true;
+  return userPrefixes(user).some((p) => key.startsWith(p));
+}

@@ -1,0 +1,141 @@
+// Types shared by the API, workflows, activities and the agent. Pure declarations and constants only: workflow
+// code imports this file, so it must stay free of I/O and Node built-ins.
+
+export type TaskKind = 'txt2img' | 'img2img' | 'extra';
+export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';
+
+export const FINAL_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
+export const isFinal = (s: TaskStatus): s is FinalStatus => FINAL_STATUSES.includes(s);
+
+/** Where a running task is; `phase` refines `running`. */
+export type TaskPhase = 'queued' | 'starting' | 'sampling' | 'uploading' | 'finished';
+
+/** A1111's `state` object, as it appears in /sdapi/v1/progress. */
+export interface SdState {
+  sampling_step: number;
+  sampling_steps: number;
+  job_count: number;
+  job_no: number;
+  interrupted: boolean;
+  skipped: boolean;
+  job: string;
+  job_timestamp: string;
+}
+
+export const EMPTY_SD_STATE: SdState = {
+  sampling_step: 0,
+  sampling_steps: 0,
+  job_count: 0,
+  job_no: 0,
+  interrupted: false,
+  skipped: false,
+  job: '',
+  job_timestamp: '0',
+};
+
+/** Numbers-only progress: what the invoke activity forwards to the workflow and the workflow answers to queries. */
+export interface ProgressSnapshot {
+  progress: number;
+  etaRelative: number;
+  state: SdState;
+  phase: TaskPhase;
+  /** Object key of a preview image, when the backend offers one; never image bytes. */
+  currentImage: string | null;
+}
+
+/** The answer of the generation workflow's `progress` query. */
+export interface TaskProgress extends ProgressSnapshot {
+  taskId: string;
+  status: TaskStatus;
+}
+
+/** An A1111 request body after the API's claim check: every image field holds an object key, never base64. */
+export type SdParams = Record<string, unknown>;
+
+/** The generation workflow's input. Everything is small: images travel as object keys. */
+export interface GenerationInput {
+  taskId: string;
+  user: string;
+  kind: TaskKind;
+  /** Checkpoint name (the model registry's name). For `extra`, the checkpoint whose function runs the upscale. */
+  model: string;
+  params: SdParams;
+  submittedAt: string;
+  deadlineS: number;
+  semaphoreId: string;
+  retryOf?: string;
+}
+
+/** What the generation workflow returns and writes as the final record. */
+export interface TaskOutcome {
+  taskId: string;
+  status: FinalStatus;
+  images: string[];
+  /** A1111's `info`: a JSON string, as A1111 returns it. */
+  info?: string;
+  parameters?: Record<string, unknown>;
+  message?: string;
+  /** Set on failures: lets the API answer 422 when SD rejected the input. */
+  errorKind?: ErrorKind;
+}
+
+export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
+
+/** Search attributes that make tasks findable in the Temporal Web UI. */
+export const SEARCH_ATTRIBUTES = {
+  model: 'sdflowModel',
+  status: 'sdflowStatus',
+  user: 'sdflowUser',
+} as const;
+
+/** Signal and query names of the generation workflow. */
+export const GENERATION = {
+  progressSignal: 'progress',
+  slotGrantedSignal: 'slotGranted',
+  progressQuery: 'progress',
+} as const;
+
+/** Signal and query names of the semaphore workflow. */
+export const SEMAPHORE = {
+  acquireSignal: 'acquire',
+  releaseSignal: 'release',
+  withdrawSignal: 'withdraw',
+  setLimitSignal: 'setLimit',
+  stateQuery: 'state',
+} as const;
+
+/** Identifies one lease: the holder's workflow run and a lease id unique within it. */
+export interface LeaseRef {
+  workflowId: string;
+  runId: string;
+  leaseId: string;
+}
+
+export interface SlotGrant {
+  leaseId: string;
+}
+
+export interface SemaphoreHolder extends LeaseRef {
+  grantedAt: number;
+}
+
+export interface SemaphoreWaiter extends LeaseRef {
+  requestedAt: number;
+}
+
+export interface SemaphoreState {
+  limit: number;
+  holders: SemaphoreHolder[];
+  queue: SemaphoreWaiter[];
+  /** Grants made since the first run; survives continue-as-new. */
+  totalGrants: number;
+  /** Grants made in this run: continue-as-new is taken every `continueAsNewAfterGrants`. */
+  grantsThisRun: number;
+}
+
+export interface SemaphoreInput {
+  state: SemaphoreState;
+  leaseCheckS: number;
+  continueAsNewAfterGrants: number;
+}

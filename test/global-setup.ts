@@ -1,0 +1,49 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { type DevServer, resolveTemporalCli, startDevServer } from '../src/cli/temporal-server.js';
+import { freePort } from './helpers/ports.js';
+
+// One Temporal dev server for the whole run, on free ports with the UI and HTTP ports set explicitly, and the
+// workflow bundle built once by `npm run build` (dist/workflow-bundle.js).
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    temporalNamespace: string;
+    temporalCli: string;
+    workflowBundlePath: string;
+  }
+}
+
+let server: DevServer | undefined;
+let dir: string | undefined;
+
+export async function setup(project: TestProject) {
+  const bundle = join(process.cwd(), 'dist', 'workflow-bundle.js');
+  if (!existsSync(bundle)) console.warn(`${bundle} is missing: run 'npm run build' first (npm test does)`);
+  const cli = await resolveTemporalCli();
+  dir = mkdtempSync(join(tmpdir(), 'sdflow-temporal-'));
+  const [port, uiPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  server = await startDevServer({
+    cli,
+    ip: '127.0.0.1',
+    port,
+    uiPort,
+    httpPort,
+    metricsPort,
+    namespace: 'default',
+    logFile: join(dir, 'temporal.log'),
+    headless: false,
+  });
+  project.provide('temporalAddress', server.address);
+  project.provide('temporalNamespace', 'default');
+  project.provide('temporalCli', cli);
+  project.provide('workflowBundlePath', bundle);
+}
+
+export async function teardown() {
+  await server?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
