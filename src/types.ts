@@ -1,3 +1,5 @@
+import type { SearchAttributeKey } from '@temporalio/common/lib/search-attributes.js';
+
 // Types shared by the API, workflows, activities and the agent. Pure declarations and constants only: workflow
 // code imports this file, so it must stay free of I/O and Node built-ins.
 
@@ -62,9 +64,21 @@ export interface GenerationInput {
   model: string;
   params: SdParams;
   submittedAt: string;
+  /** May the task reference any object key (an admin's task), or only the user's own. */
+  admin: boolean;
   deadlineS: number;
   semaphoreId: string;
+  policy: TaskPolicy;
   retryOf?: string;
+}
+
+/** Timeouts and retries of a task's activities, from config at submit time (workflow code cannot read config). */
+export interface TaskPolicy {
+  invokeHeartbeatTimeoutS: number;
+  invokeMaxAttempts: number;
+  invokeRetryInitialS: number;
+  activityMaxAttempts: number;
+  semaphore: { leaseCheckS: number; continueAsNewAfterGrants: number; initialLimit: number };
 }
 
 /** What the generation workflow returns and writes as the final record. */
@@ -80,13 +94,17 @@ export interface TaskOutcome {
   errorKind?: ErrorKind;
 }
 
+/** Error types that retrying cannot fix; activities throw them as non-retryable ApplicationFailures. */
+export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound' } as const;
+
 export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
 
-/** Search attributes that make tasks findable in the Temporal Web UI. */
+/** Search attributes that make tasks findable in the Temporal Web UI (all Keyword). */
+const keyword = (name: string): SearchAttributeKey<'KEYWORD'> => ({ name, type: 'KEYWORD' });
 export const SEARCH_ATTRIBUTES = {
-  model: 'sdflowModel',
-  status: 'sdflowStatus',
-  user: 'sdflowUser',
+  model: keyword('sdflowModel'),
+  status: keyword('sdflowStatus'),
+  user: keyword('sdflowUser'),
 } as const;
 
 /** Signal and query names of the generation workflow. */
@@ -99,8 +117,8 @@ export const GENERATION = {
 /** Signal and query names of the semaphore workflow. */
 export const SEMAPHORE = {
   acquireSignal: 'acquire',
+  /** Frees a held slot or withdraws a queued request; idempotent, keyed by the whole LeaseRef. */
   releaseSignal: 'release',
-  withdrawSignal: 'withdraw',
   setLimitSignal: 'setLimit',
   stateQuery: 'state',
 } as const;
@@ -132,6 +150,10 @@ export interface SemaphoreState {
   totalGrants: number;
   /** Grants made in this run: continue-as-new is taken every `continueAsNewAfterGrants`. */
   grantsThisRun: number;
+}
+
+export function emptySemaphoreState(limit: number): SemaphoreState {
+  return { limit, holders: [], queue: [], totalGrants: 0, grantsThisRun: 0 };
 }
 
 export interface SemaphoreInput {

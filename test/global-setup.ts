@@ -25,7 +25,12 @@ export async function setup(project: TestProject) {
   if (!existsSync(bundle)) console.warn(`${bundle} is missing: run 'npm run build' first (npm test does)`);
   const cli = await resolveTemporalCli();
   dir = mkdtempSync(join(tmpdir(), 'sdflow-temporal-'));
-  const [port, uiPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [port, uiPort, httpPort, metricsPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   server = await startDevServer({
     cli,
     ip: '127.0.0.1',

@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Connection } from '@temporalio/client';
+import { type Client, Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../types.js';
 
 const execFileAsync = promisify(execFile);
@@ -52,7 +52,7 @@ export interface DevServer {
 
 /** The search attributes sdflow registers, with their Temporal types. */
 export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword'> = Object.fromEntries(
-  Object.values(SEARCH_ATTRIBUTES).map((name) => [name, 'Keyword']),
+  Object.values(SEARCH_ATTRIBUTES).map((key) => [key.name, 'Keyword']),
 );
 
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
@@ -122,12 +122,50 @@ export async function waitForTemporal(address: string, namespace: string, timeou
 
 /** Registers sdflow's search attributes on a server that lacks them (a reused server, or a cluster). */
 export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
-  const { keys } = await connection.operatorService.listSearchAttributes({ namespace });
-  const missing = Object.keys(SEARCH_ATTRIBUTE_TYPES).filter((name) => !keys?.[name]);
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = Object.keys(SEARCH_ATTRIBUTE_TYPES).filter((name) => !customAttributes?.[name]);
   if (missing.length === 0) return;
   await connection.operatorService.addSearchAttributes({
     namespace,
     // 2 is INDEXED_VALUE_TYPE_KEYWORD in temporal.api.enums.v1.
     searchAttributes: Object.fromEntries(missing.map((name) => [name, 2])),
   });
+}
+
+/**
+ * Search attributes are not usable the instant a server starts. Ready means a workflow started with them is
+ * found by a visibility query on them; the probe is terminated afterwards.
+ */
+export async function probeSearchAttributes(client: Client, timeoutMs = 60_000): Promise<void> {
+  const workflowId = `sdflow-probe-${Date.now().toString(36)}`;
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      await client.workflow.start('sdflowProbe', {
+        workflowId,
+        taskQueue: 'sdflow-probe',
+        workflowExecutionTimeout: '1m',
+        typedSearchAttributes: Object.values(SEARCH_ATTRIBUTES).map((key) => ({ key, value: 'sdflow-probe' })),
+      });
+      break;
+    } catch (err) {
+      last = err;
+      if (Date.now() > until) throw new Error(`search attributes not usable: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const query = `WorkflowId = "${workflowId}" AND ${SEARCH_ATTRIBUTES.user.name} = "sdflow-probe"`;
+  try {
+    while ((await client.workflow.count(query)).count < 1) {
+      if (Date.now() > until)
+        throw new Error(`visibility never found the probe workflow (last error: ${String(last)})`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await client.workflow
+      .getHandle(workflowId)
+      .terminate('probe done')
+      .catch(() => undefined);
+  }
 }

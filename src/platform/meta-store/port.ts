@@ -1,5 +1,5 @@
-import type { ModelType } from '../object-store/keys.js';
 import type { ErrorKind, FinalStatus, SdParams, TaskKind, TaskStatus } from '../../types.js';
+import type { ModelType } from '../object-store/keys.js';
 
 export interface TaskRecord {
   taskId: string;

@@ -36,9 +36,11 @@ export function assertSafeKey(key: string): string {
   if (key.includes('\\')) throw new ObjectKeyError('object key must not contain a backslash');
   if (key.startsWith('/')) throw new ObjectKeyError('object key must be relative (no leading /)');
   if (SCHEME.test(key)) throw new ObjectKeyError('object key must not carry a scheme; URLs are never fetched');
-  if (/[\u0000-\u001f\u007f]/.test(key)) throw new ObjectKeyError('object key must not contain control characters');
+  if ([...key].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))
+    throw new ObjectKeyError('object key must not contain control characters');
   const segments = key.split('/');
-  if (segments.some((s) => s === '..' || s === '.')) throw new ObjectKeyError("object key must not contain '..' or '.'");
+  if (segments.some((s) => s === '..' || s === '.'))
+    throw new ObjectKeyError("object key must not contain '..' or '.'");
   if (segments.some((s) => s === '')) throw new ObjectKeyError('object key must not contain empty segments');
   return key;
 }

@@ -1,0 +1,34 @@
+import type { Client } from '@temporalio/client';
+import type { Logger } from '../logging.js';
+import type { FunctionRuntime } from '../platform/functions/port.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import { createInvokeActivities } from './invoke.js';
+import { createReconcileActivities, type GenerationStarter } from './reconcile.js';
+import { createSlotActivities } from './slots.js';
+import { createTaskActivities } from './tasks.js';
+
+export type { InvokeResult } from './invoke.js';
+
+/** The ports and settings activities work with. Tests pass the local adapters; production the cloud ones. */
+export interface ActivityDeps {
+  meta: MetaStore;
+  functions: FunctionRuntime;
+  temporal: Client;
+  taskQueue: string;
+  functionPrefix: string;
+  progressSignalMs: number;
+  invokeIdleTimeoutS: number;
+  startGeneration: GenerationStarter;
+  logger: Logger;
+}
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createTaskActivities(deps),
+    ...createSlotActivities(deps),
+    ...createInvokeActivities(deps),
+    ...createReconcileActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,72 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Client } from '@temporalio/client';
+import Koa from 'koa';
+import type { Config } from '../config.js';
+import type { Logger } from '../logging.js';
+import type { FunctionRuntime } from '../platform/functions/port.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import type { ObjectStore } from '../platform/object-store/port.js';
+import { authenticate, type KeyRing } from './auth.js';
+import { errorMapper } from './errors.js';
+import { healthRoute } from './health.js';
+import { openApiDocument } from './openapi.js';
+import { catalogRoutes } from './routes/catalog.js';
+import { filesRoute } from './routes/files.js';
+import { generationRoutes } from './routes/generation.js';
+import { taskRoutes } from './routes/tasks.js';
+import { generationSchemas } from './schemas.js';
+import type { TaskDeps } from './tasks.js';
+
+export interface ApiDeps {
+  config: Config;
+  logger: Logger;
+  meta: MetaStore;
+  store: ObjectStore;
+  temporal: Client;
+  functions: FunctionRuntime;
+  keys: KeyRing | null;
+  urlSecret: Buffer;
+}
+
+/** The koa app: a few middlewares in a fixed order, then the routes. Errors are mapped in one place. */
+export function createApp(deps: ApiDeps): Koa {
+  const { config, logger } = deps;
+  const schemas = generationSchemas(config.limits);
+  const taskDeps: TaskDeps = { ...deps, limits: config.limits };
+  const router = new Router();
+  generationRoutes(router, taskDeps, schemas);
+  taskRoutes(router, taskDeps);
+  catalogRoutes(router, deps.meta);
+  router.get('/openapi.json', (ctx) => {
+    ctx.body = openApiDocument(schemas);
+  });
+
+  const app = new Koa();
+  app.proxy = false;
+  app.use(errorMapper(logger));
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    await next();
+    logger.debug({
+      method: ctx.method,
+      path: ctx.path,
+      status: ctx.status,
+      ms: Math.round(performance.now() - started),
+    });
+  });
+  app.use(healthRoute(deps));
+  app.use(filesRoute(deps.store, deps.urlSecret));
+  app.use(authenticate(deps.keys));
+  app.use(
+    bodyParser({
+      enableTypes: ['json'],
+      jsonLimit: config.api.maxBodyBytes,
+      // Clients of the reference often omit the content type; any non-multipart body is read as JSON.
+      detectJSON: (ctx) => !ctx.is('multipart/*'),
+    }),
+  );
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return app;
+}

@@ -1,0 +1,50 @@
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { Config } from '../config.js';
+import type { Logger } from '../logging.js';
+import { createFunctionRuntime, createMetaStore, createObjectStore } from '../platform/index.js';
+import { loadUrlSecret } from '../platform/object-store/signing.js';
+import { connectTemporal } from '../temporal.js';
+import { createApp } from './app.js';
+import { loadKeyRing } from './auth.js';
+
+const isLoopback = (host: string) =>
+  host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+export async function startApi(config: Config, logger: Logger) {
+  const keys = loadKeyRing(config.api.apiKeys, config.api.apiKeysFile);
+  if (!keys && !isLoopback(config.api.host) && !config.api.allowInsecure) {
+    throw new Error(
+      `refusing to serve ${config.api.host} without API keys: set SDFLOW_API_KEYS (or SDFLOW_API_KEYS_FILE), ` +
+        'or SDFLOW_ALLOW_INSECURE=1 to accept anyone on the network',
+    );
+  }
+  const meta = createMetaStore(config);
+  const store = createObjectStore(config);
+  const temporal = await connectTemporal(config);
+  const functions = createFunctionRuntime(config);
+  const app = createApp({ config, logger, meta, store, temporal, functions, keys, urlSecret: loadUrlSecret(config) });
+
+  const server = app.listen({ host: config.api.host, port: config.api.port });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  // A sync request may wait up to the sync cap; uploads may be large. Headers must still arrive promptly.
+  server.requestTimeout = (config.api.syncTimeoutS + 120) * 1000;
+  server.headersTimeout = 60_000;
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ url: `http://${config.api.host}:${port}`, auth: keys ? 'keys' : 'off' }, 'api listening');
+
+  return {
+    port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await temporal.connection.close();
+      await meta.close();
+    },
+  };
+}

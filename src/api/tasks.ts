@@ -1,0 +1,220 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { Config } from '../config.js';
+import type { Logger } from '../logging.js';
+import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
+import type { ObjectStore } from '../platform/object-store/port.js';
+import { generationInputFor, startGeneration } from '../temporal.js';
+import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind, type TaskProgress } from '../types.js';
+import { progressQuery } from '../workflows/definitions.js';
+import type { Principal } from './auth.js';
+import { claimCheckImages } from './claim-check.js';
+import { conflict, HttpError, notFound } from './errors.js';
+import type { Limits } from './schemas.js';
+
+// What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
+
+export interface TaskDeps {
+  config: Config;
+  meta: MetaStore;
+  store: ObjectStore;
+  temporal: Client;
+  logger: Logger;
+  limits: Limits;
+}
+
+/** Platform fields that select the function; everything else goes to SD as the A1111 body. */
+const PLATFORM_FIELDS = ['stable_diffusion_model', 'sd_vae'] as const;
+
+/** Sortable, unguessable: time first so listings read in order, then 64 random bits. */
+export function newTaskId(): string {
+  return `${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
+}
+
+/** A1111 titles carry a ` [hash]` suffix; the registry's names do not. */
+export function stripTitleHash(name: string): string {
+  return name.replace(/\s*\[[0-9a-fA-F]{8,64}\]$/, '');
+}
+
+/** The checkpoint a request names, if it is registered and servable. */
+export async function resolveCheckpoint(meta: MetaStore, requested: string, field: string): Promise<ModelRecord> {
+  const model = (await meta.getModel(requested)) ?? (await meta.getModel(stripTitleHash(requested)));
+  if (model?.type !== 'stableDiffusion' || model.status === 'deleted') {
+    throw notFound(`${field}: unknown checkpoint ${requested}`);
+  }
+  if (model.status !== 'loaded') {
+    throw new HttpError(409, `${field}: checkpoint ${model.name} is ${model.status}, not loaded`);
+  }
+  return model;
+}
+
+/** The checkpoint used when a request names none: the configured default, else the oldest loaded checkpoint. */
+export async function defaultCheckpoint(deps: TaskDeps): Promise<ModelRecord> {
+  if (deps.config.models.defaultModel) {
+    return resolveCheckpoint(deps.meta, deps.config.models.defaultModel, 'SDFLOW_DEFAULT_MODEL');
+  }
+  const loaded = await deps.meta.listModels({ type: 'stableDiffusion', status: 'loaded' });
+  const first = loaded.sort((a, b) => a.registeredTime.localeCompare(b.registeredTime))[0];
+  if (!first) throw new HttpError(503, 'no checkpoint is loaded yet');
+  return first;
+}
+
+export interface Submission {
+  kind: TaskKind;
+  principal: Principal;
+  body: SdParams;
+  taskId?: string;
+  idempotencyKey?: string;
+  retryOf?: string;
+}
+
+function requestHash(kind: TaskKind, body: SdParams): string {
+  return createHash('sha256').update(kind).update(JSON.stringify(body)).digest('hex');
+}
+
+/** Validated body in, accepted task out: claim check, conditional insert, workflow start. */
+export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRecord> {
+  const requested = s.body.stable_diffusion_model;
+  const model =
+    typeof requested === 'string'
+      ? await resolveCheckpoint(deps.meta, requested, 'stable_diffusion_model')
+      : await defaultCheckpoint(deps);
+
+  if (s.idempotencyKey) {
+    const earlier = await deps.meta.findTaskByIdempotencyKey(s.principal.user, s.idempotencyKey);
+    if (earlier) {
+      if (earlier.requestHash === requestHash(s.kind, s.body)) return earlier;
+      throw conflict('Idempotency-Key was used before with a different request', { taskId: earlier.taskId });
+    }
+  }
+  const taskId = s.taskId ?? newTaskId();
+  if (s.taskId && (await deps.meta.getTask(taskId))) throw conflict(`taskId ${taskId} already exists`);
+
+  const params: SdParams = { ...s.body };
+  for (const f of PLATFORM_FIELDS) delete params[f];
+  if (typeof s.body.sd_vae === 'string') {
+    params.override_settings = { ...(params.override_settings as object | undefined), sd_vae: s.body.sd_vae };
+  }
+  const checked = await claimCheckImages(params, {
+    kind: s.kind,
+    taskId,
+    principal: s.principal,
+    store: deps.store,
+    limits: deps.limits,
+  });
+
+  const inserted = await deps.meta.insertTask({
+    taskId,
+    user: s.principal.user,
+    kind: s.kind,
+    model: model.name,
+    params: checked,
+    ...(s.retryOf ? { retryOf: s.retryOf } : {}),
+    ...(s.idempotencyKey ? { idempotencyKey: s.idempotencyKey, requestHash: requestHash(s.kind, s.body) } : {}),
+  });
+  if (!inserted) {
+    if (s.idempotencyKey) {
+      const winner = await deps.meta.findTaskByIdempotencyKey(s.principal.user, s.idempotencyKey);
+      if (winner) return winner;
+    }
+    throw conflict(`taskId ${taskId} already exists`);
+  }
+  const task = (await deps.meta.getTask(taskId))!;
+  try {
+    await startGeneration(
+      deps.temporal,
+      deps.config,
+      generationInputFor(deps.config, task, s.principal.role === 'admin'),
+    );
+  } catch (err) {
+    deps.logger.error({ err, taskId }, 'could not start the workflow');
+    // The row stays open: the reconciler starts the workflow once Temporal is back, so the task is not lost.
+    throw new HttpError(503, `task ${taskId} was accepted but its workflow could not be started yet; it will be`, {
+      taskId,
+      status: 'waiting',
+    });
+  }
+  return task;
+}
+
+/** A task the caller may see; another user's task is reported as missing, never as forbidden. */
+export async function taskFor(deps: TaskDeps, taskId: string, principal: Principal): Promise<TaskRecord> {
+  const task = await deps.meta.getTask(taskId);
+  if (!task || (principal.role !== 'admin' && task.user !== principal.user)) throw notFound(`unknown task ${taskId}`);
+  return task;
+}
+
+/**
+ * Waits until the task is final or `timeoutMs` passes (or `signal` aborts), and returns the row as it then is.
+ * Waiting follows the workflow's result; the row is what is returned, as it is the record.
+ */
+export async function waitForTask(deps: TaskDeps, taskId: string, timeoutMs: number, signal?: AbortSignal) {
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), timeoutMs);
+  const onAbort = () => stop.abort();
+  signal?.addEventListener('abort', onAbort);
+  try {
+    await deps.temporal.connection.withAbortSignal(stop.signal, () =>
+      deps.temporal.workflow.getHandle(taskId).result(),
+    );
+  } catch {
+    // Failed, cancelled, timed out or aborted: the row says which.
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+  return (await deps.meta.getTask(taskId))!;
+}
+
+export async function resultView(deps: TaskDeps, task: TaskRecord) {
+  const ttl = deps.config.stores.urlTtlS;
+  return {
+    taskId: task.taskId,
+    status: task.status,
+    images: task.images,
+    ossUrl: await Promise.all(task.images.map((key) => deps.store.signedUrl(key, ttl))),
+    info: task.info ?? null,
+    parameters: task.parameters ?? null,
+    ...(task.message ? { message: task.message } : {}),
+    ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+  };
+}
+
+/** Progress of a live task from its workflow (with a deadline), else from the row. A closed workflow is never queried. */
+export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<TaskProgress> {
+  const fromRow: TaskProgress = {
+    taskId: task.taskId,
+    status: task.status,
+    progress: isFinal(task.status) ? 1 : 0,
+    etaRelative: 0,
+    state: EMPTY_SD_STATE,
+    phase: isFinal(task.status) ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
+    currentImage: null,
+  };
+  if (isFinal(task.status)) return fromRow;
+  try {
+    const deadline = Date.now() + deps.config.api.queryTimeoutMs;
+    return await deps.temporal.connection.withDeadline(deadline, () =>
+      deps.temporal.workflow.getHandle(task.taskId).query(progressQuery),
+    );
+  } catch (err) {
+    deps.logger.debug({ err, taskId: task.taskId }, 'progress query failed; answering from the row');
+    return fromRow;
+  }
+}
+
+/** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */
+export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<TaskRecord> {
+  if (isFinal(task.status)) {
+    throw conflict(`task ${task.taskId} is already ${task.status}`, { taskId: task.taskId, status: task.status });
+  }
+  try {
+    await deps.temporal.workflow.getHandle(task.taskId).cancel();
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+    // Accepted but never started (Temporal was down at submit): nothing runs, so the row is final at once.
+    await deps.meta.finalizeTask(task.taskId, { status: 'cancelled', images: [], message: 'cancelled by request' });
+  }
+  return waitForTask(deps, task.taskId, deps.config.api.cancelWaitS * 1000);
+}

@@ -1,0 +1,185 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
+import type { Config } from '../config.js';
+import { createLogger, type Logger } from '../logging.js';
+import { createMetaStore, createObjectStore } from '../platform/index.js';
+import { logsDir } from '../platform/object-store/local-paths.js';
+import { connectTemporal } from '../temporal.js';
+import { registerDemoCheckpoints } from './demo-models.js';
+import { type RoleProcess, spawnRole, waitForHttp } from './processes.js';
+import {
+  type DevServer,
+  ensureSearchAttributes,
+  PINNED_TEMPORAL_VERSION,
+  probeSearchAttributes,
+  resolveTemporalCli,
+  startDevServer,
+  temporalCliVersion,
+  waitForTemporal,
+} from './temporal-server.js';
+
+// `sdflow dev` (= npm start): everything on the embedded defaults, in order — Temporal, runtime, worker, API —
+// and stopped in reverse order on Ctrl-C. A second start reuses the data dir, so earlier results stay readable.
+
+const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** Prints a child's pino lines compactly: `12:00:01 api     info  message {fields}`. */
+function consoleLine(name: string) {
+  return (line: string) => {
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      console.log(`${name.padEnd(8)} ${line}`);
+      return;
+    }
+    const { level, time, msg, pid: _pid, name: _name, hostname: _host, ...rest } = entry;
+    if (typeof level === 'number' && level < 30) return;
+    const clock = new Date(typeof time === 'number' ? time : Date.now()).toTimeString().slice(0, 8);
+    const fields = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+    console.log(
+      `${clock} ${name.padEnd(8)} ${(LEVELS[level as number] ?? String(level)).padEnd(5)} ${msg ?? ''}${fields}`,
+    );
+  };
+}
+
+function waitForLine(proc: RoleProcess, match: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${proc.name} not ready after ${timeoutMs} ms`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      if (match.test(chunk.toString())) {
+        clearTimeout(timer);
+        proc.child.stdout?.off('data', onData);
+        resolve();
+      }
+    };
+    proc.child.stdout?.on('data', onData);
+    proc.exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${proc.name} exited with code ${code}`));
+    });
+  });
+}
+
+/** Reuses a Temporal already answering at the address, or starts the dev server with its SQLite file in the data dir. */
+async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer | null> {
+  const { address, namespace } = config.temporal;
+  try {
+    await waitForTemporal(address, namespace, 1500);
+    logger.info({ address }, 'reusing the Temporal server already running');
+    const connection = await Connection.connect({ address });
+    await ensureSearchAttributes(connection, namespace);
+    await connection.close();
+    return null;
+  } catch {
+    // Nothing answers: start our own below.
+  }
+  const [ip, port] = address.split(':');
+  if (!['127.0.0.1', 'localhost'].includes(ip ?? '')) {
+    throw new Error(`Temporal at ${address} does not answer, and sdflow dev only starts one on 127.0.0.1`);
+  }
+  const cli = await resolveTemporalCli();
+  const version = await temporalCliVersion(cli);
+  const dir = join(config.dataDir, 'temporal');
+  mkdirSync(dir, { recursive: true });
+  const versionFile = join(dir, 'CLI_VERSION');
+  let recorded: string | undefined;
+  try {
+    recorded = readFileSync(versionFile, 'utf8').trim();
+  } catch {
+    writeFileSync(versionFile, `${version}\n`);
+  }
+  if (recorded && recorded !== version) {
+    logger.warn({ recorded, running: version }, 'this data dir was created by another Temporal CLI version');
+  }
+  if (version !== PINNED_TEMPORAL_VERSION)
+    logger.warn({ version, pinned: PINNED_TEMPORAL_VERSION }, 'Temporal CLI is not the pinned version');
+  logger.info({ cli, version }, 'starting the Temporal dev server');
+  return startDevServer({
+    cli,
+    ip: '127.0.0.1',
+    port: Number(port ?? 7233),
+    uiPort: config.temporal.uiPort,
+    httpPort: config.temporal.httpPort,
+    dbFile: join(dir, 'temporal.db'),
+    namespace,
+    logFile: join(logsDir(config.dataDir), 'temporal.log'),
+  });
+}
+
+export async function runDev(config: Config): Promise<void> {
+  const started = Date.now();
+  const logger = createLogger('dev', config.logLevel);
+  mkdirSync(logsDir(config.dataDir), { recursive: true });
+  const roles: RoleProcess[] = [];
+  let temporal: DevServer | null = null;
+  let stopping = false;
+
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping: api, worker, runtime, temporal');
+    for (const role of [...roles].reverse()) await role.stop();
+    await temporal?.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+
+  try {
+    temporal = await ensureTemporal(config, logger);
+    const client = await connectTemporal(config);
+    await probeSearchAttributes(client);
+    await client.connection.close();
+
+    const meta = createMetaStore(config);
+    if (config.models.demo) await registerDemoCheckpoints(createObjectStore(config), meta);
+    await meta.close();
+
+    const env = { ...process.env, SDFLOW_DATA_DIR: config.dataDir };
+    const start = (name: string) => {
+      const role = spawnRole(name, [name], {
+        env,
+        logFile: join(logsDir(config.dataDir), `${name}.log`),
+        onLine: consoleLine(name),
+      });
+      role.exited.then((code) => {
+        if (!stopping) {
+          console.error(
+            `${name} exited unexpectedly (code ${code}); see ${join(logsDir(config.dataDir), `${name}.log`)}`,
+          );
+          void stopAll(1);
+        }
+      });
+      roles.push(role);
+      return role;
+    };
+
+    const runtime = start('runtime');
+    await waitForHttp(`${config.runtime.url}/healthz`, 60_000, runtime);
+    const worker = start('worker');
+    await waitForLine(worker, /"msg":"worker running"/, 120_000);
+    const api = start('api');
+    await waitForHttp(`http://127.0.0.1:${config.api.port}/healthz`, 120_000, api);
+
+    const ui = temporal ? `http://127.0.0.1:${config.temporal.uiPort}` : '(the reused server’s own UI)';
+    console.log(
+      [
+        '',
+        `sdflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        `  API          ${config.api.publicUrl}`,
+        `  Temporal UI  ${ui}`,
+        `  data dir     ${config.dataDir}`,
+        `  logs         ${logsDir(config.dataDir)}`,
+        '',
+        `try: curl -s ${config.api.publicUrl}/txt2img -H 'content-type: application/json' \\`,
+        `       -d '{"stable_diffusion_model":"sdflow-demo-v1.safetensors","prompt":"a lighthouse","steps":8}'`,
+        '',
+      ].join('\n'),
+    );
+  } catch (err) {
+    console.error(`sdflow dev could not start: ${(err as Error).message}`);
+    await stopAll(1);
+  }
+}

@@ -1,0 +1,75 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+// Launching sdflow's own processes (compiled JavaScript, never a TypeScript loader) and waiting for them.
+
+/** dist/cli/main.js: the entry every sdflow process runs (also when this module is loaded from source by tests). */
+export const CLI_MAIN = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? '../../dist/cli/main.js' : './main.js', import.meta.url),
+);
+
+export interface RoleProcess {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`. Resolves when the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnRoleOptions {
+  env: NodeJS.ProcessEnv;
+  /** The process's output is appended here. */
+  logFile: string;
+  /** Called with each output line (for a console summary). */
+  onLine?: (line: string) => void;
+}
+
+export function spawnRole(name: string, args: string[], o: SpawnRoleOptions): RoleProcess {
+  mkdirSync(dirname(o.logFile), { recursive: true });
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = createWriteStream(o.logFile, { flags: 'a' });
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.pipe(log, { end: false });
+    if (o.onLine && stream) createInterface({ input: stream }).on('line', o.onLine);
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    name,
+    child,
+    exited,
+    async stop(graceMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      log.end();
+    },
+  };
+}
+
+/** Polls `url` until it answers 200, the process exits, or `timeoutMs` passes. */
+export async function waitForHttp(url: string, timeoutMs: number, proc?: RoleProcess): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let exited = false;
+  proc?.exited.then(() => {
+    exited = true;
+  });
+  let last = '';
+  while (Date.now() < until) {
+    if (exited) throw new Error(`${proc?.name} exited before ${url} was ready`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      if (res.ok) return;
+      last = `${res.status} ${await res.text()}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}

@@ -1,0 +1,420 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../types.js';
+import type { ModelType } from '../object-store/keys.js';
+import { decodeCursor, encodeCursor, pageLimit } from './cursor.js';
+import type {
+  FunctionRecord,
+  MetaStore,
+  ModelRecord,
+  ModelStatus,
+  NewTask,
+  Page,
+  TaskFinal,
+  TaskQuery,
+  TaskRecord,
+} from './port.js';
+
+// The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
+// connection runs in WAL mode with a busy timeout, and every write that must be atomic is one statement or an
+// IMMEDIATE transaction (a deferred one could fail to upgrade its lock under contention instead of waiting).
+
+const BUSY_TIMEOUT_MS = 10_000;
+
+/** Schema migrations; the database's user_version is the number applied. Append only, never edit one. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE tasks (
+    task_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'succeeded', 'failed', 'cancelled')),
+    params TEXT NOT NULL,
+    images TEXT NOT NULL,
+    info TEXT,
+    parameters TEXT,
+    message TEXT,
+    error_kind TEXT,
+    retry_of TEXT,
+    idempotency_key TEXT,
+    request_hash TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+  );
+  CREATE INDEX tasks_user_created ON tasks (user, created_at, task_id);
+  CREATE INDEX tasks_status_created ON tasks (status, created_at, task_id);
+  CREATE INDEX tasks_created ON tasks (created_at, task_id);
+  CREATE UNIQUE INDEX tasks_user_idempotency ON tasks (user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+  CREATE TABLE models (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    oss_path TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    registered_time TEXT NOT NULL,
+    last_modification_time TEXT NOT NULL
+  );
+
+  CREATE TABLE functions (
+    function_name TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+
+  CREATE TABLE config (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+interface TaskRow {
+  task_id: string;
+  user: string;
+  kind: string;
+  model: string;
+  status: string;
+  params: string;
+  images: string;
+  info: string | null;
+  parameters: string | null;
+  message: string | null;
+  error_kind: string | null;
+  retry_of: string | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+interface ModelRow {
+  name: string;
+  type: string;
+  oss_path: string;
+  etag: string;
+  status: string;
+  message: string | null;
+  registered_time: string;
+  last_modification_time: string;
+}
+
+interface FunctionRow {
+  function_name: string;
+  model: string;
+  resources: string;
+  created_at: string;
+  updated_at: string;
+}
+
+function toTask(row: TaskRow): TaskRecord {
+  const task: TaskRecord = {
+    taskId: row.task_id,
+    user: row.user,
+    kind: row.kind as TaskKind,
+    model: row.model,
+    status: row.status as TaskStatus,
+    params: JSON.parse(row.params),
+    images: JSON.parse(row.images),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+  if (row.info !== null) task.info = row.info;
+  if (row.parameters !== null) task.parameters = JSON.parse(row.parameters);
+  if (row.message !== null) task.message = row.message;
+  if (row.error_kind !== null) task.errorKind = row.error_kind as ErrorKind;
+  if (row.retry_of !== null) task.retryOf = row.retry_of;
+  if (row.idempotency_key !== null) task.idempotencyKey = row.idempotency_key;
+  if (row.request_hash !== null) task.requestHash = row.request_hash;
+  if (row.started_at !== null) task.startedAt = row.started_at;
+  if (row.finished_at !== null) task.finishedAt = row.finished_at;
+  return task;
+}
+
+function toModel(row: ModelRow): ModelRecord {
+  const model: ModelRecord = {
+    type: row.type as ModelType,
+    name: row.name,
+    ossPath: row.oss_path,
+    etag: row.etag,
+    status: row.status as ModelStatus,
+    registeredTime: row.registered_time,
+    lastModificationTime: row.last_modification_time,
+  };
+  if (row.message !== null) model.message = row.message;
+  return model;
+}
+
+function toFunction(row: FunctionRow): FunctionRecord {
+  return {
+    functionName: row.function_name,
+    model: row.model,
+    resources: JSON.parse(row.resources),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const jsonOrNull = (value: unknown) => (value === undefined ? null : JSON.stringify(value));
+const now = () => new Date().toISOString();
+
+/** Normalizes an instant to the stored form (ISO, UTC, milliseconds), so string comparison is time order. */
+function isoInstant(value: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new RangeError(`not a valid instant: ${JSON.stringify(value)}`);
+  return new Date(ms).toISOString();
+}
+
+function migrate(db: Database.Database): void {
+  const version = () => db.pragma('user_version', { simple: true }) as number;
+  if (version() === SCHEMA_VERSION) return;
+  // IMMEDIATE takes the write lock before reading the version, so of two processes opening a fresh file at once
+  // one migrates and the other then sees the new version and does nothing.
+  db.transaction(() => {
+    const current = version();
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`meta store schema version ${current} is newer than this build supports (${SCHEMA_VERSION})`);
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+export class SqliteMetaStore implements MetaStore {
+  private readonly stmt;
+
+  private constructor(private readonly db: Database.Database) {
+    this.stmt = {
+      insertTask: db.prepare(`
+        INSERT INTO tasks (task_id, user, kind, model, status, params, images, info, parameters, message, error_kind,
+                           retry_of, idempotency_key, request_hash, created_at, updated_at)
+        VALUES (@taskId, @user, @kind, @model, 'waiting', @params, '[]', @info, @parameters, @message, @errorKind,
+                @retryOf, @idempotencyKey, @requestHash, @now, @now)
+        ON CONFLICT DO NOTHING`),
+      getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE task_id = ?'),
+      findByIdempotencyKey: db.prepare<[string, string], TaskRow>(
+        'SELECT * FROM tasks WHERE user = ? AND idempotency_key = ?',
+      ),
+      markRunning: db.prepare(`
+        UPDATE tasks SET status = 'running', started_at = @now, updated_at = @now
+        WHERE task_id = @taskId AND status = 'waiting'`),
+      finalize: db.prepare(`
+        UPDATE tasks SET status = @status, images = @images, info = @info, parameters = @parameters,
+                         message = @message, error_kind = @errorKind, updated_at = @now, finished_at = @now
+        WHERE task_id = @taskId AND status IN ('waiting', 'running')`),
+      putModel: db.prepare(`
+        INSERT INTO models (name, type, oss_path, etag, status, message, registered_time, last_modification_time)
+        VALUES (@name, @type, @ossPath, @etag, @status, @message, @registeredTime, @lastModificationTime)
+        ON CONFLICT (name) DO UPDATE SET type = excluded.type, oss_path = excluded.oss_path, etag = excluded.etag,
+          status = excluded.status, message = excluded.message, registered_time = excluded.registered_time,
+          last_modification_time = excluded.last_modification_time`),
+      insertModel: db.prepare(`
+        INSERT INTO models (name, type, oss_path, etag, status, message, registered_time, last_modification_time)
+        VALUES (@name, @type, @ossPath, @etag, @status, @message, @registeredTime, @lastModificationTime)
+        ON CONFLICT (name) DO UPDATE SET type = excluded.type, oss_path = excluded.oss_path, etag = excluded.etag,
+          status = excluded.status, message = excluded.message, registered_time = excluded.registered_time,
+          last_modification_time = excluded.last_modification_time
+        WHERE models.status = 'deleted'`),
+      getModel: db.prepare<[string], ModelRow>('SELECT * FROM models WHERE name = ?'),
+      listModels: db.prepare<{ type: string | null; status: string | null }, ModelRow>(`
+        SELECT * FROM models
+        WHERE (@type IS NULL OR type = @type) AND (@status IS NULL OR status = @status)
+        ORDER BY name`),
+      // A re-put keeps the original createdAt: concurrent ensureFunction calls each stamp their own "now".
+      putFunction: db.prepare(`
+        INSERT INTO functions (function_name, model, resources, created_at, updated_at)
+        VALUES (@functionName, @model, @resources, @createdAt, @updatedAt)
+        ON CONFLICT (function_name) DO UPDATE SET model = excluded.model, resources = excluded.resources,
+          updated_at = excluded.updated_at`),
+      getFunction: db.prepare<[string], FunctionRow>('SELECT * FROM functions WHERE function_name = ?'),
+      listFunctions: db.prepare<[], FunctionRow>('SELECT * FROM functions ORDER BY function_name'),
+      deleteFunction: db.prepare('DELETE FROM functions WHERE function_name = ?'),
+      getConfig: db.prepare<[string], { value: string }>('SELECT value FROM config WHERE key = ?'),
+      insertConfig: db.prepare('INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    };
+  }
+
+  /** Opens (creating the file and its directory if needed) and migrates the database. */
+  static open(file: string): SqliteMetaStore {
+    mkdirSync(dirname(file), { recursive: true });
+    const db = new Database(file);
+    try {
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      migrate(db);
+      return new SqliteMetaStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * False when a task with this taskId exists, or when the user already has a task with this idempotency key (a
+   * concurrent submit won the race); the caller tells the two apart with findTaskByIdempotencyKey.
+   */
+  async insertTask(task: NewTask): Promise<boolean> {
+    const result = this.stmt.insertTask.run({
+      taskId: task.taskId,
+      user: task.user,
+      kind: task.kind,
+      model: task.model,
+      params: JSON.stringify(task.params),
+      info: task.info ?? null,
+      parameters: jsonOrNull(task.parameters),
+      message: task.message ?? null,
+      errorKind: task.errorKind ?? null,
+      retryOf: task.retryOf ?? null,
+      idempotencyKey: task.idempotencyKey ?? null,
+      requestHash: task.requestHash ?? null,
+      now: now(),
+    });
+    return result.changes === 1;
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | null> {
+    const row = this.stmt.getTask.get(taskId);
+    return row ? toTask(row) : null;
+  }
+
+  async findTaskByIdempotencyKey(user: string, idempotencyKey: string): Promise<TaskRecord | null> {
+    const row = this.stmt.findByIdempotencyKey.get(user, idempotencyKey);
+    return row ? toTask(row) : null;
+  }
+
+  async markTaskRunning(taskId: string): Promise<void> {
+    this.stmt.markRunning.run({ taskId, now: now() });
+  }
+
+  async finalizeTask(taskId: string, final: TaskFinal): Promise<TaskRecord | null> {
+    if (!isFinal(final.status)) throw new Error(`finalizeTask needs a final status, got ${final.status}`);
+    const row = this.db
+      .transaction(() => {
+        this.stmt.finalize.run({
+          taskId,
+          status: final.status,
+          images: JSON.stringify(final.images),
+          info: final.info ?? null,
+          parameters: jsonOrNull(final.parameters),
+          message: final.message ?? null,
+          errorKind: final.errorKind ?? null,
+          now: now(),
+        });
+        return this.stmt.getTask.get(taskId);
+      })
+      .immediate();
+    return row ? toTask(row) : null;
+  }
+
+  /** Newest first (createdAt, then taskId, descending). An empty status list means any status. */
+  async listTasks(query: TaskQuery): Promise<Page<TaskRecord>> {
+    const limit = pageLimit(query.limit);
+    const where: string[] = [];
+    const args: string[] = [];
+    if (query.user !== undefined) {
+      where.push('user = ?');
+      args.push(query.user);
+    }
+    if (query.status !== undefined && query.status.length > 0) {
+      where.push(`status IN (${query.status.map(() => '?').join(', ')})`);
+      args.push(...query.status);
+    }
+    if (query.createdBefore !== undefined) {
+      where.push('created_at < ?');
+      args.push(isoInstant(query.createdBefore));
+    }
+    if (query.cursor !== undefined) {
+      const position = decodeCursor(query.cursor);
+      where.push('(created_at, task_id) < (?, ?)');
+      args.push(position.createdAt, position.taskId);
+    }
+    const sql = `SELECT * FROM tasks ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY created_at DESC, task_id DESC LIMIT ?`;
+    // One row past the page tells whether another page exists, so the last page carries no cursor.
+    const rows = this.db.prepare<unknown[], TaskRow>(sql).all(...args, limit + 1);
+    const items = rows.slice(0, limit).map(toTask);
+    if (rows.length <= limit) return { items };
+    const last = items[items.length - 1];
+    return { items, cursor: encodeCursor({ createdAt: last.createdAt, taskId: last.taskId }) };
+  }
+
+  async putModel(model: ModelRecord): Promise<void> {
+    this.stmt.putModel.run(modelParams(model));
+  }
+
+  /** False when a model of that name exists and is not `deleted`; a deleted one is replaced. */
+  async insertModel(model: ModelRecord): Promise<boolean> {
+    return this.stmt.insertModel.run(modelParams(model)).changes === 1;
+  }
+
+  async getModel(name: string): Promise<ModelRecord | null> {
+    const row = this.stmt.getModel.get(name);
+    return row ? toModel(row) : null;
+  }
+
+  async listModels(filter: { type?: ModelType; status?: ModelStatus } = {}): Promise<ModelRecord[]> {
+    return this.stmt.listModels.all({ type: filter.type ?? null, status: filter.status ?? null }).map(toModel);
+  }
+
+  async putFunction(fn: FunctionRecord): Promise<void> {
+    this.stmt.putFunction.run({
+      functionName: fn.functionName,
+      model: fn.model,
+      resources: JSON.stringify(fn.resources),
+      createdAt: fn.createdAt,
+      updatedAt: fn.updatedAt,
+    });
+  }
+
+  async getFunction(functionName: string): Promise<FunctionRecord | null> {
+    const row = this.stmt.getFunction.get(functionName);
+    return row ? toFunction(row) : null;
+  }
+
+  async listFunctions(): Promise<FunctionRecord[]> {
+    return this.stmt.listFunctions.all().map(toFunction);
+  }
+
+  async deleteFunction(functionName: string): Promise<void> {
+    this.stmt.deleteFunction.run(functionName);
+  }
+
+  async getConfigValue(key: string): Promise<string | null> {
+    return this.stmt.getConfig.get(key)?.value ?? null;
+  }
+
+  async setConfigValueOnce(key: string, value: string): Promise<string> {
+    this.stmt.insertConfig.run(key, value);
+    // Config rows are never deleted, so the row is there: ours, or a concurrent first writer's.
+    return this.stmt.getConfig.get(key)!.value;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+function modelParams(model: ModelRecord) {
+  return {
+    name: model.name,
+    type: model.type,
+    ossPath: model.ossPath,
+    etag: model.etag,
+    status: model.status,
+    message: model.message ?? null,
+    registeredTime: model.registeredTime,
+    lastModificationTime: model.lastModificationTime,
+  };
+}

@@ -1,0 +1,115 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Config } from '../../config.js';
+import { assertSafeKey } from './keys.js';
+import { urlSecretFile } from './local-paths.js';
+
+// Signed download links of the local object store: `<publicUrl>/files/<key>?expires=<unix s>&signature=<hex>`,
+// where the signature is HMAC-SHA256 over `<key>\n<expires>`. The signature alone authorizes the download.
+
+export type UrlVerdict = 'ok' | 'expired' | 'invalid';
+
+const SECRET_BYTES = 32;
+const EXPIRES = /^(0|[1-9][0-9]{0,14})$/;
+const SIGNATURE = /^[0-9a-fA-F]{64}$/;
+
+function signature(key: string, expires: number, secret: Buffer | string): Buffer {
+  return createHmac('sha256', secret).update(`${key}\n${expires}`).digest();
+}
+
+/** The URL path of a key under `/files/`, each segment percent-encoded. */
+export function filesPath(key: string): string {
+  return `/files/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** A link to `key` on the API at `publicUrl`, valid for `ttlS` seconds from `now` (ms). */
+export function signObjectUrl(
+  publicUrl: string,
+  key: string,
+  ttlS: number,
+  secret: Buffer | string,
+  now = Date.now(),
+): string {
+  assertSafeKey(key);
+  const expires = Math.floor(now / 1000) + Math.ceil(ttlS);
+  const sig = signature(key, expires, secret).toString('hex');
+  return `${publicUrl.replace(/\/$/, '')}${filesPath(key)}?expires=${expires}&signature=${sig}`;
+}
+
+/**
+ * Checks a link's parts as the `/files/` route received them (the key decoded, the query values raw). A forged or
+ * malformed link is `invalid`, whatever its expiry; only a genuine link can be `expired`. Never throws.
+ */
+export function verifyObjectUrl(
+  key: unknown,
+  expires: unknown,
+  sig: unknown,
+  secret: Buffer | string,
+  now = Date.now(),
+): UrlVerdict {
+  if (typeof key !== 'string' || typeof sig !== 'string' || !SIGNATURE.test(sig)) return 'invalid';
+  const expiresText = typeof expires === 'number' ? String(expires) : expires;
+  if (typeof expiresText !== 'string' || !EXPIRES.test(expiresText)) return 'invalid';
+  try {
+    assertSafeKey(key);
+  } catch {
+    return 'invalid';
+  }
+  const expiresS = Number(expiresText);
+  if (!timingSafeEqual(Buffer.from(sig, 'hex'), signature(key, expiresS, secret))) return 'invalid';
+  return now >= expiresS * 1000 ? 'expired' : 'ok';
+}
+
+/**
+ * The signing secret: SDFLOW_URL_SECRET when set, else a random one generated once and kept in the data dir, so
+ * every process of the deployment (and every restart) signs and verifies with the same secret.
+ */
+export function loadUrlSecret(config: Config): Buffer {
+  if (config.stores.urlSecret !== undefined) return Buffer.from(config.stores.urlSecret, 'utf8');
+  const file = urlSecretFile(config.dataDir);
+  return readSecretFile(file) ?? createSecretFile(file);
+}
+
+function readSecretFile(file: string): Buffer | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  // A damaged secret is reported, not replaced: replacing it would silently void every link already issued.
+  if (!/^[0-9a-f]+$/.test(text) || text.length !== SECRET_BYTES * 2) {
+    throw new Error(`${file} does not hold a ${SECRET_BYTES}-byte hex secret; fix or delete it`);
+  }
+  return Buffer.from(text, 'hex');
+}
+
+/**
+ * Writes a new secret to a private temp file, then links it into place. link() fails when the name exists, so of
+ * processes starting at once exactly one secret wins, and it is never seen half-written; all read the winner.
+ */
+function createSecretFile(file: string): Buffer {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    try {
+      writeSync(fd, `${randomBytes(SECRET_BYTES).toString('hex')}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  } finally {
+    unlinkSync(tmp);
+  }
+  const secret = readSecretFile(file);
+  if (!secret) throw new Error(`${file} vanished right after it was created`);
+  return secret;
+}

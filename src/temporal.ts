@@ -1,0 +1,75 @@
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import type { Config } from './config.js';
+import type { TaskRecord } from './platform/meta-store/port.js';
+import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
+import type { generationWorkflow } from './workflows/generation.js';
+
+// How sdflow talks to Temporal as a client: the connection, and the one way a generation workflow is started
+// (used by the API at submit and by the reconciler for accepted tasks that never started).
+
+export async function connectTemporal(config: Config): Promise<Client> {
+  const connection = await Connection.connect({ address: config.temporal.address, connectTimeout: 10_000 });
+  return new Client({ connection, namespace: config.temporal.namespace });
+}
+
+export function taskPolicy(config: Config): TaskPolicy {
+  return {
+    invokeHeartbeatTimeoutS: config.invoke.heartbeatTimeoutS,
+    invokeMaxAttempts: config.invoke.maxAttempts,
+    invokeRetryInitialS: config.invoke.retryInitialS,
+    activityMaxAttempts: config.worker.activityMaxAttempts,
+    semaphore: {
+      leaseCheckS: config.semaphore.leaseCheckS,
+      continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
+      initialLimit: config.tasks.maxConcurrency,
+    },
+  };
+}
+
+type TaskToStart = Pick<TaskRecord, 'taskId' | 'user' | 'kind' | 'model' | 'params' | 'retryOf' | 'createdAt'>;
+
+export function generationInputFor(config: Config, task: TaskToStart, admin: boolean): GenerationInput {
+  return {
+    taskId: task.taskId,
+    user: task.user,
+    kind: task.kind,
+    model: task.model,
+    params: task.params,
+    submittedAt: task.createdAt,
+    admin,
+    deadlineS: config.tasks.deadlineS,
+    semaphoreId: config.semaphore.id,
+    policy: taskPolicy(config),
+    ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+  };
+}
+
+/** A short summary for the Web UI's memo: never the whole prompt, never images. */
+function promptSummary(params: Record<string, unknown>): string {
+  const prompt = typeof params.prompt === 'string' ? params.prompt : '';
+  return prompt.length > 200 ? `${prompt.slice(0, 197)}...` : prompt;
+}
+
+/** Starts the task's workflow (id = taskId). Starting one that already exists is not an error. */
+export async function startGeneration(client: Client, config: Config, input: GenerationInput): Promise<void> {
+  try {
+    await client.workflow.start<typeof generationWorkflow>('generationWorkflow', {
+      workflowId: input.taskId,
+      taskQueue: config.temporal.taskQueue,
+      args: [input],
+      workflowExecutionTimeout: `${config.tasks.executionTimeoutS}s`,
+      typedSearchAttributes: [
+        { key: SEARCH_ATTRIBUTES.model, value: input.model },
+        { key: SEARCH_ATTRIBUTES.status, value: 'waiting' },
+        { key: SEARCH_ATTRIBUTES.user, value: input.user },
+      ],
+      memo: {
+        kind: input.kind,
+        prompt: promptSummary(input.params),
+        ...(input.retryOf ? { retryOf: input.retryOf } : {}),
+      },
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+}

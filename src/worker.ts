@@ -1,0 +1,110 @@
+import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
+import { type LogLevel, type LogMetadata, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createActivities } from './activities/index.js';
+import type { Config } from './config.js';
+import type { Logger } from './logging.js';
+import { createFunctionRuntime, createMetaStore } from './platform/index.js';
+import { connectTemporal, generationInputFor, startGeneration } from './temporal.js';
+import { emptySemaphoreState } from './types.js';
+import { setLimitSignal } from './workflows/definitions.js';
+import type { reconcilerWorkflow } from './workflows/reconciler.js';
+import type { semaphoreWorkflow } from './workflows/semaphore.js';
+
+export interface WorkerOptions {
+  /** The pre-built workflow bundle; defaults to dist/workflow-bundle.js beside this file. */
+  workflowBundlePath?: string;
+}
+
+let runtimeInstalled = false;
+
+/** Temporal's core logs go to the process's pino logger; shutdown is driven by sdflow, not by Temporal's handlers. */
+function installRuntime(logger: Logger) {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const forward = (level: LogLevel, message: string, meta?: LogMetadata) => {
+    const method = ({ TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const)[level];
+    logger[method](meta ?? {}, message);
+  };
+  Runtime.install({
+    shutdownSignals: [],
+    logger: {
+      log: forward,
+      trace: (m, meta) => forward('TRACE', m, meta),
+      debug: (m, meta) => forward('DEBUG', m, meta),
+      info: (m, meta) => forward('INFO', m, meta),
+      warn: (m, meta) => forward('WARN', m, meta),
+      error: (m, meta) => forward('ERROR', m, meta),
+    },
+  });
+}
+
+/** The semaphore's limit follows config at every worker start; the reconciler is started once per deployment. */
+async function startSingletons(client: Client, config: Config): Promise<void> {
+  await client.workflow.signalWithStart<typeof semaphoreWorkflow, [number]>('semaphoreWorkflow', {
+    workflowId: config.semaphore.id,
+    taskQueue: config.temporal.taskQueue,
+    args: [
+      {
+        state: emptySemaphoreState(config.tasks.maxConcurrency),
+        leaseCheckS: config.semaphore.leaseCheckS,
+        continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
+      },
+    ],
+    signal: setLimitSignal,
+    signalArgs: [config.tasks.maxConcurrency],
+  });
+  await client.workflow.start<typeof reconcilerWorkflow>('reconcilerWorkflow', {
+    workflowId: config.reconciler.id,
+    taskQueue: config.temporal.taskQueue,
+    args: [{ periodS: config.reconciler.periodS, graceS: config.reconciler.graceS }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
+export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}) {
+  installRuntime(logger);
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const client = await connectTemporal(config);
+  const meta = createMetaStore(config);
+  const functions = createFunctionRuntime(config);
+  const activities = createActivities({
+    meta,
+    functions,
+    temporal: client,
+    taskQueue: config.temporal.taskQueue,
+    functionPrefix: config.functions.prefix,
+    progressSignalMs: config.invoke.progressSignalMs,
+    invokeIdleTimeoutS: config.invoke.idleTimeoutS,
+    // Tasks the reconciler starts were validated at submit, references included.
+    startGeneration: (task) => startGeneration(client, config, generationInputFor(config, task, true)),
+    logger,
+  });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    workflowBundle: {
+      codePath: options.workflowBundlePath ?? fileURLToPath(new URL('./workflow-bundle.js', import.meta.url)),
+    },
+    activities,
+    maxHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
+    defaultHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
+    shutdownGraceTime: `${config.worker.shutdownGraceS}s`,
+  });
+  await startSingletons(client, config);
+  const running = worker.run();
+  logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address }, 'worker running');
+
+  return {
+    port: 0,
+    worker,
+    async close() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+      await client.connection.close();
+      await meta.close();
+    },
+  };
+}

@@ -1,0 +1,21 @@
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import {
+  GENERATION,
+  type LeaseRef,
+  type ProgressSnapshot,
+  SEMAPHORE,
+  type SemaphoreState,
+  type SlotGrant,
+  type TaskProgress,
+} from '../types.js';
+
+// Signal and query definitions, shared by workflows, activities and the API.
+
+export const progressSignal = defineSignal<[ProgressSnapshot]>(GENERATION.progressSignal);
+export const slotGrantedSignal = defineSignal<[SlotGrant]>(GENERATION.slotGrantedSignal);
+export const progressQuery = defineQuery<TaskProgress>(GENERATION.progressQuery);
+
+export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
+export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
+export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
+export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);

@@ -1,0 +1,192 @@
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  isCancellation,
+  log,
+  proxyActivities,
+  rootCause,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities, InvokeResult } from '../activities/index.js';
+import {
+  EMPTY_SD_STATE,
+  type ErrorKind,
+  type GenerationInput,
+  type LeaseRef,
+  NON_RETRYABLE,
+  type ProgressSnapshot,
+  type SdParams,
+  SEARCH_ATTRIBUTES,
+  type TaskOutcome,
+  type TaskStatus,
+} from '../types.js';
+import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
+
+// One task, top to bottom (DESIGN.md section 2): seeds, function, slot, invoke, release, final record.
+// The workflow id is the taskId.
+
+function activitiesFor(input: GenerationInput) {
+  const p = input.policy;
+  const bookkeeping = proxyActivities<Activities>({
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: p.activityMaxAttempts },
+  });
+  const invoke = proxyActivities<Activities>({
+    startToCloseTimeout: `${input.deadlineS}s`,
+    heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: `${p.invokeRetryInitialS}s`,
+      backoffCoefficient: 2,
+      maximumAttempts: p.invokeMaxAttempts,
+      nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
+    },
+  });
+  return { ...bookkeeping, invokeFunction: invoke.invokeFunction };
+}
+
+/** `-1` (or no seed) becomes a concrete seed here, deterministically, so a retried attempt renders the same images. */
+export function resolveSeeds(kind: GenerationInput['kind'], params: SdParams): SdParams {
+  if (kind === 'extra') return params;
+  const concrete = (v: unknown) =>
+    typeof v === 'number' && v >= 0 ? Math.floor(v) : Math.floor(Math.random() * 4294967295);
+  return { ...params, seed: concrete(params.seed), subseed: concrete(params.subseed) };
+}
+
+export async function generationWorkflow(input: GenerationInput): Promise<TaskOutcome> {
+  const { taskId } = input;
+  const acts = activitiesFor(input);
+  let status: TaskStatus = 'waiting';
+  let snapshot: ProgressSnapshot = {
+    progress: 0,
+    etaRelative: 0,
+    state: EMPTY_SD_STATE,
+    phase: 'queued',
+    currentImage: null,
+  };
+  const grants = new Set<string>();
+
+  setHandler(progressQuery, () => ({ taskId, status, ...snapshot }));
+  setHandler(progressSignal, (p) => {
+    if (status === 'running') snapshot = p;
+  });
+  setHandler(slotGrantedSignal, ({ leaseId }) => {
+    grants.add(leaseId);
+  });
+
+  const setStatus = (next: TaskStatus) => {
+    status = next;
+    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.status, value: next }]);
+  };
+
+  const params = resolveSeeds(input.kind, input.params);
+  const lease: LeaseRef = { workflowId: taskId, runId: workflowInfo().runId, leaseId: uuid4() };
+  let slotRequested = false;
+
+  const releaseSlot = async () => {
+    if (!slotRequested) return;
+    slotRequested = false;
+    try {
+      await getExternalWorkflowHandle(input.semaphoreId).signal(releaseSignal, lease);
+    } catch (err) {
+      // A semaphore that is gone holds no lease of ours.
+      log.warn('release not delivered', { error: String(err) });
+    }
+  };
+
+  const run = async (): Promise<InvokeResult> => {
+    const { functionName } = await acts.ensureFunction({ model: input.model });
+    slotRequested = true;
+    // Not cancellable: a request still in flight when the release goes out could queue the lease after it.
+    await CancellationScope.nonCancellable(() =>
+      acts.requestSlot({ semaphoreId: input.semaphoreId, lease, policy: input.policy.semaphore }),
+    );
+    await condition(() => grants.has(lease.leaseId));
+    setStatus('running');
+    snapshot = { ...snapshot, phase: 'starting' };
+    await acts.markRunning(taskId);
+    try {
+      return await acts.invokeFunction({
+        functionName,
+        request: { taskId, user: input.user, kind: input.kind, model: input.model, params, admin: input.admin },
+      });
+    } finally {
+      // The GPU is freed as soon as the invoke ends, before any bookkeeping.
+      await CancellationScope.nonCancellable(releaseSlot);
+    }
+  };
+
+  let deadlineReached = false;
+  const work = new CancellationScope();
+  const deadline = new CancellationScope();
+  deadline
+    .run(() => sleep(input.deadlineS * 1000))
+    .then(
+      () => {
+        deadlineReached = true;
+        work.cancel();
+      },
+      () => undefined,
+    );
+
+  let outcome: TaskOutcome;
+  let cancelledBy: unknown;
+  try {
+    const result = await work.run(run);
+    outcome = { taskId, status: 'succeeded', ...result };
+  } catch (err) {
+    if (deadlineReached) {
+      outcome = failed(taskId, 'deadline', `task deadline of ${input.deadlineS}s exceeded`);
+    } else if (isCancellation(err)) {
+      cancelledBy = err;
+      outcome = { taskId, status: 'cancelled', images: [], message: 'cancelled by request' };
+    } else {
+      outcome = failureOutcome(taskId, err);
+    }
+  } finally {
+    deadline.cancel();
+    await CancellationScope.nonCancellable(releaseSlot);
+  }
+
+  // The stored record is authoritative: if another writer finalized first, its record stands.
+  const final = await CancellationScope.nonCancellable(() => acts.finalizeTask(outcome));
+  status = final.status;
+  snapshot = { ...snapshot, progress: 1, etaRelative: 0, phase: 'finished' };
+  setStatus(final.status);
+
+  // The Temporal status mirrors the task's, so the Web UI tells failed and cancelled tasks apart.
+  if (final.status === 'cancelled' && cancelledBy) throw cancelledBy;
+  if (final.status === 'failed') {
+    throw ApplicationFailure.create({ message: final.message ?? 'failed', type: final.errorKind, nonRetryable: true });
+  }
+  return final;
+}
+
+function failed(taskId: string, errorKind: ErrorKind, message: string): TaskOutcome {
+  return { taskId, status: 'failed', images: [], message, errorKind };
+}
+
+/** Turns an activity failure into the reason a user reads: the root cause's message and its kind. */
+function failureOutcome(taskId: string, err: unknown): TaskOutcome {
+  const cause = rootCause(err as Error) ?? String(err);
+  const type = err instanceof Error ? findFailureType(err) : undefined;
+  const kind: ErrorKind =
+    type === NON_RETRYABLE.badInput ? 'bad_input' : type === NON_RETRYABLE.modelNotFound ? 'not_found' : 'internal';
+  return failed(taskId, kind, cause);
+}
+
+function findFailureType(err: Error): string | undefined {
+  let e: Error | undefined = err;
+  while (e) {
+    if (e instanceof ApplicationFailure && e.type) return e.type;
+    e = e.cause as Error | undefined;
+  }
+  return undefined;
+}

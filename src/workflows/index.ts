@@ -1,0 +1,4 @@
+// The workflow bundle's entry: every workflow type the worker registers.
+export { generationWorkflow } from './generation.js';
+export { reconcilerWorkflow } from './reconciler.js';
+export { semaphoreWorkflow } from './semaphore.js';

@@ -1,0 +1,230 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ActivityDeps } from '../../src/activities/index.js';
+import { createSlotActivities } from '../../src/activities/slots.js';
+import type { LeaseRef, SemaphoreState } from '../../src/types.js';
+import { releaseSignal, semaphoreStateQuery, setLimitSignal } from '../../src/workflows/definitions.js';
+
+// The semaphore on a real Temporal dev server. Holders are workflows of a type no worker serves: they stay open
+// until terminated, and their histories show every grant signal they received.
+
+const taskQueue = `semaphore-test-${randomUUID()}`;
+const holderQueue = `${taskQueue}-holders`;
+let client: Client;
+let worker: Worker;
+let running: Promise<void>;
+let slots: ReturnType<typeof createSlotActivities>;
+
+beforeAll(async () => {
+  const address = inject('temporalAddress');
+  client = new Client({ connection: await Connection.connect({ address }) });
+  slots = createSlotActivities({ temporal: client, taskQueue } as unknown as ActivityDeps);
+  worker = await Worker.create({
+    connection: await NativeConnection.connect({ address }),
+    taskQueue,
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+    activities: slots,
+  });
+  running = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await client?.connection.close();
+});
+
+const LEASE_CHECK_S = 1;
+
+function semaphore(limit: number, continueAsNewAfterGrants = 3) {
+  const id = `sem-${randomUUID()}`;
+  const policy = { leaseCheckS: LEASE_CHECK_S, continueAsNewAfterGrants, initialLimit: limit };
+  const handle = () => client.workflow.getHandle(id);
+  return {
+    id,
+    acquire: (lease: LeaseRef) => slots.requestSlot({ semaphoreId: id, lease, policy }),
+    release: (lease: LeaseRef) => handle().signal(releaseSignal, lease),
+    setLimit: (n: number) => handle().signal(setLimitSignal, n),
+    state: () => handle().query(semaphoreStateQuery) as Promise<SemaphoreState>,
+    runId: async () => (await handle().describe()).runId,
+  };
+}
+
+async function holder(): Promise<LeaseRef> {
+  const workflowId = `holder-${randomUUID()}`;
+  const h = await client.workflow.start('sdflowTestHolder', { taskQueue: holderQueue, workflowId });
+  return { workflowId, runId: h.firstExecutionRunId, leaseId: randomUUID() };
+}
+
+/** The leaseIds a holder was granted, from its own history. */
+async function grantsReceived(lease: LeaseRef): Promise<string[]> {
+  const history = await client.workflow.getHandle(lease.workflowId, lease.runId).fetchHistory();
+  const converter = (await import('@temporalio/common')).defaultPayloadConverter;
+  return (history.events ?? [])
+    .filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted')
+    .map((e) => {
+      const payload = e.workflowExecutionSignaledEventAttributes?.input?.payloads?.[0];
+      return (converter.fromPayload(payload!) as { leaseId: string }).leaseId;
+    });
+}
+
+async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: T;
+  do {
+    last = await probe();
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  } while (Date.now() < until);
+  throw new Error(`condition not met in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+}
+
+const ids = (leases: LeaseRef[]) => leases.map((l) => l.workflowId);
+
+describe('semaphore', () => {
+  it('grants in FIFO order, never more than the limit', async () => {
+    const sem = semaphore(2, 1000);
+    const leases = [await holder(), await holder(), await holder(), await holder()];
+    for (const l of leases) await sem.acquire(l);
+    let s = await eventually(sem.state, (st) => st.holders.length === 2 && st.queue.length === 2);
+    expect(ids(s.holders)).toEqual(ids(leases.slice(0, 2)));
+    expect(ids(s.queue)).toEqual(ids(leases.slice(2)));
+
+    await sem.release(leases[0]);
+    s = await eventually(sem.state, (st) => st.queue.length === 1);
+    expect(ids(s.holders)).toEqual(ids([leases[1], leases[2]]));
+    await sem.release(leases[1]);
+    s = await eventually(sem.state, (st) => st.queue.length === 0);
+    expect(ids(s.holders)).toEqual(ids([leases[2], leases[3]]));
+    for (const l of leases) expect(await grantsReceived(l)).toEqual([l.leaseId]);
+  });
+
+  it('release is idempotent and never frees another lease; a duplicate acquire is ignored', async () => {
+    const sem = semaphore(1, 1000);
+    const [a, b] = [await holder(), await holder()];
+    await sem.acquire(a);
+    await sem.acquire(a);
+    await sem.acquire(b);
+    await eventually(sem.state, (st) => st.holders.length === 1 && st.queue.length === 1);
+    // A release with a's workflow but another leaseId (a late release of an older lease) frees nothing.
+    await sem.release({ ...a, leaseId: randomUUID() });
+    await sem.release({ ...b, runId: 'another-run' });
+    let s = await sem.state();
+    expect(ids(s.holders)).toEqual([a.workflowId]);
+    expect(ids(s.queue)).toEqual([b.workflowId]);
+
+    await sem.release(a);
+    await sem.release(a);
+    s = await eventually(sem.state, (st) => st.holders.length === 1 && st.holders[0].workflowId === b.workflowId);
+    expect(s.queue).toEqual([]);
+    expect(await grantsReceived(a)).toEqual([a.leaseId]);
+  });
+
+  it('a waiter that withdraws is never granted', async () => {
+    const sem = semaphore(1, 1000);
+    const [a, b, c] = [await holder(), await holder(), await holder()];
+    for (const l of [a, b, c]) await sem.acquire(l);
+    await eventually(sem.state, (st) => st.queue.length === 2);
+    await sem.release(b);
+    await sem.release(a);
+    const s = await eventually(sem.state, (st) => st.holders[0]?.workflowId === c.workflowId);
+    expect(s.queue).toEqual([]);
+    expect(await grantsReceived(b)).toEqual([]);
+  });
+
+  it('a grant to a closed workflow counts as released at once', async () => {
+    const sem = semaphore(1, 1000);
+    const [a, b, c] = [await holder(), await holder(), await holder()];
+    for (const l of [a, b, c]) await sem.acquire(l);
+    await eventually(sem.state, (st) => st.queue.length === 2);
+    await client.workflow.getHandle(b.workflowId).terminate('closed while queued');
+    await sem.release(a);
+    const s = await eventually(sem.state, (st) => st.holders[0]?.workflowId === c.workflowId);
+    expect(s.holders).toHaveLength(1);
+    expect(await grantsReceived(c)).toEqual([c.leaseId]);
+  });
+
+  it('frees the slot of a holder found closed, but keeps an open (stalled) holder', async () => {
+    const sem = semaphore(2, 1000);
+    const [stalled, doomed, waiting] = [await holder(), await holder(), await holder()];
+    for (const l of [stalled, doomed, waiting]) await sem.acquire(l);
+    await eventually(sem.state, (st) => st.holders.length === 2);
+    await client.workflow.getHandle(doomed.workflowId).terminate('terminated without releasing');
+    const s = await eventually(sem.state, (st) => st.holders.some((h) => h.workflowId === waiting.workflowId));
+    expect(ids(s.holders).sort()).toEqual([stalled.workflowId, waiting.workflowId].sort());
+    // Several lease checks later the open holder still holds: time alone never frees a slot.
+    await new Promise((r) => setTimeout(r, LEASE_CHECK_S * 3000));
+    expect(ids((await sem.state()).holders)).toContain(stalled.workflowId);
+  });
+
+  it('takes a new limit by signal', async () => {
+    const sem = semaphore(1, 1000);
+    const leases = [await holder(), await holder(), await holder()];
+    for (const l of leases) await sem.acquire(l);
+    await eventually(sem.state, (st) => st.holders.length === 1 && st.queue.length === 2);
+    await sem.setLimit(3);
+    const s = await eventually(sem.state, (st) => st.holders.length === 3);
+    expect(s.limit).toBe(3);
+    await sem.setLimit(1);
+    await sem.release(leases[0]);
+    const after = await eventually(sem.state, (st) => st.holders.length === 2);
+    expect(after.queue).toEqual([]);
+  });
+
+  it('carries holders and queue across continue-as-new (threshold 3)', async () => {
+    const sem = semaphore(2, 3);
+    const leases = await Promise.all(Array.from({ length: 6 }, () => holder()));
+    for (const l of leases) await sem.acquire(l);
+    const firstRun = await sem.runId();
+    await eventually(sem.state, (st) => st.holders.length === 2 && st.queue.length === 4);
+    for (const l of leases.slice(0, 3)) await sem.release(l);
+    const s = await eventually(sem.state, (st) => st.totalGrants === 5);
+    expect(await sem.runId()).not.toBe(firstRun);
+    expect(ids(s.holders)).toEqual(ids(leases.slice(3, 5)));
+    expect(ids(s.queue)).toEqual(ids(leases.slice(5)));
+    await sem.release(leases[3]);
+    const last = await eventually(sem.state, (st) => st.totalGrants === 6);
+    expect(ids(last.holders)).toEqual(ids(leases.slice(4)));
+    for (const l of leases) expect(await grantsReceived(l)).toEqual([l.leaseId]);
+  });
+
+  it('takes a burst of 200 acquires at once and never grants more than the limit', async () => {
+    const limit = 5;
+    const sem = semaphore(limit, 50);
+    const leases = await Promise.all(Array.from({ length: 200 }, () => holder()));
+    let peak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const s = await sem.state().catch(() => undefined);
+        if (s) peak = Math.max(peak, s.holders.length);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await Promise.all(leases.map((l) => sem.acquire(l)));
+    await eventually(sem.state, (st) => st.holders.length + st.queue.length === 200, 60_000);
+    const granted: LeaseRef[] = [];
+    while (granted.length < 200) {
+      const s = await eventually(sem.state, (st) => st.holders.length > 0, 30_000);
+      expect(s.holders.length).toBeLessThanOrEqual(limit);
+      for (const h of s.holders) {
+        granted.push(h);
+        await sem.release(h);
+      }
+      await eventually(
+        sem.state,
+        (st) => st.holders.every((h) => !granted.some((g) => g.leaseId === h.leaseId)),
+        30_000,
+      );
+    }
+    sampling = false;
+    await sampler;
+    expect(peak).toBeLessThanOrEqual(limit);
+    expect(new Set(granted.map((g) => g.leaseId)).size).toBe(200);
+    const final = await sem.state();
+    expect(final.totalGrants).toBe(200);
+    expect(final.queue).toEqual([]);
+  }, 180_000);
+});
