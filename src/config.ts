@@ -95,7 +95,7 @@ const envSchema = z.object({
 
   SDFLOW_MAX_WIDTH: int(2048, 8),
   SDFLOW_MAX_HEIGHT: int(2048, 8),
-  SDFLOW_MAX_STEPS: int(150, 1),
+  SDFLOW_MAX_STEPS: int(500, 1),
   SDFLOW_MAX_IMAGES_PER_TASK: int(16, 1),
   SDFLOW_MAX_PROMPT_CHARS: int(8000, 1),
   SDFLOW_MAX_INPUT_IMAGES: int(8, 1),

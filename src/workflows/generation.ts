@@ -38,7 +38,8 @@ function activitiesFor(input: GenerationInput) {
     startToCloseTimeout: '30s',
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: p.activityMaxAttempts },
   });
-  const invoke = proxyActivities<Activities>({
+  // proxyActivities returns a Proxy: its members are picked one by one, never spread.
+  const { invokeFunction } = proxyActivities<Activities>({
     startToCloseTimeout: `${input.deadlineS}s`,
     heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -49,7 +50,8 @@ function activitiesFor(input: GenerationInput) {
       nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
     },
   });
-  return { ...bookkeeping, invokeFunction: invoke.invokeFunction };
+  const { ensureFunction, requestSlot, markRunning, finalizeTask } = bookkeeping;
+  return { ensureFunction, requestSlot, markRunning, finalizeTask, invokeFunction };
 }
 
 /** `-1` (or no seed) becomes a concrete seed here, deterministically, so a retried attempt renders the same images. */

@@ -1,0 +1,291 @@
+import { z } from 'zod';
+import type { Logger } from '../logging.js';
+import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
+import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
+import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
+import { errorMessage } from './http-util.js';
+import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
+import type { AgentEvent, ErrorEvent, InvokeRequest, ProgressEvent } from './protocol.js';
+import {
+  type SdClient,
+  type SdGenerationResponse,
+  SdHttpError,
+  type SdProgress,
+  type SdRoute,
+  SdUnavailableError,
+} from './sd-client.js';
+
+// One invoke, from an InvokeRequest to a result: resolve image references, run SD while relaying its progress,
+// interrupt SD when the caller goes away, and upload the images under deterministic keys.
+
+/** An invoke failure with the error event it becomes. */
+export class InvokeFailure extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'InvokeFailure';
+  }
+}
+
+export const invokeRequestSchema = z.object({
+  taskId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$'),
+  // The user names a key prefix: no separators, no dot segments.
+  user: z
+    .string()
+    .min(1)
+    .max(128)
+    .refine(
+      (u) => u !== '.' && u !== '..' && !/[/\\]/.test(u) && ![...u].some((c) => c.charCodeAt(0) < 0x20),
+      'must not hold / or \\ or control characters, nor be . or ..',
+    ),
+  kind: z.enum(['txt2img', 'img2img', 'extra']),
+  model: z.string().min(1),
+  params: z.record(z.string(), z.unknown()),
+  admin: z.boolean().optional(),
+});
+
+const ROUTES: Record<TaskKind, SdRoute> = { txt2img: 'txt2img', img2img: 'img2img', extra: 'extra-single-image' };
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+export interface InvokeDeps {
+  sd: SdClient;
+  store: () => Promise<ObjectStore>;
+  /** Makes SD load the pinned checkpoint if it has another; calls `onLoad` before a load. */
+  ensureCheckpoint: (onLoad: () => void) => Promise<void>;
+  /** The pinned checkpoint, which every generation request overrides to. */
+  model: string;
+  progressPollMs: number;
+  logger: Logger;
+}
+
+export function toErrorEvent(err: unknown): ErrorEvent {
+  if (err instanceof InvokeFailure) {
+    return { type: 'error', kind: err.kind, message: err.message, retryable: err.retryable, status: err.status };
+  }
+  if (err instanceof SdHttpError) {
+    if (err.status >= 400 && err.status < 500) {
+      return { type: 'error', kind: 'bad_input', status: err.status, message: err.detail, retryable: false };
+    }
+    return { type: 'error', kind: 'sd_error', status: err.status, message: err.message, retryable: true };
+  }
+  if (err instanceof SdUnavailableError) {
+    return { type: 'error', kind: 'sd_error', message: err.message, retryable: true };
+  }
+  return { type: 'error', kind: 'internal', message: errorMessage(err), retryable: true };
+}
+
+/** A1111's state, reduced to the fields the protocol carries (backends add their own). */
+function sdState(state: unknown): SdState {
+  const from = (typeof state === 'object' && state !== null ? state : {}) as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...EMPTY_SD_STATE };
+  for (const [key, fallback] of Object.entries(EMPTY_SD_STATE)) {
+    if (typeof from[key] === typeof fallback) out[key] = from[key];
+  }
+  return out as unknown as SdState;
+}
+
+/**
+ * A sampling event from SD's progress, or undefined when SD reports idle after our job made progress (its job ended
+ * and the response is on its way). Progress never goes backwards within an invoke (a hires pass restarts A1111's).
+ */
+function samplingEvent(p: SdProgress, previous: ProgressEvent): ProgressEvent | undefined {
+  const reported = Number.isFinite(p.progress) ? Math.min(1, Math.max(0, p.progress)) : 0;
+  if (previous.phase === 'sampling' && previous.progress > 0 && reported === 0 && !p.state?.job_count) return undefined;
+  const progress = Math.max(reported, previous.phase === 'sampling' ? previous.progress : 0);
+  const eta = Number.isFinite(p.eta_relative) ? Math.max(0, p.eta_relative) : 0;
+  return {
+    type: 'progress',
+    phase: 'sampling',
+    progress,
+    etaRelative: eta,
+    state: sdState(p.state),
+    currentImage: null,
+  };
+}
+
+/** A1111 encodes API images in its configured sample format; outputs are PNG keys, so convert anything else. */
+async function asPng(base64: string): Promise<Buffer> {
+  const bytes = Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64');
+  if (bytes.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) return bytes;
+  const { default: sharp } = await import('sharp');
+  return sharp(bytes).png().toBuffer();
+}
+
+export class InvokeRunner {
+  constructor(private readonly d: InvokeDeps) {}
+
+  /**
+   * Runs one invoke, emitting progress and then exactly one result or error, unless `cancel` fires: then it
+   * interrupts SD, waits for SD to return, uploads nothing and emits nothing more.
+   */
+  async run(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
+    try {
+      const request = this.parse(body);
+      const outcome = await this.generate(request, emit, cancel);
+      if (!outcome || cancel.aborted) return;
+      emit({ ...outcome.last, phase: 'uploading', progress: 1, etaRelative: 0 });
+      const images = await this.upload(request, outcome.images, cancel);
+      if (!images || cancel.aborted) return;
+      emit({ type: 'result', images, info: outcome.info, parameters: outcome.parameters });
+    } catch (err) {
+      if (cancel.aborted) return;
+      const event = toErrorEvent(err);
+      this.d.logger.warn({ kind: event.kind, status: event.status, message: event.message }, 'invoke failed');
+      emit(event);
+    }
+  }
+
+  private parse(body: unknown): InvokeRequest {
+    const parsed = invokeRequestSchema.safeParse(body);
+    if (!parsed.success) {
+      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+      throw new InvokeFailure('bad_input', `invalid invoke request: ${detail}`, false);
+    }
+    const request = parsed.data as InvokeRequest;
+    if (request.model !== this.d.model) {
+      // Instances never switch checkpoints: a request for another one was routed to the wrong function.
+      throw new InvokeFailure(
+        'internal',
+        `this instance is pinned to ${this.d.model}, not ${request.model}: the request reached the wrong function`,
+        false,
+      );
+    }
+    return request;
+  }
+
+  private async resolveRefs(request: InvokeRequest): Promise<Record<string, unknown>> {
+    return mapImageRefs(request.kind, request.params, async (value, field) => {
+      const ref = classifyImageRef(value);
+      if (ref.kind === 'invalid') throw new InvokeFailure('bad_input', `${field}: ${ref.reason}`, false);
+      if (ref.kind === 'base64') return ref.base64;
+      try {
+        assertSafeKey(ref.key);
+      } catch (err) {
+        if (err instanceof ObjectKeyError) throw new InvokeFailure('bad_input', `${field}: ${err.message}`, false);
+        throw err;
+      }
+      if (!mayReference(ref.key, request.user, request.admin === true)) {
+        throw new InvokeFailure('bad_input', `${field}: object key ${ref.key} is not one of the caller's own`, false);
+      }
+      try {
+        return (await (await this.d.store()).get(ref.key)).toString('base64');
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) {
+          throw new InvokeFailure('bad_input', `${field}: object not found: ${ref.key}`, false);
+        }
+        throw err;
+      }
+    });
+  }
+
+  private async generate(request: InvokeRequest, emit: (event: AgentEvent) => void, cancel: AbortSignal) {
+    const resolved = await this.resolveRefs(request);
+    let last: ProgressEvent = {
+      type: 'progress',
+      phase: 'starting',
+      progress: 0,
+      etaRelative: 0,
+      state: EMPTY_SD_STATE,
+      currentImage: null,
+    };
+    if (request.kind !== 'extra') {
+      await this.d.ensureCheckpoint(() => {
+        this.d.logger.info({ model: this.d.model }, 'loading the pinned checkpoint before generating');
+        emit(last);
+      });
+    }
+    if (cancel.aborted) return undefined;
+
+    const sdBody: Record<string, unknown> =
+      request.kind === 'extra'
+        ? resolved
+        : {
+            ...resolved,
+            override_settings: {
+              ...(typeof resolved.override_settings === 'object' ? resolved.override_settings : {}),
+              sd_model_checkpoint: this.d.model,
+            },
+            override_settings_restore_afterwards: false,
+          };
+
+    let settled = false;
+    const call = this.d.sd.generate(ROUTES[request.kind], sdBody).finally(() => {
+      settled = true;
+    });
+    const callDone = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    const interrupt = () => {
+      this.d.logger.info({ taskId: request.taskId }, 'invoke connection closed: interrupting SD');
+      this.d.sd.interrupt().catch((err) => this.d.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
+    };
+    cancel.addEventListener('abort', interrupt, { once: true });
+    try {
+      while (!settled) {
+        await Promise.race([new Promise((r) => setTimeout(r, this.d.progressPollMs)), callDone]);
+        if (settled) break;
+        // An interrupt that reached SD before the job started is forgotten when it starts: repeat it until SD returns.
+        if (cancel.aborted) {
+          interrupt();
+          continue;
+        }
+        try {
+          const event = samplingEvent(await this.d.sd.progress(), last);
+          if (event && !settled && !cancel.aborted) {
+            last = event;
+            emit(event);
+          }
+        } catch (err) {
+          this.d.logger.debug({ err: errorMessage(err) }, 'progress poll failed');
+        }
+      }
+      const response = await call;
+      if (cancel.aborted) {
+        this.d.logger.info({ taskId: request.taskId }, 'invoke cancelled; SD returned and nothing is uploaded');
+        return undefined;
+      }
+      return { last, ...this.shape(request, response) };
+    } finally {
+      cancel.removeEventListener('abort', interrupt);
+    }
+  }
+
+  /** The images, info and parameters of SD's answer, with the request's references in place of image data. */
+  private shape(request: InvokeRequest, response: SdGenerationResponse) {
+    if (request.kind === 'extra') {
+      if (typeof response.image !== 'string') throw new InvokeFailure('sd_error', 'SD answered without an image', true);
+      return {
+        images: [response.image],
+        info: JSON.stringify({ html_info: response.html_info ?? '' }),
+        parameters: { ...request.params },
+      };
+    }
+    const parameters: Record<string, unknown> = { ...(response.parameters ?? request.params) };
+    for (const field of imageFieldNames(request.kind)) {
+      if (field in request.params) parameters[field] = request.params[field];
+    }
+    return {
+      images: (response.images ?? []).filter((i): i is string => typeof i === 'string'),
+      info: typeof response.info === 'string' ? response.info : JSON.stringify(response.info ?? {}),
+      parameters,
+    };
+  }
+
+  /** Uploads to `images/<user>/<taskId>_<n>.png`: a retry with the same seeds overwrites the same keys. */
+  private async upload(request: InvokeRequest, images: string[], cancel: AbortSignal): Promise<string[] | undefined> {
+    const store = await this.d.store();
+    const keys: string[] = [];
+    for (const [i, image] of images.entries()) {
+      if (cancel.aborted) return undefined;
+      const key = assertSafeKey(objectKeyForOutput(request.user, request.taskId, i + 1));
+      await store.put(key, await asPng(image), { contentType: 'image/png' });
+      keys.push(key);
+    }
+    return keys;
+  }
+}

@@ -1,0 +1,191 @@
+import type { SdState } from '../types.js';
+
+// A small client for the AUTOMATIC1111 HTTP API (or the simulator). Every call carries an explicit timeout.
+
+export type SdRoute = 'txt2img' | 'img2img' | 'extra-single-image';
+
+export interface SdProgress {
+  progress: number;
+  eta_relative: number;
+  state: SdState;
+  current_image: string | null;
+  textinfo?: string | null;
+}
+
+export interface SdGenerationResponse {
+  images?: string[];
+  /** txt2img/img2img: the info JSON string. */
+  info?: string;
+  parameters?: Record<string, unknown>;
+  /** extra-single-image */
+  image?: string;
+  html_info?: string;
+}
+
+export interface SdTimeouts {
+  /** Quick reads: options, progress, interrupt. */
+  quickMs: number;
+  /** Setting options, which may load a checkpoint. */
+  optionsMs: number;
+  /** One generation, from request to response. */
+  generateMs: number;
+  /** Passthrough requests. */
+  passthroughMs: number;
+}
+
+/** SD answered with a non-2xx status. */
+export class SdHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(`SD answered ${status}: ${detail}`);
+    this.name = 'SdHttpError';
+  }
+}
+
+/** SD could not be reached, or did not answer in time. */
+export class SdUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SdUnavailableError';
+  }
+}
+
+/** The human-readable part of an A1111/FastAPI error body: `detail` (string or validation list) or `error`. */
+export function sdErrorDetail(text: string): string {
+  try {
+    const body = JSON.parse(text) as { detail?: unknown; error?: unknown; errors?: unknown };
+    if (typeof body.detail === 'string' && body.detail) return body.detail;
+    if (Array.isArray(body.detail)) {
+      return body.detail
+        .map((d: { loc?: unknown[]; msg?: string }) =>
+          Array.isArray(d.loc) ? `${d.loc.filter((p) => p !== 'body').join('.')}: ${d.msg}` : String(d.msg ?? d),
+        )
+        .join('; ');
+    }
+    if (typeof body.errors === 'string' && body.errors) return body.errors;
+    if (typeof body.error === 'string' && body.error) return body.error;
+  } catch {
+    // Not JSON: the raw text is the best detail there is.
+  }
+  return text.slice(0, 500) || 'no detail';
+}
+
+function unavailable(path: string, err: unknown, timeout: AbortSignal): SdUnavailableError {
+  if (timeout.aborted) return new SdUnavailableError(`SD did not answer ${path} in time`, { cause: err });
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const reason = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+  return new SdUnavailableError(`SD unreachable at ${path}: ${reason}`, { cause: err });
+}
+
+export interface PassthroughResult {
+  status: number;
+  contentType: string | null;
+  body: Buffer;
+}
+
+export class SdClient {
+  constructor(
+    /** The base URL, read at each call: a restarted simulator listens on a new port. */
+    private readonly baseUrl: () => string,
+    private readonly timeouts: SdTimeouts,
+  ) {}
+
+  /** Sends one request; `timeout` is also the caller's deadline for reading the body. */
+  private async send(path: string, init: RequestInit, timeout: AbortSignal, caller?: AbortSignal): Promise<Response> {
+    try {
+      return await fetch(`${this.baseUrl()}${path}`, {
+        ...init,
+        signal: caller ? AbortSignal.any([timeout, caller]) : timeout,
+      });
+    } catch (err) {
+      if (caller?.aborted) throw err;
+      throw unavailable(path, err, timeout);
+    }
+  }
+
+  private async json<T>(path: string, init: RequestInit, timeoutMs: number): Promise<T> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const res = await this.send(path, init, timeout);
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw unavailable(path, err, timeout);
+    }
+    if (!res.ok) throw new SdHttpError(res.status, sdErrorDetail(text));
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new SdHttpError(502, `SD answered ${path} with something other than JSON`);
+    }
+  }
+
+  private post<T>(path: string, body: unknown, timeoutMs: number): Promise<T> {
+    return this.json<T>(
+      path,
+      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+      timeoutMs,
+    );
+  }
+
+  getOptions(): Promise<Record<string, unknown>> {
+    return this.json('/sdapi/v1/options', { method: 'GET' }, this.timeouts.quickMs);
+  }
+
+  setOptions(options: Record<string, unknown>): Promise<unknown> {
+    return this.post('/sdapi/v1/options', options, this.timeouts.optionsMs);
+  }
+
+  progress(): Promise<SdProgress> {
+    return this.json('/sdapi/v1/progress?skip_current_image=true', { method: 'GET' }, this.timeouts.quickMs);
+  }
+
+  async interrupt(): Promise<void> {
+    await this.post('/sdapi/v1/interrupt', {}, this.timeouts.quickMs);
+  }
+
+  generate(route: SdRoute, body: Record<string, unknown>): Promise<SdGenerationResponse> {
+    return this.post(`/sdapi/v1/${route}`, body, this.timeouts.generateMs);
+  }
+
+  /** Forwards one request verbatim and answers SD's status and body, whatever they are. */
+  async passthrough(
+    method: string,
+    pathAndQuery: string,
+    contentType: string | undefined,
+    body: Buffer | undefined,
+    signal?: AbortSignal,
+  ): Promise<PassthroughResult> {
+    const headers: Record<string, string> = {};
+    if (contentType) headers['content-type'] = contentType;
+    const hasBody = body !== undefined && body.length > 0 && method !== 'GET' && method !== 'HEAD';
+    const timeout = AbortSignal.timeout(this.timeouts.passthroughMs);
+    const res = await this.send(
+      pathAndQuery,
+      { method, headers, body: hasBody ? new Uint8Array(body) : undefined },
+      timeout,
+      signal,
+    );
+    let answer: Buffer;
+    try {
+      answer = Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw unavailable(pathAndQuery, err, timeout);
+    }
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type'),
+      body: answer,
+    };
+  }
+}
+
+/** Whether A1111's `sd_model_checkpoint` (a title like `name [hash]`, or a plain name) names `model`. */
+export function checkpointMatches(current: unknown, model: string): boolean {
+  if (typeof current !== 'string') return false;
+  const name = current.replace(/\s*\[[0-9a-f]+\]$/i, '');
+  return name === model || name.split(/[\\/]/).pop() === model;
+}

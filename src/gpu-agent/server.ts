@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Config } from '../config.js';
+import type { Logger } from '../logging.js';
+import { modelsDir } from '../platform/object-store/local-paths.js';
+import type { ObjectStore } from '../platform/object-store/port.js';
+import { BodyTooLargeError, errorMessage, readBody, sendJson } from './http-util.js';
+import { InvokeFailure, InvokeRunner } from './invoke.js';
+import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from './protocol.js';
+import { SdBackend } from './sd-backend.js';
+import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './sd-client.js';
+
+// The GPU agent: one per function instance, next to SD. It pins the instance's checkpoint, serves one invoke at a
+// time as a stream of NDJSON events, treats a closed invoke connection as a cancel, and passes /sd/* through to SD.
+
+/** Serialises invokes: a second one waits for the first to wind down (SD returned) instead of failing. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+
+  async acquire(): Promise<() => void> {
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    return release;
+  }
+}
+
+export async function startAgent(config: Config, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
+  // The runtime (or FC) names the instance; these are identity and placement, not configuration. A container on FC
+  // must listen on all interfaces (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
+  const instanceId = process.env.SDFLOW_INSTANCE_ID || `agent-${randomUUID().slice(0, 8)}`;
+  const functionName = process.env.SDFLOW_FUNCTION_NAME ?? '';
+  const host = process.env.SDFLOW_AGENT_HOST || '127.0.0.1';
+  const model = config.agent.model;
+  if (!model) throw new Error('SD_MODEL is not set: an agent serves exactly one pinned checkpoint');
+  const log = logger.child({ instanceId, functionName });
+  const startTimeoutMs = config.agent.sdStartTimeoutS * 1000;
+
+  const mutex = new Mutex();
+  let pinned = false;
+  let activeInvokes = 0;
+  let closing = false;
+
+  const backend = new SdBackend({
+    sdUrl: config.agent.sdUrl,
+    modelsDir: modelsDir(config.dataDir),
+    startTimeoutMs,
+    logger: log,
+    onReady: () => {
+      // A (re)started backend may hold any checkpoint: pin again before serving.
+      pinned = false;
+      void pinUnderLock().catch((err) => log.error({ err: errorMessage(err) }, 'could not pin the checkpoint'));
+    },
+  });
+  const sd = new SdClient(() => backend.url, {
+    quickMs: 10_000,
+    optionsMs: Math.max(startTimeoutMs, 60_000),
+    generateMs: config.tasks.deadlineS * 1000,
+    passthroughMs: Math.max(startTimeoutMs, 600_000),
+  });
+
+  let storePromise: Promise<ObjectStore> | undefined;
+  const store = () => {
+    storePromise ??= import('../platform/index.js').then((m) => m.createObjectStore(config));
+    return storePromise;
+  };
+
+  /** Loads the pinned checkpoint unless SD already has it. */
+  async function ensureCheckpoint(onLoad: () => void): Promise<void> {
+    try {
+      if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model!)) {
+        pinned = true;
+        return;
+      }
+      pinned = false;
+      onLoad();
+      const started = Date.now();
+      await sd.setOptions({ sd_model_checkpoint: model });
+      const loaded = (await sd.getOptions()).sd_model_checkpoint;
+      if (!checkpointMatches(loaded, model!)) {
+        throw new InvokeFailure(
+          'not_found',
+          `SD did not load checkpoint ${model}; it reports ${String(loaded)}`,
+          false,
+        );
+      }
+      log.info({ model, loadMs: Date.now() - started }, 'checkpoint loaded');
+      pinned = true;
+    } catch (err) {
+      if (err instanceof SdHttpError && err.status < 500) {
+        throw new InvokeFailure('not_found', `checkpoint ${model} cannot be loaded: ${err.detail}`, false, err.status);
+      }
+      if (err instanceof SdUnavailableError) backend.markUnreachable(err.message);
+      throw err;
+    }
+  }
+
+  async function pinUnderLock(): Promise<void> {
+    const release = await mutex.acquire();
+    try {
+      await backend.whenReady(startTimeoutMs);
+      await ensureCheckpoint(() => log.info({ model }, 'pinning checkpoint'));
+    } finally {
+      release();
+    }
+  }
+
+  const runner = new InvokeRunner({
+    sd,
+    store,
+    ensureCheckpoint,
+    model,
+    progressPollMs: config.agent.progressPollMs,
+    logger: log,
+  });
+
+  async function handleInvoke(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const cancel = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) cancel.abort();
+    });
+    res.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
+    res.flushHeaders();
+    const emit = (event: AgentEvent) => {
+      if (!res.writableEnded && !res.destroyed) res.write(encodeEvent(event));
+    };
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req, config.api.maxBodyBytes + 1024 * 1024)).toString('utf8'));
+    } catch (err) {
+      emit({
+        type: 'error',
+        kind: 'bad_input',
+        message: `invalid invoke body: ${errorMessage(err)}`,
+        retryable: false,
+      });
+      res.end();
+      return;
+    }
+    const release = await mutex.acquire();
+    activeInvokes++;
+    const started = Date.now();
+    try {
+      if (cancel.signal.aborted) return;
+      try {
+        await backend.whenReady(startTimeoutMs);
+      } catch (err) {
+        emit({ type: 'error', kind: 'sd_error', message: errorMessage(err), retryable: true });
+        return;
+      }
+      await runner.run(body, emit, cancel.signal);
+    } finally {
+      activeInvokes--;
+      release();
+      log.info({ ms: Date.now() - started, cancelled: cancel.signal.aborted }, 'invoke finished');
+      res.end();
+    }
+  }
+
+  async function handleInitialize(res: ServerResponse): Promise<void> {
+    try {
+      if (!(pinned && backend.ready)) await pinUnderLock();
+      sendJson(res, 200, { status: 'ok', instanceId, model });
+    } catch (err) {
+      sendJson(res, backend.ready ? 500 : 503, { message: `initialize failed: ${errorMessage(err)}` });
+    }
+  }
+
+  async function handlePassthrough(req: IncomingMessage, res: ServerResponse, pathAndQuery: string): Promise<void> {
+    const aborted = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) aborted.abort();
+    });
+    try {
+      const body = await readBody(req, config.api.maxBodyBytes + 1024 * 1024);
+      const answer = await sd.passthrough(
+        req.method ?? 'GET',
+        pathAndQuery,
+        req.headers['content-type'],
+        body,
+        aborted.signal,
+      );
+      res.writeHead(answer.status, {
+        'content-type': answer.contentType ?? 'application/octet-stream',
+        'content-length': answer.body.length,
+      });
+      res.end(answer.body);
+    } catch (err) {
+      if (aborted.signal.aborted) return;
+      if (err instanceof BodyTooLargeError) sendJson(res, 413, { message: err.message });
+      else sendJson(res, 502, { message: `SD passthrough failed: ${errorMessage(err)}` });
+    }
+  }
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    const route = `${req.method} ${url.pathname}`;
+    const handle = async () => {
+      if (route === 'GET /healthz') {
+        sendJson(res, backend.ready ? 200 : 503, {
+          status: backend.ready ? 'ok' : 'starting',
+          instanceId,
+          functionName,
+          model,
+          busy: activeInvokes > 0,
+          sdReady: backend.ready,
+        });
+      } else if (closing) {
+        sendJson(res, 503, { message: 'agent is stopping' });
+      } else if (route === 'POST /initialize') {
+        await handleInitialize(res);
+      } else if (route === 'POST /invoke') {
+        await handleInvoke(req, res);
+      } else if (url.pathname.startsWith('/sd/')) {
+        await handlePassthrough(req, res, `${url.pathname.slice(3)}${url.search}`);
+      } else {
+        sendJson(res, 404, { message: `no route ${route}` });
+      }
+    };
+    handle().catch((err) => {
+      log.error({ err: errorMessage(err), route }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { message: errorMessage(err) });
+      else res.end();
+    });
+  });
+  server.requestTimeout = 0;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.agent.port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.agent.port;
+  log.info({ host, port, model, sdUrl: config.agent.sdUrl ?? 'simulator' }, 'agent listening');
+  backend.start();
+
+  return {
+    port,
+    async close() {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await backend.close();
+      server.closeAllConnections();
+      await closed;
+      log.info('agent stopped');
+    },
+  };
+}

@@ -1,0 +1,533 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { errorMessage, freePort, sleep } from '../../../gpu-agent/http-util.js';
+import type { Logger } from '../../../logging.js';
+import { logsDir } from '../../object-store/local-paths.js';
+import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
+import { isAlive, isInstanceProcess, signalGroup, stopGroup } from './processes.js';
+import { type FunctionEntry, type InstanceRecord, RuntimeState } from './state.js';
+
+// The local runtime's instances, FC-style: each instance (an agent process with its SD backend, in its own process
+// group) serves one request at a time. Instances are spawned on demand up to a per-function maximum, handed out
+// FIFO, reaped after a keep-alive, and recorded in the data dir so a restarted runtime re-adopts them.
+
+const CLI = fileURLToPath(new URL('../../../cli/main.js', import.meta.url));
+const STOP_GRACE_MS = 5000;
+const SWEEP_MS = 250;
+const HEALTH_TIMEOUT_MS = 2000;
+
+export interface PoolOptions {
+  dataDir: string;
+  maxInstances: number;
+  keepAliveS: number;
+  startTimeoutMs: number;
+  queueTimeoutMs: number;
+  logger: Logger;
+}
+
+type InstanceState = 'starting' | 'idle' | 'busy' | 'stopping';
+
+export interface Instance extends InstanceRecord {
+  state: InstanceState;
+  /** Set for instances this process spawned; re-adopted ones are watched through their pid. */
+  child?: ChildProcess;
+  adopted: boolean;
+  idleSince: number;
+  /** Stop instead of going idle (restart, changed spec, deleted function, broken stream). */
+  recycle: boolean;
+  /** Resolves when the instance's process is gone. */
+  gone: Promise<void>;
+  markGone: () => void;
+  /** How the agent process ended, when it was seen to. */
+  exit?: string;
+}
+
+interface Waiter {
+  functionName: string;
+  resolve: (instance: Instance) => void;
+  reject: (err: Error) => void;
+  cleanup: () => void;
+}
+
+/** The runtime could not provide an instance: spawning failed, the queue timed out, or the runtime is stopping. */
+export class InstanceUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InstanceUnavailableError';
+  }
+}
+
+interface Health {
+  status: number;
+  instanceId?: string;
+}
+
+async function health(port: number): Promise<Health | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
+    const body = (await res.json().catch(() => ({}))) as { instanceId?: string };
+    return { status: res.status, instanceId: body.instanceId };
+  } catch {
+    return undefined;
+  }
+}
+
+async function initialize(port: number, timeoutMs: number): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}/initialize`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(Math.max(timeoutMs, 1)),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`initialize answered ${res.status}: ${text.slice(0, 300)}`);
+}
+
+function logTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-800);
+  } catch {
+    return '';
+  }
+}
+
+export class InstancePool {
+  private readonly functions = new Map<string, FunctionEntry>();
+  private readonly instances = new Map<string, Instance>();
+  private waiters: Waiter[] = [];
+  private readonly state: RuntimeState;
+  private readonly instanceLogDir: string;
+  private sweeper?: NodeJS.Timeout;
+  private closing = false;
+  /** Until the recorded instances are all re-adopted or reaped, the old record stays as it is. */
+  private loaded = false;
+
+  constructor(private readonly o: PoolOptions) {
+    this.state = new RuntimeState(o.dataDir);
+    this.instanceLogDir = join(logsDir(o.dataDir), 'instances');
+    mkdirSync(this.instanceLogDir, { recursive: true });
+  }
+
+  /** Loads the recorded functions, then re-adopts or reaps every recorded instance. */
+  async start(): Promise<void> {
+    for (const entry of this.state.readFunctions()) this.functions.set(entry.functionName, entry);
+    const records = this.state.readInstances();
+    await Promise.all(records.map((record) => this.adoptOrReap(record)));
+    this.loaded = true;
+    this.persistInstances();
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+  }
+
+  private async adoptOrReap(record: InstanceRecord): Promise<void> {
+    const log = this.o.logger.child({ instanceId: record.id, functionName: record.functionName, pid: record.pid });
+    if (!isAlive(record.pid)) {
+      // The agent is gone; its simulator may survive in the group, which no other process can have joined.
+      signalGroup(record.pid, 'SIGKILL');
+      log.info('dropped the record of a dead instance');
+      return;
+    }
+    if (!isInstanceProcess(record.pid, record.id)) {
+      log.warn('recorded pid now belongs to another process; dropped the record and left that process alone');
+      return;
+    }
+    const fn = this.functions.get(record.functionName);
+    const answer = await health(record.port);
+    if (answer?.instanceId !== record.id || !fn || fn.model !== record.model) {
+      log.warn({ answered: answer?.instanceId ?? null }, 'stopping a recorded instance that cannot be re-adopted');
+      await stopGroup(record.pid, STOP_GRACE_MS);
+      return;
+    }
+    const instance = this.newInstance(record);
+    instance.adopted = true;
+    this.instances.set(instance.id, instance);
+    try {
+      await this.waitReady(instance, Date.now() + this.o.startTimeoutMs);
+      instance.state = 'idle';
+      instance.idleSince = Date.now();
+      log.info({ port: record.port }, 're-adopted instance');
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 're-adopted instance did not become ready; stopping it');
+      await this.stop(instance);
+    }
+  }
+
+  private newInstance(record: InstanceRecord): Instance {
+    let markGone!: () => void;
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    return { ...record, state: 'starting', adopted: false, idleSince: Date.now(), recycle: false, gone, markGone };
+  }
+
+  // --- functions ---
+
+  putFunction(entry: FunctionEntry): FunctionEntry {
+    const previous = this.functions.get(entry.functionName);
+    this.functions.set(entry.functionName, entry);
+    this.persistFunctions();
+    const changed =
+      previous &&
+      (previous.model !== entry.model || JSON.stringify(previous.resources) !== JSON.stringify(entry.resources));
+    // Instances carry the spec they were spawned with: replace them after their current request.
+    if (changed) this.recycle(entry.functionName);
+    this.pump(entry.functionName);
+    return entry;
+  }
+
+  getFunction(name: string): FunctionEntry | undefined {
+    return this.functions.get(name);
+  }
+
+  deleteFunction(name: string): boolean {
+    if (!this.functions.delete(name)) return false;
+    this.persistFunctions();
+    this.recycle(name);
+    for (const waiter of this.waiters.filter((w) => w.functionName === name)) {
+      this.dropWaiter(waiter);
+      waiter.reject(new FunctionNotFoundError(name));
+    }
+    return true;
+  }
+
+  /** Recycles instances: idle ones stop now, busy and starting ones once their request is done. */
+  recycle(name?: string): void {
+    for (const instance of this.instances.values()) {
+      if (name !== undefined && instance.functionName !== name) continue;
+      if (instance.state === 'stopping') continue;
+      instance.recycle = true;
+      if (instance.state === 'idle') void this.stop(instance);
+    }
+  }
+
+  describe(name: string): RuntimeFunction | undefined {
+    const fn = this.functions.get(name);
+    if (!fn) return undefined;
+    const instances = [...this.instances.values()]
+      .filter((i) => i.functionName === name)
+      .map((i) => ({
+        id: i.id,
+        busy: i.state === 'busy',
+        startedAt: i.startedAt,
+        state: i.state,
+        pid: i.pid,
+        port: i.port,
+      }));
+    return { functionName: fn.functionName, model: fn.model, resources: fn.resources, instances };
+  }
+
+  list(): RuntimeFunction[] {
+    return [...this.functions.keys()].map((name) => this.describe(name)!);
+  }
+
+  counts(): { functions: number; instances: number } {
+    return { functions: this.functions.size, instances: this.instances.size };
+  }
+
+  // --- handing out instances ---
+
+  private maxInstances(fn: FunctionEntry): number {
+    const max = Number(fn.resources.maxInstances);
+    return Number.isInteger(max) && max >= 1 ? max : this.o.maxInstances;
+  }
+
+  private keepAliveMs(fn: FunctionEntry | undefined): number {
+    const keepAlive = Number(fn?.resources.keepAliveS);
+    return (Number.isFinite(keepAlive) && keepAlive >= 0 ? keepAlive : this.o.keepAliveS) * 1000;
+  }
+
+  /** An idle instance of the function, taken at once, or undefined. */
+  tryAcquire(name: string): Instance | undefined {
+    if (!this.functions.has(name)) throw new FunctionNotFoundError(name);
+    if (this.waiters.some((w) => w.functionName === name)) return undefined;
+    const instance = this.idleInstance(name);
+    if (instance) instance.state = 'busy';
+    return instance;
+  }
+
+  /** Takes an instance exclusively, waiting FIFO behind earlier requests and spawning one when under the maximum. */
+  acquire(name: string, signal: AbortSignal): Promise<Instance> {
+    if (this.closing) return Promise.reject(new InstanceUnavailableError('the runtime is stopping'));
+    if (!this.functions.has(name)) return Promise.reject(new FunctionNotFoundError(name));
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<Instance>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.dropWaiter(waiter);
+        reject(new InstanceUnavailableError(`no instance of ${name} became free within ${this.o.queueTimeoutMs} ms`));
+      }, this.o.queueTimeoutMs);
+      const onAbort = () => {
+        this.dropWaiter(waiter);
+        reject(signal.reason ?? new Error('aborted'));
+      };
+      const waiter: Waiter = {
+        functionName: name,
+        resolve,
+        reject,
+        cleanup: () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+      this.pump(name);
+    });
+  }
+
+  /** Gives a finished request's instance back: idle again, or stopped when it is to be recycled. */
+  release(instance: Instance): void {
+    if (this.instances.get(instance.id) !== instance || instance.state !== 'busy') return;
+    instance.state = 'idle';
+    instance.idleSince = Date.now();
+    if (instance.recycle || this.closing) {
+      void this.stop(instance);
+      return;
+    }
+    this.pump(instance.functionName);
+  }
+
+  /** Marks an instance as untrustworthy (it broke a stream): it is stopped instead of reused. */
+  discard(instance: Instance): void {
+    instance.recycle = true;
+    this.release(instance);
+  }
+
+  /** The instance's exit, if it ends within `ms`. */
+  async exitOf(instance: Instance, ms: number): Promise<string | undefined> {
+    await Promise.race([instance.gone, sleep(ms)]);
+    return instance.exit;
+  }
+
+  private idleInstance(name: string): Instance | undefined {
+    for (const instance of this.instances.values()) {
+      if (instance.functionName === name && instance.state === 'idle' && !instance.recycle) return instance;
+    }
+    return undefined;
+  }
+
+  private dropWaiter(waiter: Waiter): void {
+    waiter.cleanup();
+    this.waiters = this.waiters.filter((w) => w !== waiter);
+  }
+
+  /** Serves the function's waiters from idle instances, then spawns for those still waiting, up to the maximum. */
+  private pump(name: string): void {
+    if (this.closing) return;
+    const fn = this.functions.get(name);
+    if (!fn) return;
+    for (let instance = this.idleInstance(name); instance; instance = this.idleInstance(name)) {
+      const waiter = this.waiters.find((w) => w.functionName === name);
+      if (!waiter) break;
+      this.dropWaiter(waiter);
+      instance.state = 'busy';
+      waiter.resolve(instance);
+    }
+    const waiting = this.waiters.filter((w) => w.functionName === name).length;
+    const mine = [...this.instances.values()].filter((i) => i.functionName === name && i.state !== 'stopping');
+    let starting = mine.filter((i) => i.state === 'starting' && !i.recycle).length;
+    let live = mine.length;
+    while (waiting > starting && live < this.maxInstances(fn)) {
+      starting++;
+      live++;
+      void this.spawnInstance(fn);
+    }
+  }
+
+  // --- instance lifecycle ---
+
+  private persistInstances(): void {
+    if (!this.loaded) return;
+    this.state.writeInstances(
+      [...this.instances.values()]
+        .filter((i) => i.pid > 0)
+        .map(({ id, functionName, model, pid, port, startedAt }) => ({
+          id,
+          functionName,
+          model,
+          pid,
+          port,
+          startedAt,
+        })),
+    );
+  }
+
+  private persistFunctions(): void {
+    this.state.writeFunctions([...this.functions.values()]);
+  }
+
+  private async spawnInstance(fn: FunctionEntry): Promise<void> {
+    const id = `i-${randomBytes(6).toString('hex')}`;
+    const log = this.o.logger.child({ functionName: fn.functionName, instanceId: id });
+    const spawnedAt = Date.now();
+    const instance = this.newInstance({
+      id,
+      functionName: fn.functionName,
+      model: fn.model,
+      pid: 0,
+      port: 0,
+      startedAt: new Date(spawnedAt).toISOString(),
+    });
+    this.instances.set(id, instance);
+    try {
+      await this.boot(instance, fn, log);
+      log.info({ coldStartMs: Date.now() - spawnedAt, pid: instance.pid, port: instance.port }, 'instance ready');
+      instance.state = 'idle';
+      instance.idleSince = Date.now();
+      if (instance.recycle || this.closing) void this.stop(instance);
+      else this.pump(fn.functionName);
+    } catch (err) {
+      const message = `instance ${id} of ${fn.functionName} failed to start: ${errorMessage(err)}`;
+      log.error({ err: errorMessage(err), log: logTail(join(this.instanceLogDir, `${id}.log`)) }, message);
+      // One failed spawn fails the oldest waiter, so a broken function cannot hold requests until they time out.
+      const waiter = this.waiters.find((w) => w.functionName === fn.functionName);
+      if (waiter) {
+        this.dropWaiter(waiter);
+        waiter.reject(new InstanceUnavailableError(message));
+      }
+      await this.stop(instance);
+    }
+  }
+
+  /** Spawns the agent and waits until it is initialized; retries once on another port if it exits at once. */
+  private async boot(instance: Instance, fn: FunctionEntry, log: Logger): Promise<void> {
+    const deadline = Date.now() + this.o.startTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      instance.port = await freePort();
+      if (instance.state === 'stopping') throw new Error('stopped while starting');
+      this.launch(instance, fn);
+      this.persistInstances();
+      const outcome = await this.waitReady(instance, deadline);
+      if (outcome === 'ready') return;
+      if (attempt >= 2) throw new Error(`agent exited before answering (${instance.exit}), twice`);
+      log.warn({ port: instance.port, exit: instance.exit }, 'agent exited before answering; retrying on another port');
+    }
+  }
+
+  private launch(instance: Instance, fn: FunctionEntry): void {
+    const logFile = join(this.instanceLogDir, `${instance.id}.log`);
+    const fd = openSync(logFile, 'a');
+    const extraEnv = fn.resources.env;
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [CLI, 'agent'], {
+        // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime.
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: {
+          ...process.env,
+          SDFLOW_AGENT_PORT: String(instance.port),
+          SD_MODEL: fn.model,
+          SDFLOW_INSTANCE_ID: instance.id,
+          SDFLOW_FUNCTION_NAME: fn.functionName,
+          ...(typeof extraEnv === 'object' && extraEnv !== null ? (extraEnv as Record<string, string>) : {}),
+        },
+      });
+    } finally {
+      closeSync(fd);
+    }
+    if (child.pid === undefined) throw new Error(`could not spawn the agent (${process.execPath} ${CLI})`);
+    instance.child = child;
+    instance.pid = child.pid;
+    instance.exit = undefined;
+    child.once('exit', (code, signal) => {
+      instance.exit = signal ? `signal ${signal}` : `code ${code}`;
+      if (instance.child === child) this.onExit(instance);
+    });
+  }
+
+  /**
+   * Waits for healthz 200 then a successful /initialize. 'exited-early' when the agent process ended before it ever
+   * answered (typically its port was taken); throws when it ends later or the deadline passes.
+   */
+  private async waitReady(instance: Instance, deadline: number): Promise<'ready' | 'exited-early'> {
+    let answered = false;
+    for (;;) {
+      if (instance.exit !== undefined || !isAlive(instance.pid)) {
+        if (!answered) return 'exited-early';
+        throw new Error(`agent exited while starting (${instance.exit ?? 'gone'})`);
+      }
+      if (Date.now() > deadline) throw new Error(`not ready within ${this.o.startTimeoutMs} ms`);
+      const answer = await health(instance.port);
+      if (answer) {
+        answered = true;
+        if (answer.instanceId !== instance.id) {
+          throw new Error(`port ${instance.port} answers as instance ${answer.instanceId}, not ${instance.id}`);
+        }
+        if (answer.status === 200) break;
+      }
+      await sleep(answered ? 100 : 50);
+    }
+    await initialize(instance.port, deadline - Date.now());
+    return 'ready';
+  }
+
+  /**
+   * A ready agent's process ended: forget it and clear what is left of its group. A starting agent's exit is handled
+   * by its start (retry or failure), a stopping one's by `stop`.
+   */
+  private onExit(instance: Instance): void {
+    if (this.instances.get(instance.id) !== instance) return;
+    if (instance.state === 'idle' || instance.state === 'busy') {
+      instance.markGone();
+      this.o.logger.warn(
+        { instanceId: instance.id, functionName: instance.functionName, state: instance.state, exit: instance.exit },
+        'instance exited unexpectedly',
+      );
+      signalGroup(instance.pid, 'SIGKILL');
+      this.instances.delete(instance.id);
+      this.persistInstances();
+      this.pump(instance.functionName);
+    }
+  }
+
+  /** Stops an instance's process group (SIGTERM, then SIGKILL after a grace) and forgets it once it is gone. */
+  async stop(instance: Instance): Promise<void> {
+    if (instance.state === 'stopping') return instance.gone;
+    instance.state = 'stopping';
+    if (instance.pid > 0) {
+      const stopped = await stopGroup(instance.pid, STOP_GRACE_MS);
+      if (!stopped)
+        this.o.logger.error({ instanceId: instance.id, pid: instance.pid }, 'instance group survived SIGKILL');
+    }
+    instance.markGone();
+    if (this.instances.get(instance.id) === instance) {
+      this.instances.delete(instance.id);
+      this.persistInstances();
+    }
+    this.o.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'instance stopped');
+    this.pump(instance.functionName);
+  }
+
+  /** Keep-alive reaping, and death detection for re-adopted instances (which are not our children). */
+  private sweep(): void {
+    const now = Date.now();
+    for (const instance of this.instances.values()) {
+      if (
+        instance.state === 'idle' &&
+        now - instance.idleSince > this.keepAliveMs(this.functions.get(instance.functionName))
+      ) {
+        this.o.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'keep-alive expired');
+        void this.stop(instance);
+      } else if (
+        instance.adopted &&
+        (instance.state === 'idle' || instance.state === 'busy') &&
+        !isAlive(instance.pid)
+      ) {
+        instance.exit = 'gone';
+        this.onExit(instance);
+      }
+    }
+  }
+
+  /** Stops every instance and clears the record: nothing is left running. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    for (const waiter of [...this.waiters]) {
+      this.dropWaiter(waiter);
+      waiter.reject(new InstanceUnavailableError('the runtime is stopping'));
+    }
+    await Promise.all([...this.instances.values()].map((instance) => this.stop(instance)));
+    this.state.writeInstances([]);
+  }
+}

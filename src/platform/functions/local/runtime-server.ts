@@ -1,0 +1,366 @@
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import type { Config } from '../../../config.js';
+import { BodyTooLargeError, errorMessage, readBody, sendJson } from '../../../gpu-agent/http-util.js';
+import {
+  type AgentEvent,
+  decodeEvents,
+  encodeEvent,
+  NDJSON_CONTENT_TYPE,
+  type ProgressEvent,
+} from '../../../gpu-agent/protocol.js';
+import type { Logger } from '../../../logging.js';
+import { EMPTY_SD_STATE } from '../../../types.js';
+import { isFunctionName } from '../naming.js';
+import { FunctionNotFoundError } from '../port.js';
+import { RUNTIME_ERROR_HEADER } from './client.js';
+import { type Instance, InstancePool } from './pool.js';
+
+// `sdflow runtime`: the local stand-in for FC and the single owner of local instances (DESIGN.md section 7). It
+// manages functions over HTTP and routes each invoke to an instance of its own, streaming the agent's events back.
+
+const STARTING_EVERY_MS = 1000;
+
+const functionBodySchema = z.object({
+  model: z.string().trim().min(1, 'model is required'),
+  resources: z
+    .looseObject({
+      env: z.record(z.string(), z.string()).optional(),
+      maxInstances: z.coerce.number().int().min(1).optional(),
+      keepAliveS: z.coerce.number().min(0).optional(),
+    })
+    .optional(),
+});
+
+const startingEvent = (): ProgressEvent => ({
+  type: 'progress',
+  phase: 'starting',
+  progress: 0,
+  etaRelative: 0,
+  state: EMPTY_SD_STATE,
+  currentImage: null,
+});
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  let body: Buffer;
+  try {
+    body = await readBody(req, limit);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) throw new HttpError(413, err.message);
+    throw err;
+  }
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'body is not valid JSON');
+  }
+}
+
+export async function startRuntime(config: Config, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
+  const bodyLimit = config.api.maxBodyBytes + 1024 * 1024;
+  const pool = new InstancePool({
+    dataDir: config.dataDir,
+    maxInstances: config.functions.maxInstances,
+    keepAliveS: config.functions.keepAliveS,
+    startTimeoutMs: config.runtime.instanceStartTimeoutS * 1000,
+    queueTimeoutMs: config.runtime.instanceQueueTimeoutS * 1000,
+    logger,
+  });
+  // Re-adopt or reap recorded instances before serving, so no request can spawn a duplicate meanwhile.
+  await pool.start();
+  let closing = false;
+
+  function requireFunction(name: string) {
+    const fn = pool.describe(name);
+    if (!fn) throw new HttpError(404, `function not found: ${name}`, 'function_not_found');
+    return fn;
+  }
+
+  async function putFunction(name: string, req: IncomingMessage, res: ServerResponse) {
+    if (!isFunctionName(name)) throw new HttpError(400, `invalid function name: ${name}`);
+    const parsed = functionBodySchema.safeParse(await readJson(req, bodyLimit));
+    if (!parsed.success) {
+      throw new HttpError(400, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    }
+    const created = pool.getFunction(name) === undefined;
+    pool.putFunction({ functionName: name, model: parsed.data.model, resources: parsed.data.resources ?? {} });
+    logger.info(
+      { functionName: name, model: parsed.data.model, created },
+      created ? 'function created' : 'function updated',
+    );
+    sendJson(res, created ? 201 : 200, pool.describe(name));
+  }
+
+  /** Takes an instance for one request; writes `starting` events meanwhile when `heartbeat` is given. */
+  async function takeInstance(name: string, gone: AbortSignal, heartbeat?: () => void): Promise<Instance> {
+    const ready = pool.tryAcquire(name);
+    if (ready) return ready;
+    heartbeat?.();
+    const timer = heartbeat ? setInterval(heartbeat, STARTING_EVERY_MS) : undefined;
+    try {
+      return await pool.acquire(name, gone);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  async function invoke(name: string, req: IncomingMessage, res: ServerResponse) {
+    requireFunction(name);
+    const body = Buffer.from(JSON.stringify(await readJson(req, bodyLimit)));
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort(new Error('client closed the invoke connection'));
+    });
+    res.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
+    res.flushHeaders();
+    const write = (event: AgentEvent) => {
+      if (!res.writableEnded && !res.destroyed) res.write(encodeEvent(event));
+    };
+    const fail = (message: string) => write({ type: 'error', kind: 'internal', message, retryable: true });
+
+    let instance: Instance;
+    try {
+      instance = await takeInstance(name, gone.signal, () => write(startingEvent()));
+    } catch (err) {
+      if (!gone.signal.aborted) {
+        if (err instanceof FunctionNotFoundError) {
+          write({ type: 'error', kind: 'not_found', message: err.message, retryable: false });
+        } else fail(errorMessage(err));
+      }
+      res.end();
+      return;
+    }
+    const log = logger.child({ functionName: name, instanceId: instance.id });
+    try {
+      const broken = await pipeInvoke(instance, body, write, gone.signal);
+      if (broken) {
+        const exit = await pool.exitOf(instance, 1000);
+        const detail = exit ? `${broken} (the instance exited: ${exit})` : broken;
+        log.warn({ detail }, 'invoke stream broke');
+        fail(`instance ${instance.id} failed mid-request: ${detail}`);
+        pool.discard(instance);
+      } else {
+        if (gone.signal.aborted) log.info('invoke cancelled by the client; upstream request closed');
+        pool.release(instance);
+      }
+    } finally {
+      res.end();
+    }
+  }
+
+  /**
+   * Sends the invoke to the instance and relays its events. Resolves to a description of what broke when the stream
+   * ended without a result or error event (and the client did not go away), else undefined.
+   */
+  function pipeInvoke(
+    instance: Instance,
+    body: Buffer,
+    write: (event: AgentEvent) => void,
+    gone: AbortSignal,
+  ): Promise<string | undefined> {
+    if (gone.aborted) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (broken: string | undefined) => {
+        if (settled) return;
+        settled = true;
+        gone.removeEventListener('abort', onGone);
+        resolve(gone.aborted ? undefined : broken);
+      };
+      // Closing the upstream connection is the cancel the agent acts on.
+      const onGone = () => {
+        upstream.destroy();
+        finish(undefined);
+      };
+      const upstream = httpRequest({
+        host: '127.0.0.1',
+        port: instance.port,
+        path: '/invoke',
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+      });
+      gone.addEventListener('abort', onGone, { once: true });
+      upstream.on('error', (err) => finish(errorMessage(err)));
+      upstream.on('response', (response) => {
+        void (async () => {
+          if (response.statusCode !== 200) {
+            const chunks: Buffer[] = [];
+            for await (const chunk of response) chunks.push(chunk as Buffer);
+            finish(`agent answered ${response.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`);
+            return;
+          }
+          let ended = false;
+          try {
+            for await (const event of decodeEvents(response)) {
+              write(event);
+              if (event.type !== 'progress') ended = true;
+            }
+            finish(ended ? undefined : 'the agent closed the stream without a result');
+          } catch (err) {
+            finish(ended ? undefined : errorMessage(err));
+          }
+        })();
+      });
+      upstream.end(body);
+    });
+  }
+
+  async function proxy(name: string, rest: string, req: IncomingMessage, res: ServerResponse) {
+    requireFunction(name);
+    const body = await readBody(req, bodyLimit).catch((err) => {
+      throw err instanceof BodyTooLargeError ? new HttpError(413, err.message) : err;
+    });
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort(new Error('client closed the connection'));
+    });
+    let instance: Instance;
+    try {
+      instance = await takeInstance(name, gone.signal);
+    } catch (err) {
+      if (gone.signal.aborted) return;
+      if (err instanceof FunctionNotFoundError) throw new HttpError(404, err.message, 'function_not_found');
+      throw new HttpError(503, errorMessage(err), 'unavailable');
+    }
+    if (gone.signal.aborted) {
+      pool.release(instance);
+      return;
+    }
+    try {
+      const answer = await new Promise<{ status: number; contentType?: string; body: Buffer }>((resolve, reject) => {
+        const upstream = httpRequest(
+          {
+            host: '127.0.0.1',
+            port: instance.port,
+            path: `/sd${rest}`,
+            method: req.method,
+            agent: false,
+            headers: {
+              ...(req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {}),
+              'content-length': body.length,
+            },
+          },
+          (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('end', () =>
+              resolve({
+                status: response.statusCode ?? 502,
+                contentType: response.headers['content-type'],
+                body: Buffer.concat(chunks),
+              }),
+            );
+            response.on('error', reject);
+          },
+        );
+        gone.signal.addEventListener('abort', () => upstream.destroy(), { once: true });
+        upstream.on('error', reject);
+        upstream.end(body);
+      });
+      pool.release(instance);
+      res.writeHead(answer.status, {
+        'content-type': answer.contentType ?? 'application/octet-stream',
+        'content-length': answer.body.length,
+      });
+      res.end(answer.body);
+    } catch (err) {
+      if (gone.signal.aborted) {
+        pool.release(instance);
+        return;
+      }
+      pool.discard(instance);
+      throw new HttpError(502, `instance ${instance.id} failed: ${errorMessage(err)}`, 'unavailable');
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://runtime');
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    if (method === 'GET' && path === '/healthz') {
+      sendJson(res, closing ? 503 : 200, { status: closing ? 'stopping' : 'ok', ...pool.counts() });
+      return;
+    }
+    if (closing) throw new HttpError(503, 'the runtime is stopping', 'unavailable');
+    if (method === 'GET' && path === '/functions') {
+      sendJson(res, 200, pool.list());
+      return;
+    }
+    if (method === 'POST' && path === '/restart') {
+      pool.recycle();
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    const match = /^\/functions\/([^/]+)(\/.*)?$/.exec(path);
+    if (!match) throw new HttpError(404, `no route ${method} ${path}`);
+    const name = decodeURIComponent(match[1]);
+    const rest = match[2] ?? '';
+    if (rest === '') {
+      if (method === 'PUT') return putFunction(name, req, res);
+      if (method === 'GET') return sendJson(res, 200, requireFunction(name));
+      if (method === 'DELETE') {
+        requireFunction(name);
+        pool.deleteFunction(name);
+        logger.info({ functionName: name }, 'function deleted');
+        return sendJson(res, 200, { status: 'ok' });
+      }
+    } else if (rest === '/invoke' && method === 'POST') {
+      return invoke(name, req, res);
+    } else if (rest === '/restart' && method === 'POST') {
+      requireFunction(name);
+      pool.recycle(name);
+      return sendJson(res, 200, { status: 'ok' });
+    } else if (rest.startsWith('/proxy/')) {
+      return proxy(name, `${rest.slice('/proxy'.length)}${url.search}`, req, res);
+    }
+    throw new HttpError(404, `no route ${method} ${path}`);
+  }
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((err) => {
+      if (err instanceof HttpError) {
+        sendJson(res, err.status, { message: err.message }, err.code ? { [RUNTIME_ERROR_HEADER]: err.code } : {});
+        return;
+      }
+      logger.error({ err: errorMessage(err), url: req.url }, 'request failed');
+      sendJson(res, 500, { message: errorMessage(err) });
+    });
+  });
+  server.requestTimeout = 0;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.runtime.port, config.runtime.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.runtime.port;
+  logger.info({ host: config.runtime.host, port, ...pool.counts() }, 'runtime listening');
+
+  return {
+    port,
+    async close() {
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await pool.close();
+      server.closeAllConnections();
+      await closed;
+      logger.info('runtime stopped; every instance stopped');
+    },
+  };
+}

@@ -1,0 +1,404 @@
+import type { Checkpoint, ModelFile } from './catalog.js';
+import type { JobOutcome, Simulator } from './engine.js';
+import { apiError } from './errors.js';
+import { type DecodedImage, decodeImage, type Fit, toRawMask, toRawRgb } from './images.js';
+import { formatInfotext, type InfotextParams } from './infotext.js';
+import { resolveSampler } from './lists.js';
+import { type GenerationKind, type GenerationRequest, LIMITS, parseGenerationBody } from './params.js';
+import { insertTextChunks } from './png.js';
+import { hash32, randomSeed } from './random.js';
+import { blendWithInit, encodePng, gridRaw, renderPattern } from './render.js';
+import { SdState } from './state.js';
+
+// txt2img and img2img, shaped like A1111's processing: seeds resolved up front, n_iter iterations of `steps`
+// simulated sampling steps over batch_size images each, then a VAE decode per image. Interrupt ends the job at the
+// next step boundary and returns what was made (the current iteration partially sampled); skip ends only the
+// current iteration. PNGs are encoded after the lock is released, as A1111 encodes its API answer.
+
+export const SIM_VERSION = 'sdflow-sim';
+
+export interface GenerationResponse {
+  images: string[];
+  parameters: Record<string, unknown>;
+  info: string;
+}
+
+/** Everything a job needs that can be checked before it queues: a bad input is rejected without waiting. */
+interface PreparedJob {
+  kind: GenerationKind;
+  request: GenerationRequest;
+  parameters: Record<string, unknown>;
+  sampler: string;
+  scheduler: string;
+  overrideCheckpoint?: Checkpoint;
+  overrideVae?: { name: string; file?: ModelFile };
+  /** img2img: init images and mask at exactly the output size, raw. */
+  inits: Buffer[];
+  mask?: Buffer;
+  seeds: number[];
+  subseeds: number[];
+  /** The image size A1111 decodes to: the requested size rounded down to a multiple of 8. */
+  width: number;
+  height: number;
+  /** Sampling steps per iteration (img2img runs a denoising-strength share of them, as A1111 does). */
+  samplingSteps: number;
+}
+
+interface RenderedImage {
+  raw: Buffer;
+  index: number;
+}
+
+interface JobResult {
+  images: RenderedImage[];
+  checkpoint: Checkpoint;
+  vaeName: string | null;
+  vaeHash: string | null;
+  clipSkip: number;
+  settings: Record<string, unknown>;
+  jobTimestamp: string;
+}
+
+const floor8 = (n: number) => Math.max(8, Math.floor(n / 8) * 8);
+const RESIZE_FITS: Record<number, Fit> = { 0: 'fill', 1: 'cover', 2: 'contain', 3: 'fill' };
+
+/** A1111's all_seeds/all_subseeds: seed, seed+1, … (or one seed for all when a variation strength is set). */
+export function resolveSeeds(
+  r: Pick<GenerationRequest, 'seed' | 'subseed' | 'subseed_strength' | 'batch_size' | 'n_iter'>,
+) {
+  const count = r.batch_size * r.n_iter;
+  const seed = r.seed === -1 ? randomSeed() : r.seed;
+  const subseed = r.subseed === -1 ? randomSeed() : r.subseed;
+  const seeds = Array.from({ length: count }, (_, i) => seed + (r.subseed_strength === 0 ? i : 0));
+  const subseeds = Array.from({ length: count }, (_, i) => subseed + i);
+  return { seeds, subseeds };
+}
+
+async function prepareImg2img(r: GenerationRequest, width: number, height: number) {
+  if (!r.init_images || r.init_images.length === 0) throw apiError(422, 'init_images: Init image not found');
+  const fit = RESIZE_FITS[r.resize_mode] ?? 'fill';
+  const decoded: DecodedImage[] = [];
+  for (const [i, img] of r.init_images.entries()) decoded.push(await decodeImage(img, `init_images[${i}]`));
+  const inits = await Promise.all(decoded.map((d) => toRawRgb(d, width, height, fit)));
+  let mask: Buffer | undefined;
+  if (r.mask) {
+    const blur = r.mask_blur ?? r.mask_blur_x ?? 4;
+    mask = await toRawMask(await decodeImage(r.mask, 'mask'), width, height, blur);
+    if (r.inpainting_mask_invert) for (let i = 0; i < mask.length; i++) mask[i] = 255 - mask[i];
+  }
+  return { inits, mask };
+}
+
+/** A1111 holds a job's images in memory until it ends; so does the simulator, within a limit. */
+function checkJobSize(r: GenerationRequest, width: number, height: number): void {
+  const pixels = r.batch_size * r.n_iter * width * height;
+  if (pixels <= LIMITS.maxJobPixels) return;
+  const detail = `batch_size × n_iter × width × height is ${pixels} pixels; the simulator's limit is ${LIMITS.maxJobPixels}`;
+  throw apiError(422, detail);
+}
+
+/** The checkpoint and VAE named in override_settings, resolved now so an unknown name is a 422 before queueing. */
+async function resolveOverrides(sim: Simulator, r: GenerationRequest) {
+  const overrides = r.override_settings ?? {};
+  const ckpt = overrides.sd_model_checkpoint;
+  const vae = overrides.sd_vae;
+  return {
+    overrideCheckpoint:
+      ckpt === undefined || ckpt === null
+        ? undefined
+        : await sim.requireCheckpoint(ckpt, 'override_settings.sd_model_checkpoint'),
+    overrideVae: vae === undefined || vae === null ? undefined : await sim.requireVae(vae, 'override_settings.sd_vae'),
+  };
+}
+
+async function prepare(sim: Simulator, kind: GenerationKind, body: unknown): Promise<PreparedJob> {
+  const { parameters, request: r } = parseGenerationBody(kind, body);
+  const width = floor8(r.width);
+  const height = floor8(r.height);
+  checkJobSize(r, width, height);
+  const overrides = await resolveOverrides(sim, r);
+  const { sampler, scheduler } = resolveSampler(r.sampler_name ?? r.sampler_index, r.scheduler);
+  const { inits, mask } = kind === 'img2img' ? await prepareImg2img(r, width, height) : { inits: [], mask: undefined };
+  const samplingSteps = kind === 'img2img' ? Math.trunc(Math.min(r.denoising_strength, 0.999) * r.steps) + 1 : r.steps;
+  if (kind === 'img2img' && !r.include_init_images) Object.assign(parameters, { init_images: null, mask: null });
+  const { seeds, subseeds } = resolveSeeds(r);
+  return {
+    kind,
+    request: r,
+    parameters,
+    sampler,
+    scheduler,
+    ...overrides,
+    inits,
+    mask,
+    seeds,
+    subseeds,
+    width,
+    height,
+    samplingSteps,
+  };
+}
+
+/** The options in effect for this job: the global ones with the request's override_settings on top. */
+function effectiveSettings(sim: Simulator, job: PreparedJob): Record<string, unknown> {
+  return { ...sim.options, ...(job.request.override_settings ?? {}) };
+}
+
+/** After the job: A1111 keeps override_settings only when override_settings_restore_afterwards is false. */
+function persistOverrides(sim: Simulator, job: PreparedJob, checkpoint: Checkpoint, vaeName: string | undefined) {
+  if (job.overrideCheckpoint === undefined && !sim.options.sd_model_checkpoint)
+    sim.options.sd_model_checkpoint = checkpoint.title;
+  if (job.request.override_settings_restore_afterwards || !job.request.override_settings) return;
+  const { sd_model_checkpoint: _c, sd_vae: _v, ...rest } = job.request.override_settings;
+  Object.assign(sim.options, rest);
+  if (job.overrideCheckpoint) sim.options.sd_model_checkpoint = checkpoint.title;
+  if (vaeName !== undefined) sim.options.sd_vae = vaeName;
+}
+
+function styleHashes(
+  job: PreparedJob,
+  checkpoint: Checkpoint,
+  vaeName: string | null,
+  clipSkip: number,
+  index: number,
+) {
+  const r = job.request;
+  const style = hash32('style', r.prompt, r.negative_prompt, checkpoint.sha256, vaeName ?? '', clipSkip);
+  const detail = hash32(
+    'detail',
+    job.sampler,
+    job.scheduler,
+    r.steps,
+    r.cfg_scale,
+    r.tiling ? 1 : 0,
+    job.kind,
+    r.denoising_strength,
+  );
+  return { style, detail: job.kind === 'img2img' ? hash32(detail, index % Math.max(1, job.inits.length)) : detail };
+}
+
+function renderImage(job: PreparedJob, result: JobSetup, index: number, done: number): Buffer {
+  const r = job.request;
+  const { style, detail } = styleHashes(job, result.checkpoint, result.vaeName, result.clipSkip, index);
+  const pattern = renderPattern({
+    width: job.width,
+    height: job.height,
+    seed: job.seeds[index],
+    subseed: job.subseeds[index],
+    subseedStrength: r.subseed_strength,
+    style,
+    detail,
+    cfgScale: r.cfg_scale,
+    done,
+  });
+  if (job.kind !== 'img2img') return pattern;
+  const init = job.inits[index % job.inits.length];
+  return blendWithInit(pattern, init, r.denoising_strength, job.mask);
+}
+
+/** The simulated sampling of one iteration; returns the fraction of its steps done. */
+async function sampleIteration(sim: Simulator, job: PreparedJob, iteration: number): Promise<number> {
+  const { state, opts } = sim;
+  const r = job.request;
+  const stepMs = ((opts.stepMs * (job.width * job.height)) / (512 * 512)) * r.batch_size;
+  const vaeMs = opts.vaeMs * r.batch_size;
+  const steps = job.samplingSteps;
+  const itersLeft = r.n_iter - iteration - 1;
+  state.samplingSteps = steps;
+  state.samplingStep = 0;
+  let cursor = Date.now();
+  for (let s = 1; s <= steps; s++) {
+    cursor += stepMs;
+    state.expectedEnd = cursor + (steps - s) * stepMs + vaeMs + itersLeft * (steps * stepMs + vaeMs);
+    await state.sleepUntil(cursor);
+    if (state.interrupted || state.skipped) break;
+    state.samplingStep = s;
+  }
+  return state.samplingStep / steps;
+}
+
+async function runIterations(sim: Simulator, job: PreparedJob, setup: JobSetup, outcome: JobOutcome) {
+  const { state, opts } = sim;
+  const r = job.request;
+  const images: RenderedImage[] = [];
+  const jobName = state.job;
+  for (let n = 0; n < r.n_iter; n++) {
+    if (state.skipped) state.skipped = false;
+    if (state.interrupted) break;
+    state.job = r.n_iter > 1 ? `Batch ${n + 1} out of ${r.n_iter}` : jobName;
+    const done = await sampleIteration(sim, job, n);
+    const decodeEnd = Date.now() + opts.vaeMs * r.batch_size;
+    for (let b = 0; b < r.batch_size; b++) {
+      const index = n * r.batch_size + b;
+      images.push({ raw: renderImage(job, setup, index, done), index });
+      await SdState.sleep(0);
+    }
+    await SdState.sleep(decodeEnd - Date.now());
+    if (done < 1 && !state.interrupted) outcome.skipped = (Number(outcome.skipped) || 0) + 1;
+    state.nextJob();
+  }
+  return images;
+}
+
+type JobSetup = Omit<JobResult, 'images' | 'jobTimestamp'>;
+
+/** What the job runs with once its checkpoint is loaded: the VAE, clip skip and the options in effect. */
+async function jobSetup(sim: Simulator, job: PreparedJob, checkpoint: Checkpoint): Promise<JobSetup> {
+  const settings = effectiveSettings(sim, job);
+  const selected = job.overrideVae?.name ?? (typeof sim.options.sd_vae === 'string' ? sim.options.sd_vae : 'Automatic');
+  const special = selected === 'Automatic' || selected === 'None';
+  const vaeFile = job.overrideVae?.file ?? (special ? undefined : sim.catalog.findVae(selected));
+  const vaeHash = vaeFile ? ((await sim.catalog.fileSha256(vaeFile))?.slice(0, 10) ?? null) : null;
+  const clipSkip = Math.max(1, Number(settings.CLIP_stop_at_last_layers) || 1);
+  return { checkpoint, vaeName: vaeFile ? vaeFile.name : null, vaeHash, clipSkip, settings };
+}
+
+/** The planned time of the job's sampling and decoding, for eta_relative. */
+function plannedMs(sim: Simulator, job: PreparedJob): number {
+  const r = job.request;
+  const stepMs = (sim.opts.stepMs * job.width * job.height * r.batch_size) / (512 * 512);
+  return r.n_iter * (job.samplingSteps * stepMs + sim.opts.vaeMs * r.batch_size);
+}
+
+async function runJob(sim: Simulator, job: PreparedJob, outcome: JobOutcome): Promise<JobResult> {
+  const { state } = sim;
+  const r = job.request;
+  state.begin(job.kind === 'txt2img' ? 'scripts_txt2img' : 'scripts_img2img', r.n_iter);
+  const jobTimestamp = state.jobTimestamp;
+  try {
+    const checkpoint = job.overrideCheckpoint ?? (await sim.defaultCheckpoint());
+    state.expectedEnd = Date.now() + plannedMs(sim, job) + (sim.isLoaded(checkpoint) ? 0 : sim.opts.loadMs);
+    outcome.loadedModel = await sim.loadCheckpoint(checkpoint);
+    const setup = await jobSetup(sim, job, checkpoint);
+    const images = await runIterations(sim, job, setup, outcome);
+    persistOverrides(sim, job, checkpoint, job.overrideVae?.name);
+    Object.assign(outcome, { interrupted: state.interrupted, images: images.length, steps: job.samplingSteps });
+    Object.assign(outcome, { size: `${job.width}x${job.height}`, batch: `${r.batch_size}x${r.n_iter}` });
+    return { ...setup, images, jobTimestamp };
+  } finally {
+    state.end();
+  }
+}
+
+function infotextParams(job: PreparedJob, res: JobResult, index: number): InfotextParams {
+  const r = job.request;
+  const s = res.settings;
+  const variation = r.subseed_strength !== 0;
+  const params: InfotextParams = {
+    Steps: r.steps,
+    Sampler: job.sampler,
+    'Schedule type': job.scheduler === 'Automatic' ? undefined : job.scheduler,
+    'CFG scale': r.cfg_scale,
+    Seed: job.seeds[index],
+    'Face restoration': r.restore_faces ? String(s.face_restoration_model ?? 'CodeFormer') : undefined,
+    Size: `${r.width}x${r.height}`,
+    'Model hash': s.add_model_hash_to_info === false ? undefined : res.checkpoint.hash,
+    Model: s.add_model_name_to_info === false ? undefined : res.checkpoint.shortName,
+    'VAE hash': s.add_vae_hash_to_info === false ? undefined : res.vaeHash,
+    VAE: s.add_vae_name_to_info === false ? undefined : res.vaeName,
+    'Variation seed': variation ? job.subseeds[index] : undefined,
+    'Variation seed strength': variation ? r.subseed_strength : undefined,
+    'Seed resize from':
+      r.seed_resize_from_w > 0 && r.seed_resize_from_h > 0
+        ? `${r.seed_resize_from_w}x${r.seed_resize_from_h}`
+        : undefined,
+    ...extraGenerationParams(job),
+    'Clip skip': res.clipSkip > 1 ? res.clipSkip : undefined,
+    ENSD: Number(s.eta_noise_seed_delta) ? Number(s.eta_noise_seed_delta) : undefined,
+    Tiling: r.tiling ? 'True' : undefined,
+    Version: s.add_version_to_infotext === false ? undefined : SIM_VERSION,
+  };
+  return params;
+}
+
+function extraGenerationParams(job: PreparedJob): Record<string, number> {
+  const r = job.request;
+  const extra: Record<string, number> = {};
+  if (job.kind === 'img2img' || r.enable_hr) extra['Denoising strength'] = r.denoising_strength;
+  if (job.kind === 'img2img' && job.mask) extra['Mask blur'] = r.mask_blur ?? r.mask_blur_x;
+  return extra;
+}
+
+function infotext(job: PreparedJob, res: JobResult, index: number): string {
+  return formatInfotext(job.request.prompt, job.request.negative_prompt, infotextParams(job, res, index));
+}
+
+/** A1111's Processed.js(): the info JSON string. */
+function infoJson(job: PreparedJob, res: JobResult, infotexts: string[], indexOfFirstImage: number): string {
+  const r = job.request;
+  const count = job.seeds.length;
+  return JSON.stringify({
+    prompt: r.prompt,
+    all_prompts: Array(count).fill(r.prompt),
+    negative_prompt: r.negative_prompt,
+    all_negative_prompts: Array(count).fill(r.negative_prompt),
+    seed: job.seeds[0],
+    all_seeds: job.seeds,
+    subseed: job.subseeds[0],
+    all_subseeds: job.subseeds,
+    subseed_strength: r.subseed_strength,
+    width: r.width,
+    height: r.height,
+    sampler_name: job.sampler,
+    cfg_scale: r.cfg_scale,
+    steps: r.steps,
+    batch_size: r.batch_size,
+    restore_faces: r.restore_faces,
+    face_restoration_model: r.restore_faces ? (res.settings.face_restoration_model ?? 'CodeFormer') : null,
+    sd_model_name: res.checkpoint.shortName,
+    sd_model_hash: res.checkpoint.hash,
+    sd_vae_name: res.vaeName,
+    sd_vae_hash: res.vaeHash,
+    seed_resize_from_w: r.seed_resize_from_w,
+    seed_resize_from_h: r.seed_resize_from_h,
+    denoising_strength: job.kind === 'img2img' || r.enable_hr ? r.denoising_strength : null,
+    extra_generation_params: extraGenerationParams(job),
+    index_of_first_image: indexOfFirstImage,
+    infotexts,
+    styles: r.styles ?? [],
+    job_timestamp: res.jobTimestamp,
+    clip_skip: res.clipSkip,
+    is_using_inpainting_conditioning: false,
+    version: SIM_VERSION,
+  });
+}
+
+async function encodeWithInfotext(raw: Buffer, width: number, height: number, text: string): Promise<string> {
+  const png = await encodePng(raw, width, height);
+  return insertTextChunks(png, { parameters: text }).toString('base64');
+}
+
+/** The answer: PNGs (a grid first when A1111 would add one), the parameters echo, and the info JSON. */
+async function respond(job: PreparedJob, res: JobResult): Promise<GenerationResponse> {
+  const r = job.request;
+  const infotexts = res.images.map((img) => infotext(job, res, img.index));
+  const outputs = res.images.map((img, i) => ({
+    raw: img.raw,
+    width: job.width,
+    height: job.height,
+    text: infotexts[i],
+  }));
+  let indexOfFirstImage = 0;
+  const wantsGrid = r.save_images && res.settings.return_grid !== false && res.images.length > 1;
+  if (wantsGrid) {
+    const grid = gridRaw(
+      res.images.map((i) => i.raw),
+      job.width,
+      job.height,
+    );
+    const text = infotext(job, res, 0);
+    outputs.unshift({ ...grid, text });
+    infotexts.unshift(text);
+    indexOfFirstImage = 1;
+  }
+  const images: string[] = [];
+  if (r.send_images) for (const o of outputs) images.push(await encodeWithInfotext(o.raw, o.width, o.height, o.text));
+  return { images, parameters: job.parameters, info: infoJson(job, res, infotexts, indexOfFirstImage) };
+}
+
+/** POST /sdapi/v1/txt2img and /sdapi/v1/img2img. */
+export async function runGeneration(sim: Simulator, kind: GenerationKind, body: unknown): Promise<GenerationResponse> {
+  const job = await prepare(sim, kind, body);
+  const result = await sim.withJob(kind, (outcome) => runJob(sim, job, outcome));
+  return respond(job, result);
+}
