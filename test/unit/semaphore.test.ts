@@ -59,7 +59,7 @@ async function holder(): Promise<LeaseRef> {
 }
 
 /** The leaseIds a holder was granted, from its own history. */
-async function grantsReceived(lease: LeaseRef): Promise<string[]> {
+async function grantsInHistory(lease: LeaseRef): Promise<string[]> {
   const history = await client.workflow.getHandle(lease.workflowId, lease.runId).fetchHistory();
   const converter = (await import('@temporalio/common')).defaultPayloadConverter;
   return (history.events ?? [])
@@ -68,6 +68,14 @@ async function grantsReceived(lease: LeaseRef): Promise<string[]> {
       const payload = e.workflowExecutionSignaledEventAttributes?.input?.payloads?.[0];
       return (converter.fromPayload(payload!) as { leaseId: string }).leaseId;
     });
+}
+
+/** The grants a holder ends up with; a grant signal lands in its history a moment after the state shows it. */
+async function grantsReceived(lease: LeaseRef, expected: number): Promise<string[]> {
+  return eventually(
+    () => grantsInHistory(lease),
+    (g) => g.length >= expected,
+  );
 }
 
 async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
@@ -98,7 +106,7 @@ describe('semaphore', () => {
     await sem.release(leases[1]);
     s = await eventually(sem.state, (st) => st.queue.length === 0);
     expect(ids(s.holders)).toEqual(ids([leases[2], leases[3]]));
-    for (const l of leases) expect(await grantsReceived(l)).toEqual([l.leaseId]);
+    for (const l of leases) expect(await grantsReceived(l, 1)).toEqual([l.leaseId]);
   });
 
   it('release is idempotent and never frees another lease; a duplicate acquire is ignored', async () => {
@@ -119,7 +127,7 @@ describe('semaphore', () => {
     await sem.release(a);
     s = await eventually(sem.state, (st) => st.holders.length === 1 && st.holders[0].workflowId === b.workflowId);
     expect(s.queue).toEqual([]);
-    expect(await grantsReceived(a)).toEqual([a.leaseId]);
+    expect(await grantsReceived(a, 1)).toEqual([a.leaseId]);
   });
 
   it('a waiter that withdraws is never granted', async () => {
@@ -131,7 +139,7 @@ describe('semaphore', () => {
     await sem.release(a);
     const s = await eventually(sem.state, (st) => st.holders[0]?.workflowId === c.workflowId);
     expect(s.queue).toEqual([]);
-    expect(await grantsReceived(b)).toEqual([]);
+    expect(await grantsInHistory(b)).toEqual([]);
   });
 
   it('a grant to a closed workflow counts as released at once', async () => {
@@ -143,7 +151,7 @@ describe('semaphore', () => {
     await sem.release(a);
     const s = await eventually(sem.state, (st) => st.holders[0]?.workflowId === c.workflowId);
     expect(s.holders).toHaveLength(1);
-    expect(await grantsReceived(c)).toEqual([c.leaseId]);
+    expect(await grantsReceived(c, 1)).toEqual([c.leaseId]);
   });
 
   it('frees the slot of a holder found closed, but keeps an open (stalled) holder', async () => {
@@ -179,7 +187,11 @@ describe('semaphore', () => {
     for (const l of leases) await sem.acquire(l);
     const firstRun = await sem.runId();
     await eventually(sem.state, (st) => st.holders.length === 2 && st.queue.length === 4);
-    for (const l of leases.slice(0, 3)) await sem.release(l);
+    // Each lease is released once it holds: a release that arrives while it is still queued is a withdrawal.
+    for (const l of leases.slice(0, 3)) {
+      await eventually(sem.state, (st) => st.holders.some((h) => h.leaseId === l.leaseId));
+      await sem.release(l);
+    }
     const s = await eventually(sem.state, (st) => st.totalGrants === 5);
     expect(await sem.runId()).not.toBe(firstRun);
     expect(ids(s.holders)).toEqual(ids(leases.slice(3, 5)));
@@ -187,7 +199,7 @@ describe('semaphore', () => {
     await sem.release(leases[3]);
     const last = await eventually(sem.state, (st) => st.totalGrants === 6);
     expect(ids(last.holders)).toEqual(ids(leases.slice(4)));
-    for (const l of leases) expect(await grantsReceived(l)).toEqual([l.leaseId]);
+    for (const l of leases) expect(await grantsReceived(l, 1)).toEqual([l.leaseId]);
   });
 
   it('takes a burst of 200 acquires at once and never grants more than the limit', async () => {
