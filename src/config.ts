@@ -74,6 +74,7 @@ const envSchema = z.object({
   SDFLOW_SD_URL: optionalString,
   SDFLOW_SD_START_TIMEOUT_S: num(120, 1),
   SDFLOW_SD_PROGRESS_POLL_MS: int(250, 20),
+  SDFLOW_SD_GENERATE_TIMEOUT_S: num(7200, 1),
   SD_MODEL: optionalString,
 
   SDFLOW_SIM_PORT: int(7860, 0),
@@ -196,6 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       sdUrl: e.SDFLOW_SD_URL?.replace(/\/$/, ''),
       sdStartTimeoutS: e.SDFLOW_SD_START_TIMEOUT_S,
       progressPollMs: e.SDFLOW_SD_PROGRESS_POLL_MS,
+      generateTimeoutS: e.SDFLOW_SD_GENERATE_TIMEOUT_S,
       model: e.SD_MODEL,
     },
     sim: {

@@ -221,7 +221,7 @@ export class InvokeRunner {
       () => undefined,
     );
     const interrupt = () => {
-      this.d.logger.info({ taskId: request.taskId }, 'invoke connection closed: interrupting SD');
+      this.d.logger.info({ taskId: request.taskId }, 'no longer waiting for SD: interrupting it');
       this.d.sd.interrupt().catch((err) => this.d.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
     };
     cancel.addEventListener('abort', interrupt, { once: true });
@@ -244,7 +244,11 @@ export class InvokeRunner {
           this.d.logger.debug({ err: errorMessage(err) }, 'progress poll failed');
         }
       }
-      const response = await call;
+      const response = await call.catch((err) => {
+        // Stopped waiting without SD's own answer (a timeout, a broken connection): SD must not keep the job.
+        if (!(err instanceof SdHttpError)) interrupt();
+        throw err;
+      });
       if (cancel.aborted) {
         this.d.logger.info({ taskId: request.taskId }, 'invoke cancelled; SD returned and nothing is uploaded');
         return undefined;

@@ -58,7 +58,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
   const sd = new SdClient(() => backend.url, {
     quickMs: 10_000,
     optionsMs: Math.max(startTimeoutMs, 60_000),
-    generateMs: config.tasks.deadlineS * 1000,
+    // A backstop only: the caller's closed connection (a cancel or a deadline) is what normally ends a job.
+    generateMs: config.agent.generateTimeoutS * 1000,
     passthroughMs: Math.max(startTimeoutMs, 600_000),
   });
 
