@@ -97,6 +97,9 @@ export interface TaskOutcome {
 /** Error types that retrying cannot fix; activities throw them as non-retryable ApplicationFailures. */
 export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound' } as const;
 
+/** The workflow's result: the outcome without SD's info and parameters, which live in the task row only. */
+export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters'>;
+
 export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
 
 /** Search attributes that make tasks findable in the Temporal Web UI (all Keyword). */

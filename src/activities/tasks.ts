@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { functionNameFor } from '../platform/functions/naming.js';
-import { NON_RETRYABLE, type TaskOutcome } from '../types.js';
+import { isFinal, NON_RETRYABLE, type TaskOutcome, type TaskSummary } from '../types.js';
 import type { ActivityDeps } from './index.js';
 
 export function createTaskActivities({ meta, functions, functionPrefix }: ActivityDeps) {
@@ -25,18 +25,16 @@ export function createTaskActivities({ meta, functions, functionPrefix }: Activi
     },
 
     /** Writes the final record once; returns the stored one, which wins over a later, different outcome. */
-    async finalizeTask(outcome: TaskOutcome): Promise<TaskOutcome> {
+    async finalizeTask(outcome: TaskOutcome): Promise<TaskSummary> {
       const { taskId, ...final } = outcome;
-      const stored = await meta.finalizeTask(taskId, final);
-      if (!stored || stored.status === 'waiting' || stored.status === 'running') return outcome;
+      // The row after the write: final, either with this outcome or with one written earlier. Null if no row exists.
+      const record = (await meta.finalizeTask(taskId, final)) ?? outcome;
       return {
         taskId,
-        status: stored.status,
-        images: stored.images,
-        info: stored.info,
-        parameters: stored.parameters,
-        message: stored.message,
-        errorKind: stored.errorKind,
+        status: isFinal(record.status) ? record.status : outcome.status,
+        images: record.images,
+        ...(record.message ? { message: record.message } : {}),
+        ...(record.errorKind ? { errorKind: record.errorKind } : {}),
       };
     },
   };

@@ -76,8 +76,7 @@ export class Simulator {
   async requireCheckpoint(ref: unknown, field: string): Promise<Checkpoint> {
     if (typeof ref !== 'string' || ref.trim() === '') throw apiError(422, `${field}: a checkpoint name is required`);
     const found = await this.catalog.resolveCheckpoint(ref);
-    if (!found)
-      throw apiError(422, `${field}: checkpoint '${ref}' not found in ${this.opts.modelsDir}/stableDiffusion`);
+    if (!found) throw apiError(422, `${field}: checkpoint '${ref}' not found among the checkpoints (stableDiffusion/)`);
     return found;
   }
 
@@ -86,7 +85,7 @@ export class Simulator {
     if (typeof ref !== 'string') throw apiError(422, `${field}: a VAE name is required`);
     if (VAE_SPECIAL.has(ref)) return { name: ref };
     const file = await this.catalog.resolveVae(ref);
-    if (!file) throw apiError(422, `${field}: VAE '${ref}' not found in ${this.opts.modelsDir}/sdVae`);
+    if (!file) throw apiError(422, `${field}: VAE '${ref}' not found among the VAEs (sdVae/)`);
     return { name: file.name, file };
   }
 
@@ -103,8 +102,7 @@ export class Simulator {
     if (this.loaded) return this.loaded;
     if (this.catalog.checkpoints.length === 0) await this.catalog.scan();
     const first = this.catalog.checkpoints[0];
-    if (!first)
-      throw apiError(422, `no checkpoint available: ${this.opts.modelsDir}/stableDiffusion holds no model file`);
+    if (!first) throw apiError(422, 'no checkpoint available: stableDiffusion/ holds no model file');
     return first;
   }
 

@@ -26,6 +26,7 @@ import {
   SEARCH_ATTRIBUTES,
   type TaskOutcome,
   type TaskStatus,
+  type TaskSummary,
 } from '../types.js';
 import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
 
@@ -62,7 +63,7 @@ export function resolveSeeds(kind: GenerationInput['kind'], params: SdParams): S
   return { ...params, seed: concrete(params.seed), subseed: concrete(params.subseed) };
 }
 
-export async function generationWorkflow(input: GenerationInput): Promise<TaskOutcome> {
+export async function generationWorkflow(input: GenerationInput): Promise<TaskSummary> {
   const { taskId } = input;
   const acts = activitiesFor(input);
   let status: TaskStatus = 'waiting';

@@ -6,6 +6,7 @@ import {
   log,
   proxyActivities,
   setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
@@ -80,22 +81,28 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   const shouldContinueAsNew = () =>
     workflowInfo().continueAsNewSuggested || state.grantsThisRun >= input.continueAsNewAfterGrants;
 
-  const leaseCheckMs = input.leaseCheckS * 1000;
-  let nextLeaseCheck = Date.now() + leaseCheckMs;
+  // One standing timer per lease-check period: a steady stream of signals neither postpones the check nor adds a
+  // timer to the history at every wake-up.
+  let leaseCheckDue = false;
+  let leaseTimerArmed = false;
+  const armLeaseCheck = () => {
+    if (leaseTimerArmed) return;
+    leaseTimerArmed = true;
+    void sleep(input.leaseCheckS * 1000).then(() => {
+      leaseTimerArmed = false;
+      leaseCheckDue = true;
+    });
+  };
+
   while (!shouldContinueAsNew()) {
     changed = false;
     grantWhilePossible();
     if (shouldContinueAsNew()) break;
-    if (state.holders.length === 0) {
-      await condition(() => changed);
-      nextLeaseCheck = Date.now() + leaseCheckMs;
-      continue;
-    }
-    // The check runs on its own clock, so a steady stream of signals cannot postpone it.
-    await condition(() => changed, Math.max(1, nextLeaseCheck - Date.now()));
-    if (Date.now() >= nextLeaseCheck) {
-      await freeSlotsOfClosedHolders(state);
-      nextLeaseCheck = Date.now() + leaseCheckMs;
+    if (state.holders.length > 0) armLeaseCheck();
+    await condition(() => changed || leaseCheckDue);
+    if (leaseCheckDue) {
+      leaseCheckDue = false;
+      if (state.holders.length > 0) await freeSlotsOfClosedHolders(state);
     }
   }
 

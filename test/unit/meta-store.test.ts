@@ -203,7 +203,6 @@ describe('tasks', () => {
   it('refuses a non-final status as a final record', async () => {
     const store = openStore();
     await store.insertTask(newTask('t1'));
-    // biome-ignore lint/suspicious/noExplicitAny: deliberately breaking the type to test the runtime guard
     await expect(store.finalizeTask('t1', { status: 'running' as any, images: [] })).rejects.toThrow(/final status/);
     expect((await store.getTask('t1'))?.status).toBe('waiting');
   });
