@@ -6,6 +6,7 @@ export default defineConfig({
     pool: 'forks',
     include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/setup-temporal-logging.ts'],
     testTimeout: 120_000,
     hookTimeout: 180_000,
     // Integration files each start a stack of processes; on 2 cores, running two at once is the most that keeps

@@ -21,7 +21,6 @@
 // SDFLOW_KEEP_TEST_DATA=1 keeps the data dir (process logs) for a look afterwards.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,9 +28,10 @@ import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { DEMO_CHECKPOINTS, registerDemoCheckpoints } from '../dist/cli/demo-models.js';
-import { spawnRole, waitForHttp } from '../dist/cli/processes.js';
+import { spawnRole, waitForHttp, waitForOutput } from '../dist/cli/processes.js';
 import { probeSearchAttributes, resolveTemporalCli, startDevServer } from '../dist/cli/temporal-server.js';
 import { loadConfig } from '../dist/config.js';
+import { freePort } from '../dist/http-util.js';
 import { createMetaStore, createObjectStore } from '../dist/platform/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -41,18 +41,6 @@ const MODEL = DEMO_CHECKPOINTS[0];
 
 const log = (msg) => console.log(`[fixtures] ${msg}`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function check(ok, message) {
   if (!ok) throw new Error(`recording check failed: ${message}`);
@@ -67,26 +55,6 @@ async function eventually(what, probe, ok, timeoutMs = 30_000) {
     if (Date.now() > until) throw new Error(`${what}: not reached in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
     await sleep(50);
   }
-}
-
-function waitForOutput(proc, match, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${proc.name}: no ${match} after ${timeoutMs} ms`)), timeoutMs);
-    const onData = (chunk) => {
-      seen += chunk.toString();
-      if (match.test(seen)) {
-        clearTimeout(timer);
-        proc.child.stdout?.off('data', onData);
-        resolve();
-      }
-    };
-    proc.child.stdout?.on('data', onData);
-    proc.exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${proc.name} exited with code ${code}:\n${seen.slice(-2000)}`));
-    });
-  });
 }
 
 async function main() {

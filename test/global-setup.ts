@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { type DevServer, resolveTemporalCli, startDevServer } from '../src/cli/temporal-server.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '../src/http-util.js';
 
 // One Temporal dev server for the whole run, on free ports with the UI and HTTP ports set explicitly, and the
 // workflow bundle built once by `npm run build` (dist/workflow-bundle.js).

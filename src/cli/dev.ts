@@ -7,7 +7,7 @@ import { createMetaStore, createObjectStore } from '../platform/index.js';
 import { logsDir } from '../platform/object-store/local-paths.js';
 import { connectTemporal } from '../temporal.js';
 import { registerDemoCheckpoints } from './demo-models.js';
-import { type RoleProcess, spawnRole, waitForHttp } from './processes.js';
+import { type RoleProcess, spawnRole, waitForHttp, waitForOutput } from './processes.js';
 import {
   type DevServer,
   ensureSearchAttributes,
@@ -42,24 +42,6 @@ function consoleLine(name: string) {
       `${clock} ${name.padEnd(8)} ${(LEVELS[level as number] ?? String(level)).padEnd(5)} ${msg ?? ''}${fields}`,
     );
   };
-}
-
-function waitForLine(proc: RoleProcess, match: RegExp, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${proc.name} not ready after ${timeoutMs} ms`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      if (match.test(chunk.toString())) {
-        clearTimeout(timer);
-        proc.child.stdout?.off('data', onData);
-        resolve();
-      }
-    };
-    proc.child.stdout?.on('data', onData);
-    proc.exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${proc.name} exited with code ${code}`));
-    });
-  });
 }
 
 /** Reuses a Temporal already answering at the address, or starts the dev server with its SQLite file in the data dir. */
@@ -159,7 +141,7 @@ export async function runDev(config: Config): Promise<void> {
     const runtime = start('runtime');
     await waitForHttp(`${config.runtime.url}/healthz`, 60_000, runtime);
     const worker = start('worker');
-    await waitForLine(worker, /"msg":"worker running"/, 120_000);
+    await waitForOutput(worker, /"msg":"worker running"/, 120_000);
     const api = start('api');
     await waitForHttp(`http://127.0.0.1:${config.api.port}/healthz`, 120_000, api);
 

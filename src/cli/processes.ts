@@ -73,3 +73,27 @@ export async function waitForHttp(url: string, timeoutMs: number, proc?: RolePro
   }
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
 }
+
+/** Resolves once the process's stdout has shown `match`; rejects if it exits first or `timeoutMs` passes. */
+export function waitForOutput(proc: RoleProcess, match: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(
+      () => reject(new Error(`${proc.name}: no ${match} after ${timeoutMs} ms:\n${seen.slice(-2000)}`)),
+      timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (match.test(seen)) {
+        clearTimeout(timer);
+        proc.child.stdout?.off('data', onData);
+        resolve();
+      }
+    };
+    proc.child.stdout?.on('data', onData);
+    proc.exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${proc.name} exited with code ${code}:\n${seen.slice(-2000)}`));
+    });
+  });
+}

@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { errorMessage } from '../http-util.js';
 import type { Logger } from '../logging.js';
 import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
 import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
-import { errorMessage } from './http-util.js';
 import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
 import type { AgentEvent, ErrorEvent, InvokeRequest, ProgressEvent } from './protocol.js';
 import {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { errorMessage, freePort, sleep } from '../http-util.js';
 import type { Logger } from '../logging.js';
-import { errorMessage, freePort, sleep } from './http-util.js';
 
 // The SD backend next to the agent: either a real WebUI at a configured URL, which the agent only waits for, or a
 // simulator the agent runs as its own child. The child stays in the agent's process group, so stopping the

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
+import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../http-util.js';
 import type { Logger } from '../logging.js';
 import { modelsDir } from '../platform/object-store/local-paths.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
-import { BodyTooLargeError, errorMessage, readBody, sendJson } from './http-util.js';
 import { InvokeFailure, InvokeRunner } from './invoke.js';
 import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from './protocol.js';
 import { SdBackend } from './sd-backend.js';
@@ -245,11 +245,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     port,
     async close() {
       closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await backend.close();
-      server.closeAllConnections();
-      await closed;
+      await closeServer(server, () => backend.close());
       log.info('agent stopped');
     },
   };

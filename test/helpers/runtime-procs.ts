@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AgentEvent, decodeEvents } from '../../src/gpu-agent/protocol.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../src/http-util.js';
 
 // Real `sdflow` processes for the runtime and agent tests: compiled JS from dist/ (run `npx tsc` first), each with
 // its own data dir, ports and simulator stats dir, and a sweep that leaves no process of the test behind.

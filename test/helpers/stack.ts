@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import { registerDemoCheckpoints } from '../../src/cli/demo-models.js';
-import { type RoleProcess, spawnRole, waitForHttp } from '../../src/cli/processes.js';
+import { type RoleProcess, spawnRole, waitForHttp, waitForOutput } from '../../src/cli/processes.js';
 import { loadConfig } from '../../src/config.js';
+import { freePort } from '../../src/http-util.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
-import { freePort } from './ports.js';
 
 // A whole sdflow stack as real processes (runtime, workers, API) against the run's Temporal dev server, with its
 // own data dir, ports, task queue and deployment id so test files never share state.
@@ -98,29 +98,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
   };
   return stack;
-}
-
-export function waitForOutput(proc: RoleProcess, match: RegExp, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(
-      () => reject(new Error(`${proc.name}: no ${match} after ${timeoutMs} ms:\n${seen.slice(-2000)}`)),
-      timeoutMs,
-    );
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (match.test(seen)) {
-        clearTimeout(timer);
-        proc.child.stdout?.off('data', onData);
-        resolve();
-      }
-    };
-    proc.child.stdout?.on('data', onData);
-    proc.exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${proc.name} exited with code ${code}:\n${seen.slice(-2000)}`));
-    });
-  });
 }
 
 export interface ApiAnswer<T = any> {

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorEvent, InvokeRequest, ResultEvent } from '../../src/gpu-agent/protocol.js';
+import { freePort } from '../../src/http-util.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
-import { freePort } from '../helpers/ports.js';
 import {
   type CliProcess,
   cleanup,
@@ -147,7 +147,7 @@ describe('gpu agent', () => {
     });
     expect(isAlive(pid)).toBe(false);
     const after = await streamEvents(`${url}/invoke`, request({}));
-    expect(after.events.at(-1)?.type).toBe('result');
+    expect(after.events.at(-1)?.type, JSON.stringify(after.events.at(-1))).toBe('result');
   });
 
   it('uses an external SD at SDFLOW_SD_URL instead of starting a simulator', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLI_MAIN } from '../../src/cli/processes.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../src/http-util.js';
 import { call, DEMO_MODEL, download } from '../helpers/stack.js';
 
 // `sdflow dev` (what `npm start` runs) as a user meets it: it starts its own Temporal dev server with a SQLite file

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { createSlotActivities } from '../../src/activities/slots.js';
@@ -18,7 +18,6 @@ let running: Promise<void>;
 let slots: ReturnType<typeof createSlotActivities>;
 
 beforeAll(async () => {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
   const address = inject('temporalAddress');
   client = new Client({ connection: await Connection.connect({ address }) });
   slots = createSlotActivities({ temporal: client, taskQueue } as unknown as ActivityDeps);

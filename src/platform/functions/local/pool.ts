@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errorMessage, freePort, sleep } from '../../../gpu-agent/http-util.js';
+import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { logsDir } from '../../object-store/local-paths.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';

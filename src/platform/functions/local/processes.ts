@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { sleep } from '../../../gpu-agent/http-util.js';
+import { sleep } from '../../../http-util.js';
 
 // Process-group helpers for instances. Each instance (agent + its simulator) runs in its own process group whose id
 // is the agent's pid. Re-adopted instances are not our children, so their death is seen through /proc or signal 0;

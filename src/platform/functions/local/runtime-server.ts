@@ -1,7 +1,6 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Config } from '../../../config.js';
-import { BodyTooLargeError, errorMessage, readBody, sendJson } from '../../../gpu-agent/http-util.js';
 import {
   type AgentEvent,
   decodeEvents,
@@ -9,6 +8,7 @@ import {
   NDJSON_CONTENT_TYPE,
   type ProgressEvent,
 } from '../../../gpu-agent/protocol.js';
+import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { EMPTY_SD_STATE } from '../../../types.js';
 import { isFunctionName } from '../naming.js';
@@ -355,11 +355,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
     port,
     async close() {
       closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await pool.close();
-      server.closeAllConnections();
-      await closed;
+      await closeServer(server, () => pool.close());
       logger.info('runtime stopped; every instance stopped');
     },
   };

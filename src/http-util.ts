@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:net';
 
 // Small node:http helpers shared by the agent and the local runtime, which both stream and so use node:http directly.
@@ -55,4 +55,16 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Stops a server: no new connections, idle ones closed, then `drain` (which may still use open requests, e.g. to
+ * stop child processes), then every connection closed. Resolves when the server is closed.
+ */
+export async function closeServer(server: Server, drain: () => Promise<void>): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await drain();
+  server.closeAllConnections();
+  await closed;
 }
