@@ -1,4 +1,14 @@
 import type { Command } from 'commander';
+import { registerBenchCommand } from './client/bench.js';
+import { registerFunctionCommands, registerModelCommands } from './client/catalog.js';
+import { registerGenerationCommands } from './client/generate.js';
+import { registerTaskCommands } from './client/tasks.js';
 
 /** Client commands (txt2img, img2img, upscale, tasks, models, functions, bench) against a running API. */
-export function registerClientCommands(_program: Command): void {}
+export function registerClientCommands(program: Command): void {
+  registerGenerationCommands(program);
+  registerTaskCommands(program);
+  registerModelCommands(program);
+  registerFunctionCommands(program);
+  registerBenchCommand(program);
+}

@@ -1,0 +1,393 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { latencyStats, percentile } from '../../src/cli/client/stats.js';
+import { DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack } from '../helpers/stack.js';
+
+// The client CLI as users run it: the built `node dist/cli/main.js` as a real process against a real stack, with
+// API keys on so --key / SDFLOW_API_KEY are exercised.
+
+const CLI = resolve('dist/cli/main.js');
+const KEY = 'alice-secret-0001';
+const USER = 'alice';
+
+let stack: Stack;
+let work: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[], env: Record<string, string | undefined> = {}): ChildProcess {
+  const childEnv: Record<string, string | undefined> = {
+    ...process.env,
+    SDFLOW_URL: stack.url,
+    SDFLOW_API_KEY: KEY,
+    SDFLOW_MODEL: undefined,
+    ...env,
+  };
+  return spawn(process.execPath, [CLI, ...args], { cwd: work, env: childEnv as NodeJS.ProcessEnv });
+}
+
+function finish(child: ChildProcess): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    stdout += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  return new Promise((res) => child.on('close', (code) => res({ code, stdout, stderr })));
+}
+
+const sdflow = (args: string[], env?: Record<string, string | undefined>) => finish(start(args, env));
+
+/** Runs a command that must succeed and returns its stdout. */
+async function ok(args: string[]): Promise<string> {
+  const r = await sdflow(args);
+  expect(r.code, `sdflow ${args.join(' ')}\n${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+const json = async (args: string[]) => JSON.parse(await ok([...args, '--json']));
+const dir = (name: string) => mkdtempSync(join(work, `${name}-`));
+const pngSize = async (file: string) => {
+  const m = await sharp(file).metadata();
+  return `${m.width}x${m.height}`;
+};
+const quick = ['--model', DEMO_MODEL, '--steps', '2', '--width', '64', '--height', '64'];
+/** Long enough to be running for many seconds at the test stack's 10 ms per 512×512 step. */
+const long = ['--model', DEMO_MODEL, '--steps', '500', '--width', '1024', '--height', '1024'];
+
+async function waitForRunning(taskId: string) {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const p = await json(['tasks', 'progress', taskId]);
+    if (p.status === 'running' && p.state.sampling_step > 0) return p;
+    if (Date.now() > until) throw new Error(`never seen sampling: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'sdflow-cli-'));
+  stack = await startStack({ env: { SDFLOW_API_KEYS: `${USER}:user:${KEY}` } });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('generation commands', () => {
+  let firstTask: string;
+
+  it('txt2img follows the task, prints the taskId and saves <taskId>_<n>.png of the right size', async () => {
+    const out = dir('txt2img');
+    const r = await sdflow([
+      'txt2img',
+      'a lighthouse on a cliff',
+      '--model',
+      DEMO_MODEL,
+      '--negative',
+      'blurry',
+      '--steps',
+      '3',
+      '--width',
+      '128',
+      '--height',
+      '96',
+      '--batch',
+      '2',
+      '--seed',
+      '7',
+      '--cfg',
+      '6.5',
+      '--out',
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const taskId = /^taskId\s+(\S+)$/m.exec(r.stdout)?.[1];
+    expect(taskId).toBeDefined();
+    expect(r.stdout).toMatch(/^status\s+succeeded in [\d.]+ s$/m);
+    expect(r.stdout).toMatch(/^seeds\s+7, 8$/m);
+    expect(r.stderr).toContain(`task ${taskId}: succeeded`);
+    expect(readdirSync(out).sort()).toEqual([`${taskId}_1.png`, `${taskId}_2.png`]);
+    for (const f of readdirSync(out)) expect(await pngSize(join(out, f))).toBe('128x96');
+    firstTask = taskId!;
+  });
+
+  it('--json prints the result; --set passes extra A1111 fields; --task-id chooses the id', async () => {
+    const taskId = `cli-json-${Date.now()}`;
+    const result = await json([
+      'txt2img',
+      'json please',
+      ...quick,
+      '--no-download',
+      '--task-id',
+      taskId,
+      '--set',
+      'subseed_strength=0.25',
+      '--set',
+      'sampler_name=Euler a',
+      '--set',
+      'restore_faces=false',
+    ]);
+    expect(result).toMatchObject({ taskId, status: 'succeeded', images: [`images/${USER}/${taskId}_1.png`] });
+    expect(result.ossUrl).toHaveLength(1);
+    expect(result.files).toBeUndefined();
+    expect(result.parameters).toMatchObject({ subseed_strength: 0.25, sampler_name: 'Euler a', restore_faces: false });
+    expect(readdirSync(work).filter((f) => f.startsWith(taskId))).toEqual([]);
+  });
+
+  it('--async prints just the taskId; tasks wait follows it to the end and downloads', async () => {
+    const taskId = (await ok(['txt2img', 'later', ...quick, '--async'])).trim();
+    expect(taskId).toMatch(/^[A-Za-z0-9_-]+$/);
+    const out = dir('wait');
+    const r = await sdflow(['tasks', 'wait', taskId, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^status\s+succeeded/m);
+    expect(readdirSync(out)).toEqual([`${taskId}_1.png`]);
+  });
+
+  it('img2img sends a local file as the init image', async () => {
+    const init = join(work, 'init.png');
+    await sharp({ create: { width: 80, height: 60, channels: 3, background: '#884422' } })
+      .png()
+      .toFile(init);
+    const out = dir('img2img');
+    const result = await json([
+      'img2img',
+      'from a file',
+      '--model',
+      DEMO_MODEL_2,
+      '--init',
+      init,
+      '--denoise',
+      '0.5',
+      '--steps',
+      '2',
+      '--width',
+      '64',
+      '--height',
+      '48',
+      '--out',
+      out,
+    ]);
+    expect(result.status).toBe('succeeded');
+    expect(result.parameters.denoising_strength).toBe(0.5);
+    expect(result.files).toEqual([join(out, `${result.taskId}_1.png`)]);
+    expect(await pngSize(result.files[0])).toBe('64x48');
+  });
+
+  it('img2img refuses a missing local file before calling the API', async () => {
+    const r = await sdflow(['img2img', 'x', ...quick, '--init', './missing.png']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--init: no such file \.\/missing\.png/);
+  });
+
+  it('upscale takes an object key and saves the upscaled image', async () => {
+    const out = dir('upscale');
+    const result = await json(['upscale', `images/${USER}/${firstTask}_1.png`, '--scale', '2', '--out', out]);
+    expect(result.status).toBe('succeeded');
+    expect(result.parameters).toMatchObject({ upscaling_resize: 2, upscaler_1: 'Lanczos' });
+    expect(await pngSize(result.files[0])).toBe('256x192');
+  });
+});
+
+describe('tasks commands', () => {
+  let taskId: string;
+
+  beforeAll(async () => {
+    taskId = (await ok(['txt2img', 'to read', ...quick, '--seed', '99', '--no-download', '--async'])).trim();
+    expect((await sdflow(['tasks', 'wait', taskId, '--json'])).code).toBe(0);
+  });
+
+  it('tasks result shows a finished task, for people and as JSON', async () => {
+    const human = await ok(['tasks', 'result', taskId]);
+    expect(human).toMatch(new RegExp(`^taskId\\s+${taskId}$`, 'm'));
+    expect(human).toMatch(/^status\s+succeeded$/m);
+    expect(human).toMatch(/^seeds\s+99$/m);
+    expect(human).toContain(`images/${USER}/${taskId}_1.png`);
+    const result = await json(['tasks', 'result', taskId]);
+    expect(result).toMatchObject({ taskId, status: 'succeeded', images: [`images/${USER}/${taskId}_1.png`] });
+    expect(JSON.parse(result.info).seed).toBe(99);
+  });
+
+  it('tasks progress of a finished task reports progress 1', async () => {
+    expect(await json(['tasks', 'progress', taskId])).toMatchObject({ taskId, status: 'succeeded', progress: 1 });
+    expect(await ok(['tasks', 'progress', taskId])).toMatch(/^progress\s+100\.0%$/m);
+  });
+
+  it('tasks cancel ends a running task as cancelled; cancelling it again exits 1 with the API message', async () => {
+    const id = (await ok(['txt2img', 'long', ...long, '--async'])).trim();
+    const running = await waitForRunning(id);
+    expect(running.state.sampling_steps).toBe(500);
+    expect(await ok(['tasks', 'progress', id])).toMatch(/^step\s+\d+\/500$/m);
+    const out = await ok(['tasks', 'cancel', id]);
+    expect(out).toMatch(/^status\s+cancelled$/m);
+    expect((await json(['tasks', 'result', id])).status).toBe('cancelled');
+    const again = await sdflow(['tasks', 'cancel', id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already cancelled.*HTTP 409/);
+  });
+
+  it('the first Ctrl-C while txt2img waits cancels the task, and the command exits 130', async () => {
+    const child = start(['txt2img', 'interrupt me', ...long]);
+    const done = finish(child);
+    let stderr = '';
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`never sampling:\n${stderr}`)), 30_000);
+      child.stderr?.on('data', (c: Buffer) => {
+        stderr += c.toString();
+        if (/running \(sampling\)/.test(stderr)) {
+          clearTimeout(timer);
+          res();
+        }
+      });
+    });
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/cancelling/);
+    expect(r.stdout).toMatch(/^status\s+cancelled/m);
+    const taskId = /^taskId\s+(\S+)$/m.exec(r.stdout)![1];
+    expect((await json(['tasks', 'result', taskId])).status).toBe('cancelled');
+  });
+
+  it('an unknown task exits 1 with the API message', async () => {
+    const r = await sdflow(['tasks', 'result', 'never-submitted-42']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unknown task never-submitted-42.*HTTP 404/);
+  });
+});
+
+describe('catalog commands', () => {
+  it('models list shows the demo checkpoints as loaded; --json gives the API list', async () => {
+    const human = await ok(['models', 'list']);
+    expect(human).toMatch(/^NAME\s+TYPE\s+STATUS\s+MODIFIED$/m);
+    for (const name of [DEMO_MODEL, DEMO_MODEL_2]) {
+      expect(human).toMatch(new RegExp(`^${name.replace(/\./g, '\\.')}\\s+stableDiffusion\\s+loaded\\s`, 'm'));
+    }
+    const list = await json(['models', 'list', '--type', 'stableDiffusion', '--status', 'loaded']);
+    expect(list.map((m: any) => m.name)).toEqual(expect.arrayContaining([DEMO_MODEL, DEMO_MODEL_2]));
+    expect(await json(['models', 'list', '--type', 'lora'])).toEqual([]);
+  });
+
+  it('models get shows one model; an unknown one exits 1', async () => {
+    expect(await json(['models', 'get', DEMO_MODEL])).toMatchObject({
+      name: DEMO_MODEL,
+      type: 'stableDiffusion',
+      status: 'loaded',
+      ossPath: `models/stableDiffusion/${DEMO_MODEL}`,
+    });
+    expect(await ok(['models', 'get', DEMO_MODEL])).toMatch(/^ossPath\s+models\/stableDiffusion\//m);
+    const r = await sdflow(['models', 'get', 'nope.safetensors']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unknown model nope\.safetensors/);
+  });
+
+  it('functions list shows the function of a used checkpoint', async () => {
+    const fn = `sd_${createHash('sha256').update(DEMO_MODEL).digest('hex').slice(0, 40)}`;
+    expect(await ok(['functions', 'list'])).toMatch(new RegExp(`^${fn}\\s+${DEMO_MODEL.replace(/\./g, '\\.')}$`, 'm'));
+    const answer = await json(['functions', 'list']);
+    expect(answer.status).toBe('success');
+    expect(answer.functions).toContainEqual({ functionName: fn, model: DEMO_MODEL });
+  });
+});
+
+describe('errors and exit codes', () => {
+  const cases: [string, string[], Record<string, string | undefined>, number, RegExp][] = [
+    ['negative steps', ['txt2img', 'x', '--model', DEMO_MODEL, '--steps', '-1'], {}, 1, /steps: must be at least 1/],
+    ['an unknown model', ['txt2img', 'x', '--model', 'nope.safetensors'], {}, 1, /stable_diffusion_model.*nope/],
+    ['a bad model filter', ['models', 'list', '--type', 'pixelArt'], {}, 1, /type: must be one of/],
+    ['a malformed --task-id', ['txt2img', 'x', ...quick, '--task-id', 'has space'], {}, 1, /taskId header/],
+    ['no API key', ['models', 'list'], { SDFLOW_API_KEY: undefined }, 1, /missing API key.*HTTP 401/],
+    ['a wrong --key', ['models', 'list', '--key', 'not-the-secret'], {}, 1, /invalid API key.*HTTP 401/],
+    ['an unreachable API', ['models', 'list', '--url', 'http://127.0.0.1:9'], {}, 1, /cannot reach the API/],
+    ['a missing --model', ['txt2img', 'x'], {}, 2, /required option '--model <name>'/],
+    ['a non-number --steps', ['txt2img', 'x', ...quick, '--steps', 'many'], {}, 2, /--steps.*must be a number/],
+    ['a bad --set', ['txt2img', 'x', ...quick, '--set', 'novalue'], {}, 2, /key=value/],
+    ['an unknown option', ['functions', 'list', '--colour'], {}, 2, /unknown option/],
+  ];
+  for (const [name, args, env, code, message] of cases) {
+    it(`${name} exits ${code} with a message`, async () => {
+      const r = await sdflow(args, env);
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).toBe('');
+    });
+  }
+
+  it('SDFLOW_MODEL stands in for --model', async () => {
+    const r = await sdflow(['txt2img', 'env model', '--steps', '2', '--width', '64', '--height', '64', '--async'], {
+      SDFLOW_MODEL: DEMO_MODEL,
+    });
+    expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe('bench', () => {
+  it('sync: --requests 4 --json reports 4 successes with consistent statistics', async () => {
+    const r = await json(['bench', '--requests', '4', '--steps', '2', '--width', '64', '--height', '64']);
+    expect(r).toMatchObject({ mode: 'sync', model: DEMO_MODEL, count: 4, concurrency: 1, succeeded: 4, failed: 0 });
+    expect(r.errors).toEqual([]);
+    const l = r.latencyMs;
+    expect(l.p50).toBeGreaterThan(0);
+    expect(l.min).toBeLessThanOrEqual(l.p50);
+    expect(l.p50).toBeLessThanOrEqual(l.p90);
+    expect(l.p90).toBeLessThanOrEqual(l.p99);
+    expect(l.p99).toBeLessThanOrEqual(l.max);
+    expect(l.mean).toBeGreaterThanOrEqual(l.min);
+    expect(l.mean).toBeLessThanOrEqual(l.max);
+    expect(r.first.ok).toBe(true);
+    expect(r.first.latencyMs).toBeGreaterThanOrEqual(l.min);
+    expect(r.first.latencyMs).toBeLessThanOrEqual(l.max);
+    // One request at a time: the wall time holds every request, and throughput is successes per wall second.
+    expect(r.wallMs).toBeGreaterThanOrEqual(l.mean * 4 - 1);
+    expect(r.throughput).toBeCloseTo(4 / (r.wallMs / 1000), 2);
+  });
+
+  it('async: reports submit and submit → final latencies; human output is a table', async () => {
+    const r = await json([
+      'bench',
+      '--mode',
+      'async',
+      '--requests',
+      '3',
+      '--concurrency',
+      '3',
+      '--model',
+      DEMO_MODEL_2,
+      '--steps',
+      '2',
+      '--width',
+      '64',
+      '--height',
+      '64',
+    ]);
+    expect(r).toMatchObject({ mode: 'async', model: DEMO_MODEL_2, count: 3, concurrency: 3, succeeded: 3 });
+    expect(r.submitLatencyMs.p50).toBeGreaterThan(0);
+    expect(r.submitLatencyMs.p50).toBeLessThanOrEqual(r.latencyMs.p50);
+    expect(r.submitLatencyMs.max).toBeLessThanOrEqual(r.latencyMs.max);
+    const human = await ok(['bench', '--requests', '2', '--steps', '2', '--width', '64', '--height', '64']);
+    expect(human).toMatch(/^requests\s+2 succeeded, 0 failed in [\d.]+ s → [\d.]+ req\/s$/m);
+    expect(human).toMatch(/^latency \(ms\)\s+min\s+p50\s+p90\s+p99\s+max\s+mean$/m);
+    expect(human).toMatch(/^request → answer(\s+[\d.]+){6}$/m);
+  });
+
+  it('nearest-rank statistics use measured samples only', () => {
+    expect(percentile([1, 2, 3, 4], 50)).toBe(2);
+    expect(percentile([1, 2, 3, 4], 99)).toBe(4);
+    expect(percentile([5], 90)).toBe(5);
+    expect(latencyStats([])).toBeNull();
+    expect(latencyStats([30, 10, 20, 40.04])).toEqual({ min: 10, p50: 20, p90: 40, p99: 40, max: 40, mean: 25 });
+  });
+});
