@@ -29,6 +29,8 @@ async function serve(name: string, start: () => Promise<RunningServer>): Promise
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // Launched by `sdflow dev` (or a test): the launcher going away, however it died, means stop.
+  if (process.send) process.once('disconnect', () => void stop('SIGTERM'));
 }
 
 function config() {

@@ -29,7 +29,13 @@ export interface SpawnRoleOptions {
 
 export function spawnRole(name: string, args: string[], o: SpawnRoleOptions): RoleProcess {
   mkdirSync(dirname(o.logFile), { recursive: true });
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], { env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so a terminal's Ctrl-C reaches only the launcher, which stops its roles in order; the IPC
+  // channel lets the role notice when the launcher is gone and stop itself.
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+    env: o.env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    detached: true,
+  });
   const log = createWriteStream(o.logFile, { flags: 'a' });
   for (const stream of [child.stdout, child.stderr]) {
     stream?.pipe(log, { end: false });
