@@ -28,13 +28,13 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   );
 }
 
-/** One readable sentence per problem, each starting with the field it is about. */
+/** One readable sentence per problem, each starting with the field it is about (`body` for the body itself). */
 export function describeZodError(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const field = fieldPath(issue.path);
-      if (issue.code === 'invalid_type' && issue.input === undefined) return `${field}: is required`;
-      return field ? `${field}: ${issue.message}` : issue.message;
+      if (field) return `${field}: ${issue.message}`;
+      return issue.code === 'invalid_type' ? 'body: must be a JSON object' : `body: ${issue.message}`;
     })
     .join('; ');
 }

@@ -19,13 +19,19 @@ function decimal(min: number, max: number) {
   return number().pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 }
 
+/** A message for a required field: absent, or of the wrong type. */
+const required = (what: string, type: string) => (issue: { input?: unknown }) =>
+  issue.input === undefined ? `is required: ${what}` : `must be ${type}`;
+
 const text = (max: number) => z.string({ error: 'must be a string' }).max(max, `must be at most ${max} characters`);
 const name = z
   .string({ error: 'must be a string' })
   .min(1, 'must not be empty')
   .max(255, 'must be at most 255 characters');
 /** An image: base64 (with or without a data: prefix) or an object key of the caller's. */
-const imageRef = z.string({ error: 'must be a string: base64 or an object key' }).min(1, 'must not be empty');
+const imageRef = z
+  .string({ error: required('an image (base64 or an object key)', 'a string: base64 or an object key') })
+  .min(1, 'must not be empty');
 
 /** Extension arguments (ControlNet and others): free-form, but images inside are checked by the claim check. */
 const alwaysonScripts = z.record(z.string(), z.looseObject({ args: z.array(z.unknown()).optional() }), {
@@ -35,7 +41,9 @@ const alwaysonScripts = z.record(z.string(), z.looseObject({ args: z.array(z.unk
 export function generationSchemas(limits: Limits) {
   const maxSide = Math.max(limits.maxWidth, limits.maxHeight);
   const common = {
-    stable_diffusion_model: z.string({ error: 'is required: the checkpoint to render with' }).min(1, 'is required'),
+    stable_diffusion_model: z
+      .string({ error: required('the checkpoint to render with', 'a string') })
+      .min(1, 'must not be empty'),
     sd_vae: name.optional(),
     prompt: text(limits.maxPromptChars).optional(),
     negative_prompt: text(limits.maxPromptChars).optional(),
@@ -78,7 +86,7 @@ export function generationSchemas(limits: Limits) {
     .looseObject({
       ...common,
       init_images: z
-        .array(imageRef, { error: 'is required: an array of images (base64 or object keys)' })
+        .array(imageRef, { error: required('an array of images (base64 or object keys)', 'an array') })
         .min(1, 'must hold at least one image')
         .max(limits.maxInputImages, `must hold at most ${limits.maxInputImages} images`),
       mask: imageRef.optional(),

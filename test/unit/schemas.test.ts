@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { describeZodError } from '../../src/api/errors.js';
+import { generationSchemas, TASK_ID } from '../../src/api/schemas.js';
+import { loadConfig } from '../../src/config.js';
+
+// The request schemas on their own: what passes, what is refused, and that every refusal names its field.
+
+const { txt2img, img2img, extraImages } = generationSchemas(loadConfig({}).limits);
+const model = { stable_diffusion_model: 'm.safetensors' };
+
+function refusal(schema: typeof txt2img | typeof img2img | typeof extraImages, body: unknown): string {
+  const r = schema.safeParse(body);
+  if (r.success) throw new Error(`accepted: ${JSON.stringify(body)}`);
+  return describeZodError(r.error);
+}
+
+describe('generation request schemas', () => {
+  it('accepts A1111 bodies, floats where A1111 takes them, and passes unknown fields through', () => {
+    const body = txt2img.parse({
+      ...model,
+      prompt: 'p',
+      steps: 20.0,
+      cfg_scale: 7.5,
+      width: 512,
+      seed: -1,
+      sampler_name: 'Euler a',
+      enable_hr: true,
+      hr_scale: 2,
+      alwayson_scripts: { controlnet: { args: [{ enabled: true }] } },
+      some_extension_field: { nested: [1, 2] },
+    });
+    expect(body.steps).toBe(20);
+    expect(body.cfg_scale).toBe(7.5);
+    expect(body.some_extension_field).toEqual({ nested: [1, 2] });
+    expect(body.hr_scale).toBe(2);
+  });
+
+  it('truncates integer fields given as floats, like A1111', () => {
+    expect(txt2img.parse({ ...model, steps: 20.7, batch_size: 2.2 })).toMatchObject({ steps: 20, batch_size: 2 });
+  });
+
+  it.each([
+    [{ prompt: 'x' }, /^stable_diffusion_model: is required/],
+    [{ stable_diffusion_model: 42 }, /^stable_diffusion_model: must be a string/],
+    [{ ...model, steps: -5 }, /^steps: must be at least 1/],
+    [{ ...model, steps: 'many' }, /^steps: must be a number/],
+    [{ ...model, steps: 501 }, /^steps: must be at most 500/],
+    [{ ...model, width: 4096 }, /^width: must be at most 2048/],
+    [{ ...model, cfg_scale: Number.NaN }, /^cfg_scale: /],
+    [{ ...model, batch_size: 8, n_iter: 4 }, /^batch_size: batch_size × n_iter is 32; at most 16/],
+    [{ ...model, prompt: 'x'.repeat(8001) }, /^prompt: must be at most 8000 characters/],
+    [{ ...model, restore_faces: 'yes' }, /^restore_faces: must be true or false/],
+    [{ ...model, override_settings: 'x' }, /^override_settings: must be an object/],
+    [{ ...model, alwayson_scripts: { controlnet: { args: 'x' } } }, /^alwayson_scripts\.controlnet\.args: /],
+  ])('refuses %j naming the field', (body, message) => {
+    expect(refusal(txt2img, body)).toMatch(message);
+  });
+
+  it('img2img needs init_images, within the configured count', () => {
+    expect(refusal(img2img, { ...model })).toMatch(/^init_images: is required/);
+    expect(refusal(img2img, { ...model, init_images: [] })).toMatch(/^init_images: must hold at least one image/);
+    expect(refusal(img2img, { ...model, init_images: Array(9).fill('k') })).toMatch(
+      /^init_images: must hold at most 8/,
+    );
+    expect(refusal(img2img, { ...model, init_images: [42] })).toMatch(/^init_images\[0\]: must be a string/);
+    expect(img2img.parse({ ...model, init_images: ['images/u/t_1.png'], denoising_strength: 0.4 })).toBeTruthy();
+  });
+
+  it('extra_images needs an image; the model is optional', () => {
+    expect(refusal(extraImages, {})).toMatch(/^image: is required/);
+    expect(refusal(txt2img, [1, 2])).toBe('body: must be a JSON object');
+    expect(refusal(extraImages, { image: 'k', upscaling_resize: 9 })).toMatch(/^upscaling_resize: must be at most 8/);
+    expect(extraImages.parse({ image: 'images/u/t_1.png', upscaling_resize: 2, upscaler_1: 'Lanczos' })).toBeTruthy();
+  });
+
+  it('limits follow config', () => {
+    const strict = generationSchemas(loadConfig({ SDFLOW_MAX_STEPS: '10', SDFLOW_MAX_WIDTH: '256' }).limits);
+    expect(strict.txt2img.safeParse({ ...model, steps: 11 }).success).toBe(false);
+    expect(strict.txt2img.safeParse({ ...model, width: 320 }).success).toBe(false);
+    expect(strict.txt2img.safeParse({ ...model, steps: 10, width: 256 }).success).toBe(true);
+  });
+
+  it('client task ids match ^[A-Za-z0-9_-]{1,64}$', () => {
+    for (const ok of ['a', 'task_1-A', 'x'.repeat(64)]) expect(TASK_ID.test(ok)).toBe(true);
+    for (const bad of ['', 'x'.repeat(65), 'a b', 'a/b', '../x', 'ü']) expect(TASK_ID.test(bad)).toBe(false);
+  });
+});
