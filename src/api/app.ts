@@ -34,6 +34,8 @@ export function createApp(deps: ApiDeps): Koa {
   const { config, logger } = deps;
   const schemas = generationSchemas(config.limits);
   const taskDeps: TaskDeps = { ...deps, limits: config.limits };
+  // Routes in order of precedence (DESIGN.md section 5): platform routes, then the A1111 drop-in routes, then the
+  // passthrough to an agent; anything else is the error mapper's JSON 404.
   const router = new Router();
   generationRoutes(router, taskDeps, schemas);
   taskRoutes(router, taskDeps);
