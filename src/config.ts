@@ -75,6 +75,7 @@ const envSchema = z.object({
   SDFLOW_SD_START_TIMEOUT_S: num(120, 1),
   SDFLOW_SD_PROGRESS_POLL_MS: int(250, 20),
   SDFLOW_SD_GENERATE_TIMEOUT_S: num(7200, 1),
+  SDFLOW_INTERRUPT_POLL_MS: int(1000, 50),
   SD_MODEL: optionalString,
 
   SDFLOW_SIM_PORT: int(7860, 0),
@@ -198,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       sdStartTimeoutS: e.SDFLOW_SD_START_TIMEOUT_S,
       progressPollMs: e.SDFLOW_SD_PROGRESS_POLL_MS,
       generateTimeoutS: e.SDFLOW_SD_GENERATE_TIMEOUT_S,
+      interruptPollMs: e.SDFLOW_INTERRUPT_POLL_MS,
       model: e.SD_MODEL,
     },
     sim: {

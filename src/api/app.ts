@@ -11,6 +11,7 @@ import { authenticate, type KeyRing } from './auth.js';
 import { errorMapper } from './errors.js';
 import { healthRoute } from './health.js';
 import { openApiDocument } from './openapi.js';
+import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { filesRoute } from './routes/files.js';
 import { generationRoutes } from './routes/generation.js';
@@ -43,6 +44,7 @@ export function createApp(deps: ApiDeps): Koa {
   router.get('/openapi.json', (ctx) => {
     ctx.body = openApiDocument(schemas);
   });
+  a1111Routes(router, taskDeps, schemas);
 
   const app = new Koa();
   app.proxy = false;

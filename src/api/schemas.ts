@@ -81,21 +81,22 @@ export function generationSchemas(limits: Limits) {
     }
   };
 
+  const img2imgFields = {
+    init_images: z
+      .array(imageRef, { error: required('an array of images (base64 or object keys)', 'an array') })
+      .min(1, 'must hold at least one image')
+      .max(limits.maxInputImages, `must hold at most ${limits.maxInputImages} images`),
+    mask: imageRef.optional(),
+    resize_mode: integer(0, 3).optional(),
+    mask_blur: integer(0, 64).optional(),
+    inpainting_fill: integer(0, 3).optional(),
+    inpaint_full_res: z.union([z.boolean(), integer(0, 1)]).optional(),
+  };
+  // A1111's own routes name the checkpoint in override_settings.sd_model_checkpoint (or not at all).
+  const a1111Common = { ...common, stable_diffusion_model: common.stable_diffusion_model.optional() };
+
   const txt2img = z.looseObject(common).superRefine(imagesPerTask);
-  const img2img = z
-    .looseObject({
-      ...common,
-      init_images: z
-        .array(imageRef, { error: required('an array of images (base64 or object keys)', 'an array') })
-        .min(1, 'must hold at least one image')
-        .max(limits.maxInputImages, `must hold at most ${limits.maxInputImages} images`),
-      mask: imageRef.optional(),
-      resize_mode: integer(0, 3).optional(),
-      mask_blur: integer(0, 64).optional(),
-      inpainting_fill: integer(0, 3).optional(),
-      inpaint_full_res: z.union([z.boolean(), integer(0, 1)]).optional(),
-    })
-    .superRefine(imagesPerTask);
+  const img2img = z.looseObject({ ...common, ...img2imgFields }).superRefine(imagesPerTask);
   const extraImages = z.looseObject({
     stable_diffusion_model: z.string().min(1, 'must not be empty').optional(),
     image: imageRef.describe('the image to upscale: base64 or an object key'),
@@ -111,7 +112,15 @@ export function generationSchemas(limits: Limits) {
     codeformer_visibility: decimal(0, 1).optional(),
     codeformer_weight: decimal(0, 1).optional(),
   });
-  return { txt2img, img2img, extraImages };
+  return {
+    txt2img,
+    img2img,
+    extraImages,
+    a1111: {
+      txt2img: z.looseObject(a1111Common).superRefine(imagesPerTask),
+      img2img: z.looseObject({ ...a1111Common, ...img2imgFields }).superRefine(imagesPerTask),
+    },
+  };
 }
 
 export type GenerationSchemas = ReturnType<typeof generationSchemas>;

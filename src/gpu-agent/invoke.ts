@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { errorMessage } from '../http-util.js';
 import type { Logger } from '../logging.js';
-import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
+import {
+  assertSafeKey,
+  mayReference,
+  ObjectKeyError,
+  objectKeyForInterrupt,
+  objectKeyForOutput,
+} from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
 import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
 import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
@@ -59,6 +65,8 @@ export interface InvokeDeps {
   /** The pinned checkpoint, which every generation request overrides to. */
   model: string;
   progressPollMs: number;
+  /** How often a running job checks for an A1111-style interrupt request (`objectKeyForInterrupt`). */
+  interruptPollMs: number;
   logger: Logger;
 }
 
@@ -225,6 +233,19 @@ export class InvokeRunner {
       this.d.sd.interrupt().catch((err) => this.d.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
     };
     cancel.addEventListener('abort', interrupt, { once: true });
+    // An interrupt (not a cancel) ends the job early but keeps what SD made so far, as A1111 does.
+    const interruptKey = objectKeyForInterrupt(request.user, request.taskId);
+    let interruptCheckedAt = 0;
+    let interruptRequested = false;
+    const checkInterrupt = async () => {
+      if (!interruptRequested && Date.now() - interruptCheckedAt >= this.d.interruptPollMs) {
+        interruptCheckedAt = Date.now();
+        interruptRequested = (await (await this.d.store()).head(interruptKey)) !== null;
+        if (interruptRequested) this.d.logger.info({ taskId: request.taskId }, 'interrupt requested: ending the job early');
+      }
+      // Repeated until SD returns: an interrupt that reaches SD before the job starts is forgotten when it starts.
+      if (interruptRequested) await this.d.sd.interrupt();
+    };
     try {
       while (!settled) {
         await Promise.race([new Promise((r) => setTimeout(r, this.d.progressPollMs)), callDone]);
@@ -235,6 +256,7 @@ export class InvokeRunner {
           continue;
         }
         try {
+          await checkInterrupt();
           const event = samplingEvent(await this.d.sd.progress(), last);
           if (event && !settled && !cancel.aborted) {
             last = event;

@@ -115,6 +115,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     ensureCheckpoint,
     model,
     progressPollMs: config.agent.progressPollMs,
+    interruptPollMs: config.agent.interruptPollMs,
     logger: log,
   });
 

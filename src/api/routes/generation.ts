@@ -10,14 +10,14 @@ import { resultView, submitTask, type TaskDeps, waitForTask } from '../tasks.js'
 
 // POST /txt2img, /img2img, /extra_images: sync by default, async with `Request-Type: async`.
 
-function clientTaskId(ctx: Context): string | undefined {
+export function clientTaskId(ctx: Context): string | undefined {
   const id = ctx.get('taskId');
   if (!id) return undefined;
   if (!TASK_ID.test(id)) throw badRequest('taskId header: must match ^[A-Za-z0-9_-]{1,64}$');
   return id;
 }
 
-function idempotencyKey(ctx: Context): string | undefined {
+export function idempotencyKey(ctx: Context): string | undefined {
   const key = ctx.get('Idempotency-Key');
   if (!key) return undefined;
   if (key.length > 200) throw badRequest('Idempotency-Key header: must be at most 200 characters');

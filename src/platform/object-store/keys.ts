@@ -13,6 +13,14 @@ export function objectKeyForInput(user: string, taskId: string, name: string): s
   return `inputs/${user}/${taskId}/${name}`;
 }
 
+/**
+ * `control/<user>/<taskId>/interrupt`: an A1111-style interrupt request for a running task. The agent polls for it,
+ * because with one request per instance (FC's instanceConcurrency 1) a second request can never reach a busy one.
+ */
+export function objectKeyForInterrupt(user: string, taskId: string): string {
+  return `control/${user}/${taskId}/interrupt`;
+}
+
 export function objectKeyForModel(type: ModelType, name: string): string {
   return `models/${type}/${name}`;
 }

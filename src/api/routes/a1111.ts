@@ -1,0 +1,129 @@
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { z } from 'zod';
+import type { TaskRecord } from '../../platform/meta-store/port.js';
+import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
+import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind } from '../../types.js';
+import { principalOf } from '../auth.js';
+import type { GenerationSchemas } from '../schemas.js';
+import {
+  defaultCheckpoint,
+  progressView,
+  resolveCheckpoint,
+  submitTask,
+  type TaskDeps,
+  waitForTask,
+} from '../tasks.js';
+import { clientTaskId, idempotencyKey, isAsync } from './generation.js';
+
+// A1111 drop-in (DESIGN.md section 5): existing A1111 clients point at sdflow unchanged. The generation routes
+// become queued, routed tasks that answer in A1111's own shapes; progress and interrupt act on the caller's latest
+// task. `Prefer: respond-async` returns the taskId instead of waiting.
+
+const CHECKPOINT_FIELD = 'override_settings.sd_model_checkpoint';
+
+function requestedCheckpoint(body: SdParams): string | undefined {
+  const settings = body.override_settings as Record<string, unknown> | undefined;
+  const value = settings?.sd_model_checkpoint;
+  return typeof value === 'string' && value.trim() ? value.trim() : undefined;
+}
+
+/** A1111's error body: `{error, detail, body, errors}`. */
+const a1111Error = (error: string, detail: string) => ({ error, detail, body: '', errors: '' });
+
+async function imagesAsBase64(deps: TaskDeps, task: TaskRecord): Promise<string[]> {
+  return Promise.all(task.images.map(async (key) => (await deps.store.get(key)).toString('base64')));
+}
+
+/** The answer A1111 would give for a finished task. */
+async function a1111Answer(deps: TaskDeps, task: TaskRecord): Promise<{ status: number; body: object }> {
+  if (task.status === 'failed') {
+    return {
+      status: task.errorKind === 'bad_input' ? 422 : 500,
+      body: a1111Error('TaskFailed', task.message ?? 'failed'),
+    };
+  }
+  if (task.status === 'cancelled') {
+    return { status: 409, body: a1111Error('TaskCancelled', task.message ?? 'cancelled') };
+  }
+  const images = await imagesAsBase64(deps, task);
+  if (task.kind === 'extra') {
+    const info = JSON.parse(task.info ?? '{}') as { html_info?: string };
+    return { status: 200, body: { html_info: info.html_info ?? '', image: images[0] ?? '' } };
+  }
+  return { status: 200, body: { images, parameters: task.parameters ?? {}, info: task.info ?? '{}' } };
+}
+
+/** The caller's most recent task, which A1111's progress and interrupt act on. */
+async function latestTask(deps: TaskDeps, user: string): Promise<TaskRecord | undefined> {
+  return (await deps.meta.listTasks({ user, limit: 1 })).items[0];
+}
+
+export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationSchemas) {
+  const submit = (kind: TaskKind, schema: z.ZodType<SdParams>) => async (ctx: Context) => {
+    const body = schema.parse(ctx.request.body ?? {});
+    const requested = requestedCheckpoint(body);
+    const model = requested
+      ? await resolveCheckpoint(deps.meta, requested, CHECKPOINT_FIELD)
+      : await defaultCheckpoint(deps);
+    const task = await submitTask(deps, {
+      kind,
+      principal: principalOf(ctx),
+      body: { ...body, stable_diffusion_model: model.name },
+      taskId: clientTaskId(ctx),
+      idempotencyKey: idempotencyKey(ctx),
+    });
+    ctx.set('taskId', task.taskId);
+    if (isAsync(ctx)) {
+      ctx.status = 202;
+      ctx.set('Preference-Applied', 'respond-async');
+      ctx.body = { taskId: task.taskId, status: task.status };
+      return;
+    }
+    const gone = new AbortController();
+    ctx.req.once('close', () => gone.abort());
+    const done = await waitForTask(deps, task.taskId, deps.config.api.syncTimeoutS * 1000, gone.signal);
+    if (!isFinal(done.status)) {
+      ctx.status = 202;
+      ctx.body = { taskId: done.taskId, status: done.status };
+      return;
+    }
+    const answer = await a1111Answer(deps, done);
+    ctx.status = answer.status;
+    ctx.body = answer.body;
+  };
+
+  router.post('/sdapi/v1/txt2img', submit('txt2img', schemas.a1111.txt2img));
+  router.post('/sdapi/v1/img2img', submit('img2img', schemas.a1111.img2img));
+  router.post('/sdapi/v1/extra-single-image', submit('extra', schemas.extraImages));
+
+  router.get('/sdapi/v1/progress', async (ctx) => {
+    const task = await latestTask(deps, principalOf(ctx).user);
+    if (!task || isFinal(task.status)) {
+      // A1111 reports an idle server as progress 0 with no job.
+      ctx.body = { progress: 0, eta_relative: 0, state: EMPTY_SD_STATE, current_image: null, textinfo: null };
+      return;
+    }
+    const p = await progressView(deps, task);
+    ctx.body = {
+      progress: p.progress,
+      eta_relative: p.etaRelative,
+      state: p.state,
+      current_image: null,
+      textinfo: p.status === 'waiting' ? 'Waiting...' : null,
+    };
+  });
+
+  // Ends the caller's running job early, as A1111 does: the waiting call returns the images made so far. It is
+  // not a cancel, and the task ends as succeeded.
+  router.post('/sdapi/v1/interrupt', async (ctx) => {
+    const user = principalOf(ctx).user;
+    const task = await latestTask(deps, user);
+    if (task && !isFinal(task.status)) {
+      await deps.store.put(objectKeyForInterrupt(task.user, task.taskId), Buffer.from(new Date().toISOString()), {
+        contentType: 'text/plain',
+      });
+    }
+    ctx.body = {};
+  });
+}
