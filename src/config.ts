@@ -88,12 +88,34 @@ const envSchema = z.object({
   SDFLOW_META_STORE: z.enum(['sqlite', 'tablestore']).default('sqlite'),
   SDFLOW_FUNCTIONS: z.enum(['local', 'fc', 'static']).default('local'),
 
+  // Alibaba Cloud. Credentials come from the standard ALIBABA_CLOUD_* environment, never from files in the repo.
+  ALIBABA_CLOUD_ACCESS_KEY_ID: optionalString,
+  ALIBABA_CLOUD_ACCESS_KEY_SECRET: optionalString,
+  ALIBABA_CLOUD_SECURITY_TOKEN: optionalString,
+  SDFLOW_OSS_REGION: optionalString,
+  SDFLOW_OSS_BUCKET: optionalString,
+  SDFLOW_OSS_ENDPOINT: optionalString,
+  SDFLOW_OSS_INTERNAL: bool(false),
+  SDFLOW_OSS_PART_SIZE_MB: num(16, 0.1),
+  SDFLOW_OSS_MULTIPART_THRESHOLD_MB: num(64, 0.1),
+  SDFLOW_OSS_TIMEOUT_S: num(60, 1),
+  SDFLOW_OSS_MAX_ATTEMPTS: int(4, 1),
+  SDFLOW_TABLESTORE_ENDPOINT: optionalString,
+  SDFLOW_TABLESTORE_INSTANCE: optionalString,
+  SDFLOW_TABLESTORE_TABLE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,40}$/, 'letters, digits and _, starting with a letter or _, at most 41')
+    .optional(),
+  SDFLOW_TABLESTORE_TIMEOUT_S: num(30, 1),
+  SDFLOW_TABLESTORE_MAX_ATTEMPTS: int(4, 1),
+
   SDFLOW_API_KEYS: optionalString,
   SDFLOW_API_KEYS_FILE: optionalString,
   SDFLOW_ALLOW_INSECURE: bool(false),
 
   SDFLOW_DEMO_MODELS: bool(true),
   SDFLOW_DEFAULT_MODEL: optionalString,
+  SDFLOW_MAX_MODEL_UPLOAD_MB: num(20480, 0.001),
 
   SDFLOW_MAX_WIDTH: int(2048, 8),
   SDFLOW_MAX_HEIGHT: int(2048, 8),
@@ -215,9 +237,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       urlTtlS: e.SDFLOW_URL_TTL_S,
       urlSecret: e.SDFLOW_URL_SECRET,
     },
+    cloud: {
+      credentials: {
+        accessKeyId: e.ALIBABA_CLOUD_ACCESS_KEY_ID,
+        accessKeySecret: e.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+        securityToken: e.ALIBABA_CLOUD_SECURITY_TOKEN,
+      },
+      oss: {
+        region: e.SDFLOW_OSS_REGION,
+        bucket: e.SDFLOW_OSS_BUCKET,
+        endpoint: e.SDFLOW_OSS_ENDPOINT,
+        internal: e.SDFLOW_OSS_INTERNAL,
+        partSizeBytes: Math.floor(e.SDFLOW_OSS_PART_SIZE_MB * 1024 * 1024),
+        multipartThresholdBytes: Math.floor(e.SDFLOW_OSS_MULTIPART_THRESHOLD_MB * 1024 * 1024),
+        timeoutS: e.SDFLOW_OSS_TIMEOUT_S,
+        maxAttempts: e.SDFLOW_OSS_MAX_ATTEMPTS,
+      },
+      tablestore: {
+        endpoint: e.SDFLOW_TABLESTORE_ENDPOINT,
+        instance: e.SDFLOW_TABLESTORE_INSTANCE,
+        // Deployments sharing an instance never collide: the default prefix carries the deployment id.
+        tablePrefix: e.SDFLOW_TABLESTORE_TABLE_PREFIX ?? `sdflow_${e.SDFLOW_DEPLOYMENT.replace(/-/g, '_')}_`,
+        timeoutS: e.SDFLOW_TABLESTORE_TIMEOUT_S,
+        maxAttempts: e.SDFLOW_TABLESTORE_MAX_ATTEMPTS,
+      },
+    },
     models: {
       demo: e.SDFLOW_DEMO_MODELS,
       defaultModel: e.SDFLOW_DEFAULT_MODEL,
+      maxUploadBytes: Math.floor(e.SDFLOW_MAX_MODEL_UPLOAD_MB * 1024 * 1024),
     },
     limits: {
       maxWidth: e.SDFLOW_MAX_WIDTH,
