@@ -44,9 +44,14 @@ export function errorMapper(logger: Logger) {
   return async (ctx: Context, next: Next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
+      if (ctx.status === 404 && ctx.body == null) {
         ctx.status = 404;
         ctx.body = { message: `no route for ${ctx.method} ${ctx.path}` };
+      } else if (ctx.status >= 400 && ctx.body == null) {
+        // Answers set by middleware without a body (405 from allowedMethods, for one) still explain themselves.
+        const status = ctx.status;
+        ctx.body = { message: status === 405 ? `${ctx.method} is not allowed on ${ctx.path}` : `${ctx.message}` };
+        ctx.status = status;
       }
     } catch (err) {
       const { status, body, headers } = toAnswer(err);
