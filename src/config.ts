@@ -17,6 +17,110 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
+/** A1111 path prefixes the API passes through to an agent besides /sdapi/v1/ and /controlnet/ (comma-separated). */
+const passthroughPrefixes = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*\/?$/, 'each prefix is a path such as /agent-scheduler/v1/')
+        .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'a prefix must not hold . or .. segments')
+        .transform((p) => (p.endsWith('/') ? p : `${p}/`)),
+    ),
+  );
+
+// Function Compute 3.0 settings given as JSON (SDFLOW_FC_*_CONFIG, SDFLOW_FC_ENV, SDFLOW_FC_COMMAND): FC's own field
+// names, checked here so that a mistake names the variable instead of failing at the first CreateFunction.
+
+/** FC 3.0's GPU types and the GPU memory (MB) of each card: T4, A10 and an Ada Lovelace card with 48 GB. */
+export const FC_GPU_TYPES = { 'fc.gpu.tesla.1': 16384, 'fc.gpu.ampere.1': 24576, 'fc.gpu.ada.1': 49152 } as const;
+export type FcGpuType = keyof typeof FC_GPU_TYPES;
+const gpuTypeNames = Object.keys(FC_GPU_TYPES) as [FcGpuType, ...FcGpuType[]];
+export const fcGpuTypeSchema = z.enum(gpuTypeNames, { error: `must be one of ${gpuTypeNames.join(', ')}` });
+
+const absoluteDir = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path');
+const nonEmpty = z.string().min(1, 'must not be empty');
+
+export const fcVpcConfigSchema = z.strictObject({
+  vpcId: nonEmpty,
+  vSwitchIds: z.array(nonEmpty).min(1, 'must name at least one vSwitch'),
+  securityGroupId: nonEmpty,
+});
+export const fcNasConfigSchema = z.strictObject({
+  userId: z.number().int().optional(),
+  groupId: z.number().int().optional(),
+  mountPoints: z
+    .array(z.strictObject({ serverAddr: nonEmpty, mountDir: absoluteDir, enableTLS: z.boolean().optional() }))
+    .min(1, 'must hold at least one mount point'),
+});
+export const fcOssMountConfigSchema = z.strictObject({
+  mountPoints: z
+    .array(
+      z.strictObject({
+        bucketName: nonEmpty,
+        bucketPath: z.string().regex(/^\//, 'must start with /'),
+        endpoint: nonEmpty,
+        mountDir: absoluteDir,
+        readOnly: z.boolean().optional(),
+      }),
+    )
+    .min(1, 'must hold at least one mount point'),
+});
+export const fcEnvSchema = z
+  .record(z.string(), z.string({ error: 'must be a string' }), { error: 'must be an object of NAME: "value"' })
+  .superRefine((vars, ctx) => {
+    for (const name of Object.keys(vars)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'is not a valid environment variable name' });
+      }
+    }
+  });
+const fcArgv = z.array(nonEmpty, { error: 'must be an array of strings' }).min(1, 'must not be empty');
+
+/** A setting holding JSON: parsed, then checked against `schema`. Unset or blank is undefined. */
+const jsonSetting = <T extends z.ZodType>(schema: T) =>
+  optionalString
+    .transform((v, ctx) => {
+      if (v === undefined) return undefined;
+      try {
+        return JSON.parse(v) as unknown;
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(err as Error).message})` });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema.optional());
+
+/**
+ * The command that starts the agent's WebUI (SDFLOW_SD_COMMAND), as an argv: a JSON array of strings is run as is; any
+ * other text is a command line for `/bin/sh -c` (write `exec` before the WebUI so that signals reach it).
+ */
+const sdCommand = optionalString.transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  if (!v.startsWith('[')) return ['/bin/sh', '-c', v];
+  let argv: unknown;
+  try {
+    argv = JSON.parse(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(err as Error).message})` });
+    return z.NEVER;
+  }
+  const parsed = fcArgv.safeParse(argv);
+  if (!parsed.success) {
+    ctx.addIssue({ code: 'custom', message: 'a JSON command must be a non-empty array of non-empty strings' });
+    return z.NEVER;
+  }
+  return parsed.data;
+});
+
 /** The environment variables, as the schema sees them. Keys are env names so errors name the variable to fix. */
 const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
@@ -42,10 +146,12 @@ const envSchema = z.object({
   SDFLOW_TASK_DEADLINE_S: num(1800, 1),
   SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S: num(86400, 60),
   SDFLOW_MAX_BODY_MB: num(50, 0.001),
+  SDFLOW_REQUEST_RECEIVE_TIMEOUT_S: num(3600, 1),
   SDFLOW_URL_TTL_S: int(3600, 1),
   SDFLOW_URL_SECRET: optionalString,
   SDFLOW_QUERY_TIMEOUT_MS: int(2000, 100),
   SDFLOW_CANCEL_WAIT_S: num(5, 0),
+  SDFLOW_PASSTHROUGH_PREFIXES: passthroughPrefixes,
 
   SDFLOW_INVOKE_HEARTBEAT_TIMEOUT_S: num(5, 1),
   SDFLOW_INVOKE_IDLE_TIMEOUT_S: num(120, 1),
@@ -72,6 +178,7 @@ const envSchema = z.object({
 
   SDFLOW_AGENT_PORT: int(0, 0),
   SDFLOW_SD_URL: optionalString,
+  SDFLOW_SD_COMMAND: sdCommand,
   SDFLOW_SD_START_TIMEOUT_S: num(120, 1),
   SDFLOW_SD_PROGRESS_POLL_MS: int(250, 20),
   SDFLOW_SD_GENERATE_TIMEOUT_S: num(7200, 1),
@@ -87,6 +194,7 @@ const envSchema = z.object({
   SDFLOW_OBJECT_STORE: z.enum(['local', 'oss']).default('local'),
   SDFLOW_META_STORE: z.enum(['sqlite', 'tablestore']).default('sqlite'),
   SDFLOW_FUNCTIONS: z.enum(['local', 'fc', 'static']).default('local'),
+  SDFLOW_STATIC_POOL_FILE: optionalString,
 
   // Alibaba Cloud. Credentials come from the standard ALIBABA_CLOUD_* environment, never from files in the repo.
   ALIBABA_CLOUD_ACCESS_KEY_ID: optionalString,
@@ -95,6 +203,8 @@ const envSchema = z.object({
   SDFLOW_OSS_REGION: optionalString,
   SDFLOW_OSS_BUCKET: optionalString,
   SDFLOW_OSS_ENDPOINT: optionalString,
+  // SDFLOW_OSS_ENDPOINT is a custom domain bound to the bucket (a CNAME), not a regional OSS endpoint.
+  SDFLOW_OSS_CNAME: bool(false),
   SDFLOW_OSS_INTERNAL: bool(false),
   SDFLOW_OSS_PART_SIZE_MB: num(16, 0.1),
   SDFLOW_OSS_MULTIPART_THRESHOLD_MB: num(64, 0.1),
@@ -108,10 +218,52 @@ const envSchema = z.object({
     .optional(),
   SDFLOW_TABLESTORE_TIMEOUT_S: num(30, 1),
   SDFLOW_TABLESTORE_MAX_ATTEMPTS: int(4, 1),
+  // Function Compute 3.0 (SDFLOW_FUNCTIONS=fc). The endpoint is <account>.<region>[-internal].fc.aliyuncs.com unless
+  // SDFLOW_FC_ENDPOINT overrides it (a URL; its scheme picks http or https).
+  SDFLOW_FC_REGION: optionalString,
+  SDFLOW_FC_ACCOUNT_ID: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\d{1,32}$/, 'the Alibaba Cloud account id (digits)')
+      .optional(),
+  ),
+  SDFLOW_FC_ENDPOINT: optionalString,
+  SDFLOW_FC_INTERNAL: bool(false),
+  SDFLOW_FC_IMAGE: optionalString,
+  SDFLOW_FC_PORT: int(9000, 1).pipe(z.number().max(65535, 'must be a TCP port')),
+  SDFLOW_FC_COMMAND: jsonSetting(fcArgv),
+  SDFLOW_FC_ENTRYPOINT: jsonSetting(fcArgv),
+  SDFLOW_FC_GPU_TYPE: fcGpuTypeSchema.default('fc.gpu.tesla.1'),
+  SDFLOW_FC_GPU_MEMORY_MB: int(16384, 1024),
+  SDFLOW_FC_CPU: num(8, 0.05),
+  SDFLOW_FC_MEMORY_MB: int(32768, 128),
+  SDFLOW_FC_DISK_MB: z.coerce
+    .number()
+    .refine((v) => v === 512 || v === 10240, 'must be 512 or 10240')
+    .default(10240),
+  SDFLOW_FC_FUNCTION_TIMEOUT_S: int(1800, 1),
+  SDFLOW_FC_INITIALIZER_TIMEOUT_S: int(300, 1),
+  SDFLOW_FC_ROLE: optionalString.pipe(
+    z
+      .string()
+      .regex(/^acs:ram::\d+:role\/\S+$/, 'a RAM role ARN, acs:ram::<account>:role/<name>')
+      .optional(),
+  ),
+  SDFLOW_FC_VPC_CONFIG: jsonSetting(fcVpcConfigSchema),
+  SDFLOW_FC_NAS_CONFIG: jsonSetting(fcNasConfigSchema),
+  SDFLOW_FC_OSS_MOUNT_CONFIG: jsonSetting(fcOssMountConfigSchema),
+  SDFLOW_FC_AGENT_DATA_DIR: absoluteDir.default('/mnt/sdflow'),
+  SDFLOW_FC_ENV: jsonSetting(fcEnvSchema),
+  SDFLOW_FC_TRIGGER_AUTH: z.enum(['function', 'anonymous']).default('function'),
+  SDFLOW_FC_REQUEST_TIMEOUT_S: num(30, 1),
+  SDFLOW_FC_MAX_ATTEMPTS: int(4, 1),
 
   SDFLOW_API_KEYS: optionalString,
   SDFLOW_API_KEYS_FILE: optionalString,
   SDFLOW_ALLOW_INSECURE: bool(false),
+  SDFLOW_KEY_RATE_PER_MIN: int(600, 0),
+  SDFLOW_KEY_MAX_QUEUED: int(100, 0),
+  SDFLOW_QUEUE_RETRY_AFTER_S: int(10, 1),
 
   SDFLOW_DEMO_MODELS: bool(true),
   SDFLOW_DEFAULT_MODEL: optionalString,
@@ -139,6 +291,24 @@ function loadFile(path: string): Record<string, string> {
 
 export class ConfigError extends Error {}
 
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** A WebUI the agent starts runs on the agent's own machine: it answers at a loopback SDFLOW_SD_URL. */
+function checkSdCommand(command: string[] | undefined, sdUrl: string | undefined): void {
+  if (!command) return;
+  const problem = (detail: string) => new ConfigError(`invalid configuration: SDFLOW_SD_URL: ${detail}`);
+  if (!sdUrl) throw problem('SDFLOW_SD_COMMAND needs it: the address its WebUI answers at, e.g. http://127.0.0.1:7861');
+  let host: string;
+  try {
+    host = new URL(sdUrl).hostname;
+  } catch {
+    throw problem(`${sdUrl} is not a URL`);
+  }
+  if (!LOOPBACK_HOSTS.has(host)) {
+    throw problem(`with SDFLOW_SD_COMMAND it must be a loopback address (127.0.0.1, localhost or [::1]), not ${host}`);
+  }
+}
+
 /** Reads the config: the optional JSON file named by SDFLOW_CONFIG first, then the environment on top. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   const fromFile = env.SDFLOW_CONFIG ? loadFile(env.SDFLOW_CONFIG) : {};
@@ -150,6 +320,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     throw new ConfigError(`invalid configuration: ${detail}`);
   }
   const e = parsed.data;
+  checkSdCommand(e.SDFLOW_SD_COMMAND, e.SDFLOW_SD_URL);
   const dataDir = isAbsolute(e.SDFLOW_DATA_DIR) ? e.SDFLOW_DATA_DIR : resolve(e.SDFLOW_DATA_DIR);
   const publicHost = e.HOST === '0.0.0.0' || e.HOST === '::' ? '127.0.0.1' : e.HOST;
   return {
@@ -159,11 +330,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       publicUrl: (e.SDFLOW_PUBLIC_URL ?? `http://${publicHost}:${e.PORT}`).replace(/\/$/, ''),
       syncTimeoutS: e.SDFLOW_SYNC_TIMEOUT_S,
       maxBodyBytes: Math.floor(e.SDFLOW_MAX_BODY_MB * 1024 * 1024),
+      requestReceiveTimeoutS: e.SDFLOW_REQUEST_RECEIVE_TIMEOUT_S,
       queryTimeoutMs: e.SDFLOW_QUERY_TIMEOUT_MS,
       cancelWaitS: e.SDFLOW_CANCEL_WAIT_S,
       apiKeys: e.SDFLOW_API_KEYS,
       apiKeysFile: e.SDFLOW_API_KEYS_FILE,
       allowInsecure: e.SDFLOW_ALLOW_INSECURE,
+      // Per API key (0 = no limit); the local principal of auth-off mode is never limited.
+      keyRatePerMin: e.SDFLOW_KEY_RATE_PER_MIN,
+      keyMaxQueued: e.SDFLOW_KEY_MAX_QUEUED,
+      queueRetryAfterS: e.SDFLOW_QUEUE_RETRY_AFTER_S,
+      /** Path prefixes passed through to an agent, each ending in `/`. */
+      passthroughPrefixes: ['/sdapi/v1/', '/controlnet/', ...e.SDFLOW_PASSTHROUGH_PREFIXES],
     },
     dataDir,
     logLevel: e.SDFLOW_LOG_LEVEL,
@@ -204,6 +382,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     },
     functions: {
       backend: e.SDFLOW_FUNCTIONS,
+      /** The static GPU pool's file (SDFLOW_FUNCTIONS=static): checkpoints mapped to WebUI URLs. */
+      staticPoolFile: e.SDFLOW_STATIC_POOL_FILE,
       prefix: e.SDFLOW_FUNCTION_PREFIX,
       maxInstances: e.SDFLOW_FUNCTION_MAX_INSTANCES,
       keepAliveS: e.SDFLOW_KEEP_ALIVE_S,
@@ -218,6 +398,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     agent: {
       port: e.SDFLOW_AGENT_PORT,
       sdUrl: e.SDFLOW_SD_URL?.replace(/\/$/, ''),
+      /** The WebUI the agent starts and supervises, answering at sdUrl (argv). */
+      sdCommand: e.SDFLOW_SD_COMMAND,
       sdStartTimeoutS: e.SDFLOW_SD_START_TIMEOUT_S,
       progressPollMs: e.SDFLOW_SD_PROGRESS_POLL_MS,
       generateTimeoutS: e.SDFLOW_SD_GENERATE_TIMEOUT_S,
@@ -247,6 +429,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
         region: e.SDFLOW_OSS_REGION,
         bucket: e.SDFLOW_OSS_BUCKET,
         endpoint: e.SDFLOW_OSS_ENDPOINT,
+        cname: e.SDFLOW_OSS_CNAME,
         internal: e.SDFLOW_OSS_INTERNAL,
         partSizeBytes: Math.floor(e.SDFLOW_OSS_PART_SIZE_MB * 1024 * 1024),
         multipartThresholdBytes: Math.floor(e.SDFLOW_OSS_MULTIPART_THRESHOLD_MB * 1024 * 1024),
@@ -260,6 +443,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
         tablePrefix: e.SDFLOW_TABLESTORE_TABLE_PREFIX ?? `sdflow_${e.SDFLOW_DEPLOYMENT.replace(/-/g, '_')}_`,
         timeoutS: e.SDFLOW_TABLESTORE_TIMEOUT_S,
         maxAttempts: e.SDFLOW_TABLESTORE_MAX_ATTEMPTS,
+      },
+      fc: {
+        region: e.SDFLOW_FC_REGION,
+        accountId: e.SDFLOW_FC_ACCOUNT_ID,
+        endpoint: e.SDFLOW_FC_ENDPOINT,
+        /** The VPC-internal endpoint, and the triggers' intranet URLs. */
+        internal: e.SDFLOW_FC_INTERNAL,
+        image: e.SDFLOW_FC_IMAGE,
+        /** The port the agent listens on inside the container. */
+        port: e.SDFLOW_FC_PORT,
+        /** The container's command (the image's CMD), by default the agent; entrypoint unset keeps the image's. */
+        command: e.SDFLOW_FC_COMMAND ?? ['sdflow', 'agent'],
+        entrypoint: e.SDFLOW_FC_ENTRYPOINT,
+        gpuType: e.SDFLOW_FC_GPU_TYPE,
+        gpuMemorySize: e.SDFLOW_FC_GPU_MEMORY_MB,
+        cpu: e.SDFLOW_FC_CPU,
+        memorySize: e.SDFLOW_FC_MEMORY_MB,
+        diskSize: e.SDFLOW_FC_DISK_MB,
+        timeoutS: e.SDFLOW_FC_FUNCTION_TIMEOUT_S,
+        initializerTimeoutS: e.SDFLOW_FC_INITIALIZER_TIMEOUT_S,
+        /** Each instance serves one request at a time (DESIGN.md section 7); not a setting. */
+        instanceConcurrency: 1,
+        role: e.SDFLOW_FC_ROLE,
+        vpcConfig: e.SDFLOW_FC_VPC_CONFIG,
+        nasConfig: e.SDFLOW_FC_NAS_CONFIG,
+        ossMountConfig: e.SDFLOW_FC_OSS_MOUNT_CONFIG,
+        /** The agent's data dir in the container; the checkpoints are mounted at <dir>/objects/models. */
+        agentDataDir: e.SDFLOW_FC_AGENT_DATA_DIR,
+        env: e.SDFLOW_FC_ENV ?? {},
+        triggerAuth: e.SDFLOW_FC_TRIGGER_AUTH,
+        requestTimeoutS: e.SDFLOW_FC_REQUEST_TIMEOUT_S,
+        maxAttempts: e.SDFLOW_FC_MAX_ATTEMPTS,
       },
     },
     models: {

@@ -4,7 +4,7 @@ import { type LogLevel, type LogMetadata, NativeConnection, Runtime, Worker } fr
 import { createActivities } from './activities/index.js';
 import type { Config } from './config.js';
 import type { Logger } from './logging.js';
-import { createFunctionRuntime, createMetaStore } from './platform/index.js';
+import { createFunctionRuntime, createMetaStore, createObjectStore } from './platform/index.js';
 import { connectTemporal, generationInputFor, startGeneration } from './temporal.js';
 import { emptySemaphoreState } from './types.js';
 import { setLimitSignal } from './workflows/definitions.js';
@@ -70,6 +70,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
   const functions = createFunctionRuntime(config);
   const activities = createActivities({
     meta,
+    store: createObjectStore(config),
     functions,
     temporal: client,
     taskQueue: config.temporal.taskQueue,

@@ -2,7 +2,9 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
+import type { ObjectStore } from '../platform/object-store/port.js';
 import { createInvokeActivities } from './invoke.js';
+import { createModelActivities } from './models.js';
 import { createReconcileActivities, type GenerationStarter } from './reconcile.js';
 import { createSlotActivities } from './slots.js';
 import { createTaskActivities } from './tasks.js';
@@ -12,6 +14,7 @@ export type { InvokeResult } from './invoke.js';
 /** The ports and settings activities work with. Tests pass the local adapters; production the cloud ones. */
 export interface ActivityDeps {
   meta: MetaStore;
+  store: ObjectStore;
   functions: FunctionRuntime;
   temporal: Client;
   taskQueue: string;
@@ -28,6 +31,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSlotActivities(deps),
     ...createInvokeActivities(deps),
     ...createReconcileActivities(deps),
+    ...createModelActivities(deps),
   };
 }
 

@@ -4,6 +4,7 @@ import { FunctionNotFoundError } from '../platform/functions/port.js';
 import { NON_RETRYABLE } from '../types.js';
 import { progressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './index.js';
+import { provideFunction } from './tasks.js';
 
 export interface InvokeResult {
   images: string[];
@@ -73,8 +74,9 @@ export function createInvokeActivities(deps: ActivityDeps) {
         throw ApplicationFailure.retryable('the function closed the stream without a result', INVOKE_FAILED);
       } catch (err) {
         if (err instanceof FunctionNotFoundError) {
-          // The function vanished (deleted by an admin, or lost by the runtime): recreate it for the retry.
-          await functions.ensureFunction({ functionName: input.functionName, model: input.request.model });
+          // The function vanished (deleted by an admin, or lost by the runtime): recreate it for the retry, with
+          // the resources its record holds (and the record, when that is gone too).
+          await provideFunction(deps, input.request.model, true);
         }
         throw explain(err, ctx, input.functionName);
       } finally {

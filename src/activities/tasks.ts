@@ -1,23 +1,29 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { functionNameFor } from '../platform/functions/naming.js';
+import { provideCheckpointFunction } from '../platform/functions/records.js';
 import { isFinal, NON_RETRYABLE, type TaskOutcome, type TaskSummary } from '../types.js';
 import type { ActivityDeps } from './index.js';
 
-export function createTaskActivities({ meta, functions, functionPrefix }: ActivityDeps) {
+/** The checkpoint's function for activities: the shared `provideCheckpointFunction` with the activities' ports. */
+export function provideFunction(
+  { meta, functions, functionPrefix }: Pick<ActivityDeps, 'meta' | 'functions' | 'functionPrefix'>,
+  model: string,
+  refresh = false,
+): Promise<string> {
+  return provideCheckpointFunction(meta, functions, model, functionPrefix, refresh);
+}
+
+export function createTaskActivities(deps: ActivityDeps) {
+  const { meta } = deps;
   return {
     /** Resolves the checkpoint's function, creating it (and its record) when missing. */
     async ensureFunction({ model }: { model: string }): Promise<{ functionName: string }> {
       const record = await meta.getModel(model);
-      if (record?.type !== 'stableDiffusion' || record.status !== 'loaded') {
+      // A delete is soft: tasks accepted before it still run (the file stays); only new requests are refused.
+      if (record?.type !== 'stableDiffusion' || (record.status !== 'loaded' && record.status !== 'deleted')) {
         const why = record ? `is ${record.status}` : 'is not registered';
         throw ApplicationFailure.nonRetryable(`checkpoint ${model} ${why}`, NON_RETRYABLE.modelNotFound);
       }
-      const functionName = functionNameFor(model, functionPrefix);
-      if (await meta.getFunction(functionName)) return { functionName };
-      await functions.ensureFunction({ functionName, model });
-      const now = new Date().toISOString();
-      await meta.putFunction({ functionName, model, resources: {}, createdAt: now, updatedAt: now });
-      return { functionName };
+      return { functionName: await provideFunction(deps, model) };
     },
 
     async markRunning(taskId: string): Promise<void> {

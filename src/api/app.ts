@@ -10,11 +10,16 @@ import type { ObjectStore } from '../platform/object-store/port.js';
 import { authenticate, type KeyRing } from './auth.js';
 import { errorMapper } from './errors.js';
 import { healthRoute } from './health.js';
+import { rateLimit } from './limits.js';
 import { openApiDocument } from './openapi.js';
 import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { filesRoute } from './routes/files.js';
+import { functionRoutes } from './routes/functions.js';
 import { generationRoutes } from './routes/generation.js';
+import { modelRoutes } from './routes/models.js';
+import { optionsRoutes } from './routes/options.js';
+import { passthroughRoute } from './routes/passthrough.js';
 import { taskRoutes } from './routes/tasks.js';
 import { generationSchemas } from './schemas.js';
 import type { TaskDeps } from './tasks.js';
@@ -41,6 +46,9 @@ export function createApp(deps: ApiDeps): Koa {
   generationRoutes(router, taskDeps, schemas);
   taskRoutes(router, taskDeps);
   catalogRoutes(router, deps.meta);
+  modelRoutes(router, deps);
+  functionRoutes(router, deps);
+  optionsRoutes(router, deps.meta);
   router.get('/openapi.json', (ctx) => {
     ctx.body = openApiDocument(schemas);
   });
@@ -62,6 +70,7 @@ export function createApp(deps: ApiDeps): Koa {
   app.use(healthRoute(deps));
   app.use(filesRoute(deps.store, deps.urlSecret));
   app.use(authenticate(deps.keys));
+  app.use(rateLimit(deps.meta, config.api.keyRatePerMin));
   app.use(
     bodyParser({
       enableTypes: ['json'],
@@ -72,5 +81,7 @@ export function createApp(deps: ApiDeps): Koa {
   );
   app.use(router.routes());
   app.use(router.allowedMethods());
+  // Last: what no route claimed under the passthrough prefixes goes to an agent; anything else is a JSON 404.
+  app.use(passthroughRoute({ ...taskDeps, ...deps }, (path, method) => router.match(path, method).route));
   return app;
 }

@@ -11,6 +11,8 @@ export type Role = 'admin' | 'user';
 export interface Principal {
   user: string;
   role: Role;
+  /** Which key authenticated the caller (a prefix of its hash); absent when auth is off. Limits are per key. */
+  keyId?: string;
 }
 
 export interface KeyRing {
@@ -36,7 +38,8 @@ export function parseKeys(text: string, source: string): KeyRing {
     if (!user || !USER.test(user)) throw new Error(`${source}: user in "${user}:…" must match ${USER}`);
     if (role !== 'admin' && role !== 'user') throw new Error(`${source}: role of ${user} must be admin or user`);
     if (secret.length < 8) throw new Error(`${source}: the secret of ${user} must be at least 8 characters`);
-    byHash.set(hash(secret).toString('hex'), { user, role });
+    const digest = hash(secret).toString('hex');
+    byHash.set(digest, { user, role, keyId: digest.slice(0, 16) });
   }
   return { byHash };
 }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
+import { functionAndOptionPaths } from './openapi-functions.js';
 import type { GenerationSchemas } from './schemas.js';
 
 // GET /openapi.json, generated from the same zod schemas the API validates with, so the spec cannot drift.
@@ -12,6 +14,12 @@ const headers = [
   { name: 'Request-Type', in: 'header', schema: { type: 'string', enum: ['sync', 'async'] } },
   { name: 'taskId', in: 'header', schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
   { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 200 } },
+  {
+    name: 'version',
+    in: 'header',
+    schema: { type: 'integer', minimum: 1 },
+    description: 'which version of your options to apply (txt2img, img2img); the latest when absent',
+  },
 ];
 
 const answers = {
@@ -23,6 +31,43 @@ const answers = {
   '413': { description: 'body over SDFLOW_MAX_BODY_MB' },
   '422': { description: 'SD rejected the input' },
   '500': { description: 'the task failed; the message says why' },
+};
+
+const toSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
+
+/** A model request body: JSON naming an object already in the store, or a form whose file part comes last. */
+const modelBody = (json: z.ZodType, form: z.ZodType, fileRequired: boolean) => {
+  const fields = toSchema(form) as { properties?: object; required?: string[] };
+  return {
+    required: fileRequired,
+    content: {
+      'application/json': { schema: toSchema(json) },
+      'multipart/form-data': {
+        schema: {
+          ...fields,
+          properties: { ...fields.properties, file: { type: 'string', format: 'binary' } },
+          required: [...(fields.required ?? []), 'file'],
+        },
+        encoding: { file: { contentType: 'application/octet-stream' } },
+      },
+    },
+  };
+};
+
+const modelNameParam = [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }];
+const waitParams = [
+  { name: 'wait', in: 'query', schema: { type: 'boolean' }, description: 'wait for the registration to end' },
+  { name: 'Request-Type', in: 'header', schema: { type: 'string', enum: ['sync', 'async'] } },
+];
+const registrationAnswers = {
+  '202': { description: 'registration started: the model (status registering) and its workflowId' },
+  '200': { description: 'with wait: the model, loaded' },
+  '400': { description: 'malformed field (type, name, ossPath, file); the message names it' },
+  '403': { description: 'needs an admin key' },
+  '409': { description: 'a model of that name exists, or its registration is still running' },
+  '413': { description: 'upload over SDFLOW_MAX_MODEL_UPLOAD_MB' },
+  '422': { description: 'with wait: the file is broken; the message says why' },
+  '500': { description: 'with wait: the registration failed for another reason, given in the message' },
 };
 
 const taskIdParam = [{ name: 'taskId', in: 'path', required: true, schema: { type: 'string' } }];
@@ -64,16 +109,45 @@ export function openApiDocument(schemas: GenerationSchemas) {
           },
         },
       },
-      '/models': { get: { summary: 'The model registry', responses: { '200': { description: 'models' } } } },
+      '/models': {
+        get: { summary: 'The model registry', responses: { '200': { description: 'models' } } },
+        post: {
+          summary: 'Register a model: JSON naming an object in the store, or a multipart upload (admin)',
+          parameters: waitParams,
+          requestBody: modelBody(registerModelBody, registerModelForm, true),
+          responses: registrationAnswers,
+        },
+      },
       '/models/{name}': {
         get: {
           summary: 'One model',
+          parameters: modelNameParam,
           responses: { '200': { description: 'the model' }, '404': { description: 'unknown model' } },
+        },
+        put: {
+          summary: 'Update a model: a new file or type re-registers it and recycles the instances using it (admin)',
+          parameters: [...modelNameParam, ...waitParams],
+          requestBody: modelBody(updateModelBody, updateModelForm, false),
+          responses: {
+            ...registrationAnswers,
+            '200': { description: 'nothing changed (or, with wait, the model loaded again)' },
+            '404': { description: 'unknown model' },
+          },
+        },
+        delete: {
+          summary: 'Soft-delete a model: new requests for it get 404, running tasks finish (admin)',
+          parameters: modelNameParam,
+          responses: {
+            '200': { description: 'the model, status deleted' },
+            '403': { description: 'needs an admin key' },
+            '404': { description: 'unknown model' },
+          },
         },
       },
       '/list/sdapi/functions': {
         get: { summary: 'Checkpoint functions', responses: { '200': { description: 'functions' } } },
       },
+      ...functionAndOptionPaths(),
       '/healthz': {
         get: {
           summary: 'Readiness',

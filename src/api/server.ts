@@ -30,8 +30,9 @@ export async function startApi(config: Config, logger: Logger) {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  // A sync request may wait up to the sync cap; uploads may be large. Headers must still arrive promptly.
-  server.requestTimeout = (config.api.syncTimeoutS + 120) * 1000;
+  // Receiving a request (a model upload can be gigabytes) has its own limit; waiting for the answer (a sync task)
+  // is bounded by the sync cap, not by this. Headers must still arrive promptly.
+  server.requestTimeout = config.api.requestReceiveTimeoutS * 1000;
   server.headersTimeout = 60_000;
   const port = (server.address() as AddressInfo).port;
   logger.info({ url: `http://${config.api.host}:${port}`, auth: keys ? 'keys' : 'off' }, 'api listening');

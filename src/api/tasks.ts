@@ -11,6 +11,9 @@ import { progressQuery } from '../workflows/definitions.js';
 import type { Principal } from './auth.js';
 import { claimCheckImages } from './claim-check.js';
 import { conflict, HttpError, notFound } from './errors.js';
+import { enforceQueueLimit } from './limits.js';
+import { assertLorasUsable } from './lora-refs.js';
+import { storeLargeBody } from './passthrough.js';
 import type { Limits } from './schemas.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
@@ -24,8 +27,17 @@ export interface TaskDeps {
   limits: Limits;
 }
 
-/** Platform fields that select the function; everything else goes to SD as the A1111 body. */
-const PLATFORM_FIELDS = ['stable_diffusion_model', 'sd_vae'] as const;
+/**
+ * Where a task's params record the version of the user's options applied to it. Options are merged into the params
+ * at submit, so a retry renders with the same settings even if the user stores new ones meanwhile.
+ */
+export const OPTIONS_VERSION_FIELD = 'sdflow_options_version';
+
+/** Platform fields that select the function or record what was applied; the rest goes to SD as the A1111 body. */
+const PLATFORM_FIELDS = ['stable_diffusion_model', 'sd_vae', OPTIONS_VERSION_FIELD] as const;
+
+/** The kinds whose A1111 bodies carry WebUI settings, so a user's options apply to them. */
+const TAKES_OPTIONS: readonly TaskKind[] = ['txt2img', 'img2img'];
 
 /** Sortable, unguessable: time first so listings read in order, then 64 random bits. */
 export function newTaskId(): string {
@@ -67,19 +79,36 @@ export interface Submission {
   taskId?: string;
   idempotencyKey?: string;
   retryOf?: string;
+  /** The version of the caller's options to apply (the `version` header); the latest when absent. */
+  optionsVersion?: number;
 }
 
 function requestHash(kind: TaskKind, body: SdParams): string {
   return createHash('sha256').update(kind).update(JSON.stringify(body)).digest('hex');
 }
 
-/** Validated body in, accepted task out: claim check, conditional insert, workflow start. */
+/**
+ * The user's options (the latest, or `version`) as override_settings; undefined when the user has none. Options
+ * never choose the checkpoint: the function does.
+ */
+async function userOverrides(meta: MetaStore, user: string, version?: number) {
+  const options = await meta.getUserOptions(user, version);
+  if (!options) {
+    if (version !== undefined) throw notFound(`version header: you have no options version ${version}`);
+    return undefined;
+  }
+  const { sd_model_checkpoint: _checkpoint, ...settings } = options.data;
+  return { version: options.version, settings };
+}
+
+/** Validated body in, accepted task out: options, claim check, conditional insert, workflow start. */
 export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRecord> {
   const requested = s.body.stable_diffusion_model;
   const model =
     typeof requested === 'string'
       ? await resolveCheckpoint(deps.meta, requested, 'stable_diffusion_model')
       : await defaultCheckpoint(deps);
+  await assertLorasUsable(deps.meta, s.body);
 
   if (s.idempotencyKey) {
     const earlier = await deps.meta.findTaskByIdempotencyKey(s.principal.user, s.idempotencyKey);
@@ -88,21 +117,36 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
       throw conflict('Idempotency-Key was used before with a different request', { taskId: earlier.taskId });
     }
   }
+  const { keyMaxQueued, queueRetryAfterS } = deps.config.api;
+  await enforceQueueLimit(deps.meta, s.principal, keyMaxQueued, queueRetryAfterS);
+
   const taskId = s.taskId ?? newTaskId();
   if (s.taskId && (await deps.meta.getTask(taskId))) throw conflict(`taskId ${taskId} already exists`);
 
   const params: SdParams = { ...s.body };
   for (const f of PLATFORM_FIELDS) delete params[f];
+  if (TAKES_OPTIONS.includes(s.kind)) {
+    const options = await userOverrides(deps.meta, s.principal.user, s.optionsVersion);
+    if (options) {
+      // The request's own override_settings win over the stored options.
+      params.override_settings = { ...options.settings, ...(params.override_settings as object | undefined) };
+      params[OPTIONS_VERSION_FIELD] = options.version;
+    }
+  }
   if (typeof s.body.sd_vae === 'string') {
     params.override_settings = { ...(params.override_settings as object | undefined), sd_vae: s.body.sd_vae };
   }
-  const checked = await claimCheckImages(params, {
-    kind: s.kind,
-    taskId,
-    principal: s.principal,
-    store: deps.store,
-    limits: deps.limits,
-  });
+  // A passthrough body goes to SD as it is (extension routes take many shapes): only a large one is set aside.
+  const checked =
+    s.kind === 'passthrough'
+      ? await storeLargeBody(params, { store: deps.store, user: s.principal.user, taskId })
+      : await claimCheckImages(params, {
+          kind: s.kind,
+          taskId,
+          principal: s.principal,
+          store: deps.store,
+          limits: deps.limits,
+        });
 
   const inserted = await deps.meta.insertTask({
     taskId,

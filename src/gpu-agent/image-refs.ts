@@ -22,7 +22,8 @@ const SIGNATURES: readonly (readonly number[])[] = [
   [0x42, 0x4d], // BMP
 ];
 
-function startsWithImageSignature(value: string): boolean {
+/** Whether base64 text starts with the bytes of a PNG, JPEG, GIF, WebP or BMP. */
+export function startsWithImageSignature(value: string): boolean {
   const head = Buffer.from(value.slice(0, 16), 'base64');
   return SIGNATURES.some((sig) => sig.every((byte, i) => head[i] === byte));
 }

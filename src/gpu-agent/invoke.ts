@@ -54,7 +54,9 @@ export const invokeRequestSchema = z.object({
   admin: z.boolean().optional(),
 });
 
-const ROUTES: Record<TaskKind, SdRoute> = { txt2img: 'txt2img', img2img: 'img2img', extra: 'extra-single-image' };
+/** The kinds this runner serves; `passthrough` invokes go to the PassthroughRunner. */
+type GenerationKind = Exclude<TaskKind, 'passthrough'>;
+const ROUTES: Record<GenerationKind, SdRoute> = { txt2img: 'txt2img', img2img: 'img2img', extra: 'extra-single-image' };
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export interface InvokeDeps {
@@ -116,7 +118,7 @@ function samplingEvent(p: SdProgress, previous: ProgressEvent): ProgressEvent | 
 }
 
 /** A1111 encodes API images in its configured sample format; outputs are PNG keys, so convert anything else. */
-async function asPng(base64: string): Promise<Buffer> {
+export async function asPng(base64: string): Promise<Buffer> {
   const bytes = Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64');
   if (bytes.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) return bytes;
   const { default: sharp } = await import('sharp');
@@ -217,11 +219,13 @@ export class InvokeRunner {
               ...(typeof resolved.override_settings === 'object' ? resolved.override_settings : {}),
               sd_model_checkpoint: this.d.model,
             },
-            override_settings_restore_afterwards: false,
+            // Restored after the job, so one request's settings (a user's options) never carry over to the next
+            // request on this instance. The checkpoint is the pinned one before and after, so nothing reloads.
+            override_settings_restore_afterwards: true,
           };
 
     let settled = false;
-    const call = this.d.sd.generate(ROUTES[request.kind], sdBody).finally(() => {
+    const call = this.d.sd.generate(ROUTES[request.kind as GenerationKind], sdBody).finally(() => {
       settled = true;
     });
     const callDone = call.then(
@@ -241,7 +245,8 @@ export class InvokeRunner {
       if (!interruptRequested && Date.now() - interruptCheckedAt >= this.d.interruptPollMs) {
         interruptCheckedAt = Date.now();
         interruptRequested = (await (await this.d.store()).head(interruptKey)) !== null;
-        if (interruptRequested) this.d.logger.info({ taskId: request.taskId }, 'interrupt requested: ending the job early');
+        if (interruptRequested)
+          this.d.logger.info({ taskId: request.taskId }, 'interrupt requested: ending the job early');
       }
       // Repeated until SD returns: an interrupt that reaches SD before the job starts is forgotten when it starts.
       if (interruptRequested) await this.d.sd.interrupt();

@@ -17,6 +17,18 @@ export interface InvokeRequest {
   admin?: boolean;
 }
 
+/**
+ * The params of a `passthrough` invoke: one A1111 request for SD, as the API received it. Its JSON body travels
+ * inline, or, when large, as an object key (`bodyKey`) so it never enters Temporal's history.
+ */
+export interface PassthroughParams {
+  method: string;
+  /** Path and query, e.g. `/sdapi/v1/png-info`. */
+  path: string;
+  body?: unknown;
+  bodyKey?: string;
+}
+
 export interface ProgressEvent {
   type: 'progress';
   phase: TaskPhase;

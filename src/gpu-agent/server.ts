@@ -6,6 +6,7 @@ import type { Logger } from '../logging.js';
 import { modelsDir } from '../platform/object-store/local-paths.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import { InvokeFailure, InvokeRunner } from './invoke.js';
+import { PassthroughRunner } from './passthrough.js';
 import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from './protocol.js';
 import { SdBackend } from './sd-backend.js';
 import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './sd-client.js';
@@ -46,6 +47,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
 
   const backend = new SdBackend({
     sdUrl: config.agent.sdUrl,
+    command: config.agent.sdCommand,
     modelsDir: modelsDir(config.dataDir),
     startTimeoutMs,
     logger: log,
@@ -119,6 +121,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     logger: log,
   });
 
+  const passthrough = new PassthroughRunner({ sd, store, ensureCheckpoint, model, logger: log });
+  const isPassthrough = (body: unknown) => (body as { kind?: unknown } | null)?.kind === 'passthrough';
+
   async function handleInvoke(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const cancel = new AbortController();
     res.on('close', () => {
@@ -153,7 +158,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
         emit({ type: 'error', kind: 'sd_error', message: errorMessage(err), retryable: true });
         return;
       }
-      await runner.run(body, emit, cancel.signal);
+      await (isPassthrough(body) ? passthrough : runner).run(body, emit, cancel.signal);
     } finally {
       activeInvokes--;
       release();
@@ -239,7 +244,10 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.agent.port;
-  log.info({ host, port, model, sdUrl: config.agent.sdUrl ?? 'simulator' }, 'agent listening');
+  log.info(
+    { host, port, model, sdUrl: config.agent.sdUrl ?? 'simulator', sdCommand: config.agent.sdCommand },
+    'agent listening',
+  );
   backend.start();
 
   return {

@@ -1,17 +1,19 @@
 import type { Config } from '../config.js';
+import { createLogger } from '../logging.js';
+import { FcFunctionRuntime } from './functions/fc.js';
 import { LocalFunctionRuntime } from './functions/local/client.js';
 import type { FunctionRuntime } from './functions/port.js';
+import { StaticPoolRuntime } from './functions/static.js';
 import type { MetaStore } from './meta-store/port.js';
 import { SqliteMetaStore } from './meta-store/sqlite.js';
+import { TablestoreMetaStore } from './meta-store/tablestore.js';
 import { LocalObjectStore } from './object-store/local.js';
 import { metaDbFile, objectsDir } from './object-store/local-paths.js';
+import { OssObjectStore } from './object-store/oss.js';
 import type { ObjectStore } from './object-store/port.js';
 import { loadUrlSecret } from './object-store/signing.js';
 
 // The one place that picks adapters from config. Processes call these; nothing else constructs an adapter.
-
-const unavailable = (adapter: string) =>
-  new Error(`the ${adapter} adapter is not available in this build; use the local default`);
 
 export function createObjectStore(config: Config): ObjectStore {
   switch (config.stores.objectStore) {
@@ -22,7 +24,7 @@ export function createObjectStore(config: Config): ObjectStore {
         secret: loadUrlSecret(config),
       });
     case 'oss':
-      throw unavailable('oss object store');
+      return new OssObjectStore(config);
   }
 }
 
@@ -31,7 +33,7 @@ export function createMetaStore(config: Config): MetaStore {
     case 'sqlite':
       return SqliteMetaStore.open(metaDbFile(config.dataDir));
     case 'tablestore':
-      throw unavailable('tablestore meta store');
+      return new TablestoreMetaStore(config);
   }
 }
 
@@ -40,8 +42,11 @@ export function createFunctionRuntime(config: Config): FunctionRuntime {
     case 'local':
       return new LocalFunctionRuntime({ url: config.runtime.url });
     case 'fc':
-      throw unavailable('Function Compute runtime');
+      return new FcFunctionRuntime(config);
     case 'static':
-      throw unavailable('static GPU pool runtime');
+      return new StaticPoolRuntime(config, {
+        store: () => createObjectStore(config),
+        logger: createLogger('static-pool', config.logLevel),
+      });
   }
 }

@@ -1,4 +1,5 @@
 // The workflow bundle's entry: every workflow type the worker registers.
 export { generationWorkflow } from './generation.js';
 export { reconcilerWorkflow } from './reconciler.js';
+export { modelRegistrationWorkflow } from './registration.js';
 export { semaphoreWorkflow } from './semaphore.js';

@@ -17,6 +17,11 @@ export const DEMO_MODEL_2 = 'sdflow-demo-v2.safetensors';
 export interface StackOptions {
   env?: Record<string, string>;
   workers?: number;
+  /**
+   * false: no `sdflow runtime` (a cloud function runtime is configured instead); the API's /healthz, which lists the
+   * runtime's functions, is what the stack waits for.
+   */
+  runtime?: boolean;
 }
 
 export interface Stack {
@@ -34,7 +39,11 @@ export interface Stack {
 
 let counter = 0;
 
-export async function startStack(options: StackOptions = {}): Promise<Stack> {
+export function startStack(options: StackOptions & { runtime: false }): Promise<Omit<Stack, 'runtime'>>;
+export function startStack(options?: StackOptions): Promise<Stack>;
+export async function startStack(
+  options: StackOptions = {},
+): Promise<Omit<Stack, 'runtime'> & { runtime?: RoleProcess }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sdflow-stack-'));
   const statsDir = join(dataDir, 'sim-stats');
   const id = `t${process.pid}x${++counter}x${Date.now().toString(36)}`;
@@ -76,11 +85,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return a;
   };
 
-  const runtime = spawnRole('runtime', ['runtime'], { env: childEnv, logFile: join(logs, 'runtime.log') });
-  await waitForHttp(`${config.runtime.url}/healthz`, 30_000, runtime);
+  let runtime: RoleProcess | undefined;
+  if (options.runtime !== false) {
+    runtime = spawnRole('runtime', ['runtime'], { env: childEnv, logFile: join(logs, 'runtime.log') });
+    await waitForHttp(`${config.runtime.url}/healthz`, 30_000, runtime);
+  }
   const workers: RoleProcess[] = [];
   for (let i = 0; i < (options.workers ?? 1); i++) workers.push(await startWorker());
-  const stack: Stack = {
+  const stack = {
     url: `http://127.0.0.1:${apiPort}`,
     dataDir,
     statsDir,
@@ -93,7 +105,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     async stop() {
       await stack.api.stop(5000);
       await Promise.all(stack.workers.map((w) => w.stop(5000)));
-      await runtime.stop(10_000);
+      await runtime?.stop(10_000);
       if (!process.env.SDFLOW_KEEP_TEST_DATA) rmSync(dataDir, { recursive: true, force: true });
     },
   };

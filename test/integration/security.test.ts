@@ -55,7 +55,7 @@ describe('keys', () => {
     const [hash, principal] = [...ring.byHash][0];
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
     expect(hash).not.toContain(ALICE);
-    expect(principal).toEqual({ user: 'alice', role: 'user' });
+    expect(principal).toEqual({ user: 'alice', role: 'user', keyId: hash.slice(0, 16) });
   });
 
   it('refuses malformed entries with a message naming them', () => {

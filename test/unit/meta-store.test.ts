@@ -479,3 +479,17 @@ describe('config', () => {
     expect(await b.getConfigValue('secret')).toBe(first);
   });
 });
+
+describe('rate windows', () => {
+  it('counts hits per subject in a window, restarts in the next, and shares counts across handles', async () => {
+    const a = openStore();
+    const b = openStore();
+    expect(await a.hitRateWindow('key:1', 100)).toBe(1);
+    expect(await b.hitRateWindow('key:1', 100)).toBe(2);
+    expect(await a.hitRateWindow('key:2', 100)).toBe(1);
+    expect(await a.hitRateWindow('key:1', 101)).toBe(1);
+    expect(await b.hitRateWindow('key:1', 101)).toBe(2);
+    const hits = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).hitRateWindow('key:3', 7)));
+    expect(hits.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+});

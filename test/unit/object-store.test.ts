@@ -297,12 +297,12 @@ describe('factory', () => {
     await meta.close();
   });
 
-  it('names the adapters that are not in this build', () => {
+  it('switches to the cloud adapters by config alone, and names the settings they still need', () => {
     expect(() => createObjectStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_OBJECT_STORE: 'oss' }))).toThrow(
-      /oss object store adapter is not available/,
+      /SDFLOW_OSS_BUCKET/,
     );
     expect(() => createMetaStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_META_STORE: 'tablestore' }))).toThrow(
-      /tablestore meta store adapter is not available/,
+      /SDFLOW_TABLESTORE_ENDPOINT|SDFLOW_TABLESTORE_INSTANCE/,
     );
   });
 });

@@ -15,6 +15,7 @@ import {
   waitForTask,
 } from '../tasks.js';
 import { clientTaskId, idempotencyKey, isAsync } from './generation.js';
+import { optionsVersionHeader } from './options.js';
 
 // A1111 drop-in (DESIGN.md section 5): existing A1111 clients point at sdflow unchanged. The generation routes
 // become queued, routed tasks that answer in A1111's own shapes; progress and interrupt act on the caller's latest
@@ -72,6 +73,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
       body: { ...body, stable_diffusion_model: model.name },
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
+      optionsVersion: optionsVersionHeader(ctx),
     });
     ctx.set('taskId', task.taskId);
     if (isAsync(ctx)) {

@@ -7,6 +7,7 @@ import { principalOf } from '../auth.js';
 import { badRequest } from '../errors.js';
 import { type GenerationSchemas, TASK_ID } from '../schemas.js';
 import { resultView, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
+import { optionsVersionHeader } from './options.js';
 
 // POST /txt2img, /img2img, /extra_images: sync by default, async with `Request-Type: async`.
 
@@ -58,6 +59,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
       body,
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
+      optionsVersion: optionsVersionHeader(ctx),
     });
     ctx.set('taskId', task.taskId);
     if (isAsync(ctx)) {

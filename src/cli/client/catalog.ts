@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
+import { registerFunctionAdminCommands } from './function-admin.js';
+import { registerModelAdminCommands } from './model-admin.js';
 import { action, clientCommand, clientFor, type GlobalOptions, usageExit } from './options.js';
 import { fields, printJson, printLines, table } from './output.js';
 
 // sdflow models list | get, and sdflow functions list. The admin subcommands attach to the `models` and
-// `functions` commands these return.
+// `functions` commands these return (models register | update | delete: model-admin.ts; functions update | delete |
+// restart: function-admin.ts).
 
 interface ModelListOptions extends GlobalOptions {
   type?: string;
@@ -62,6 +65,7 @@ export function registerModelCommands(program: Command): Command {
       }),
     );
 
+  registerModelAdminCommands(models);
   return models;
 }
 
@@ -85,5 +89,6 @@ export function registerFunctionCommands(program: Command): Command {
     }),
   );
 
+  registerFunctionAdminCommands(functions);
   return functions;
 }

@@ -13,6 +13,8 @@ export interface RuntimeFunction {
   functionName: string;
   model: string;
   resources: Record<string, unknown>;
+  /** The limits in effect (the function's own, else the runtime's defaults), for runtimes that apply them. */
+  limits?: { maxInstances: number; keepAliveS: number; timeoutS?: number };
   instances?: { id: string; busy: boolean; startedAt: string }[];
 }
 

@@ -71,7 +71,16 @@ export interface FunctionRecord {
   updatedAt: string;
 }
 
-/** The meta store port: task rows, the model registry, function records and small config values. */
+/** One version of a user's WebUI settings (`POST /options`), applied to that user's requests as override_settings. */
+export interface UserOptions {
+  user: string;
+  /** 1, 2, … per user, in the order they were stored. */
+  version: number;
+  data: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** The meta store port: task rows, the model registry, function records, user options and small config values. */
 export interface MetaStore {
   /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
   insertTask(task: NewTask): Promise<boolean>;
@@ -90,12 +99,28 @@ export interface MetaStore {
   /** Conditional insert: false when a model of that name exists (and is not deleted). */
   insertModel(model: ModelRecord): Promise<boolean>;
   getModel(name: string): Promise<ModelRecord | null>;
+  /**
+   * Removes the row of a registration that never got going (its upload failed), and only while it is still that
+   * registration's row: same registeredTime and still `registering`. Returns whether it removed it.
+   */
+  removeModel(name: string, registeredTime: string): Promise<boolean>;
   listModels(filter?: { type?: ModelType; status?: ModelStatus }): Promise<ModelRecord[]>;
 
   putFunction(fn: FunctionRecord): Promise<void>;
   getFunction(functionName: string): Promise<FunctionRecord | null>;
   listFunctions(): Promise<FunctionRecord[]>;
   deleteFunction(functionName: string): Promise<void>;
+
+  /** Stores a new version of the user's options; returns its version (the user's previous latest + 1). */
+  putUserOptions(user: string, data: Record<string, unknown>): Promise<number>;
+  /** The user's options at `version`, or the latest when no version is given; null when there is none. */
+  getUserOptions(user: string, version?: number): Promise<UserOptions | null>;
+
+  /**
+   * Counts one hit for `subject` (an API key) in fixed `window` (a window number, e.g. the minute since the epoch)
+   * and returns the hits counted in that window so far. Shared by every API replica: the per-key rate limit.
+   */
+  hitRateWindow(subject: string, window: number): Promise<number>;
 
   getConfigValue(key: string): Promise<string | null>;
   /** Sets the value only if none is set; returns the stored value (so concurrent first writers agree). */

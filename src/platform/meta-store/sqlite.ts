@@ -14,6 +14,7 @@ import type {
   TaskFinal,
   TaskQuery,
   TaskRecord,
+  UserOptions,
 } from './port.js';
 
 // The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
@@ -74,6 +75,22 @@ const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  `
+  CREATE TABLE user_options (
+    user TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user, version)
+  );
+  `,
+  `
+  CREATE TABLE rate_windows (
+    subject TEXT PRIMARY KEY,
+    window INTEGER NOT NULL,
+    hits INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -116,6 +133,13 @@ interface FunctionRow {
   resources: string;
   created_at: string;
   updated_at: string;
+}
+
+interface UserOptionsRow {
+  user: string;
+  version: number;
+  data: string;
+  created_at: string;
 }
 
 function toTask(row: TaskRow): TaskRecord {
@@ -227,6 +251,7 @@ export class SqliteMetaStore implements MetaStore {
           last_modification_time = excluded.last_modification_time
         WHERE models.status = 'deleted'`),
       getModel: db.prepare<[string], ModelRow>('SELECT * FROM models WHERE name = ?'),
+      removeModel: db.prepare("DELETE FROM models WHERE name = ? AND registered_time = ? AND status = 'registering'"),
       listModels: db.prepare<{ type: string | null; status: string | null }, ModelRow>(`
         SELECT * FROM models
         WHERE (@type IS NULL OR type = @type) AND (@status IS NULL OR status = @status)
@@ -240,8 +265,27 @@ export class SqliteMetaStore implements MetaStore {
       getFunction: db.prepare<[string], FunctionRow>('SELECT * FROM functions WHERE function_name = ?'),
       listFunctions: db.prepare<[], FunctionRow>('SELECT * FROM functions ORDER BY function_name'),
       deleteFunction: db.prepare('DELETE FROM functions WHERE function_name = ?'),
+      // One statement, so two concurrent writers for one user never compute the same version.
+      putUserOptions: db.prepare<[string, string, string, string], { version: number }>(`
+        INSERT INTO user_options (user, version, data, created_at)
+        SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM user_options WHERE user = ?
+        RETURNING version`),
+      getUserOptions: db.prepare<[string, number], UserOptionsRow>(
+        'SELECT * FROM user_options WHERE user = ? AND version = ?',
+      ),
+      latestUserOptions: db.prepare<[string], UserOptionsRow>(
+        'SELECT * FROM user_options WHERE user = ? ORDER BY version DESC LIMIT 1',
+      ),
       getConfig: db.prepare<[string], { value: string }>('SELECT value FROM config WHERE key = ?'),
       insertConfig: db.prepare('INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      // One atomic statement: a new window restarts the count, the same window adds one.
+      hitRateWindow: db.prepare<[{ subject: string; window: number }], { hits: number }>(
+        `INSERT INTO rate_windows (subject, window, hits) VALUES (@subject, @window, 1)
+         ON CONFLICT (subject) DO UPDATE SET
+           hits = CASE WHEN window = excluded.window THEN hits + 1 ELSE 1 END,
+           window = excluded.window
+         RETURNING hits`,
+      ),
     };
   }
 
@@ -364,6 +408,10 @@ export class SqliteMetaStore implements MetaStore {
     return row ? toModel(row) : null;
   }
 
+  async removeModel(name: string, registeredTime: string): Promise<boolean> {
+    return this.stmt.removeModel.run(name, registeredTime).changes === 1;
+  }
+
   async listModels(filter: { type?: ModelType; status?: ModelStatus } = {}): Promise<ModelRecord[]> {
     return this.stmt.listModels.all({ type: filter.type ?? null, status: filter.status ?? null }).map(toModel);
   }
@@ -391,8 +439,22 @@ export class SqliteMetaStore implements MetaStore {
     this.stmt.deleteFunction.run(functionName);
   }
 
+  async putUserOptions(user: string, data: Record<string, unknown>): Promise<number> {
+    return this.stmt.putUserOptions.get(user, JSON.stringify(data), now(), user)!.version;
+  }
+
+  async getUserOptions(user: string, version?: number): Promise<UserOptions | null> {
+    const row =
+      version === undefined ? this.stmt.latestUserOptions.get(user) : this.stmt.getUserOptions.get(user, version);
+    return row ? { user: row.user, version: row.version, data: JSON.parse(row.data), createdAt: row.created_at } : null;
+  }
+
   async getConfigValue(key: string): Promise<string | null> {
     return this.stmt.getConfig.get(key)?.value ?? null;
+  }
+
+  async hitRateWindow(subject: string, window: number): Promise<number> {
+    return this.stmt.hitRateWindow.get({ subject, window })!.hits;
   }
 
   async setConfigValueOnce(key: string, value: string): Promise<string> {

@@ -138,7 +138,9 @@ export class LocalFunctionRuntime implements FunctionRuntime {
       await res.body?.cancel();
       throw new FunctionNotFoundError(functionName);
     }
-    if (runtimeError === 'unavailable') throw new FunctionUnavailableError(await errorText(res));
+    if (runtimeError === 'unavailable' || runtimeError === 'timeout') {
+      throw new FunctionUnavailableError(await errorText(res));
+    }
     const headers: Record<string, string> = {};
     res.headers.forEach((value, key) => {
       headers[key] = value;

@@ -84,6 +84,16 @@ async function initialize(port: number, timeoutMs: number): Promise<void> {
   if (res.status !== 200) throw new Error(`initialize answered ${res.status}: ${text.slice(0, 300)}`);
 }
 
+/** What an instance is spawned with: changing it means new instances. */
+function spawnSpec(fn: FunctionEntry): string {
+  return JSON.stringify([fn.model, fn.resources.env ?? null, fn.resources.extraArgs ?? null]);
+}
+
+/** Which instances give way first when a function's maximum is lowered: idle, then starting, then busy. */
+function rank(instance: Instance): number {
+  return instance.state === 'idle' ? 0 : instance.state === 'starting' ? 1 : 2;
+}
+
 function logTail(file: string): string {
   try {
     return readFileSync(file, 'utf8').slice(-800);
@@ -162,17 +172,34 @@ export class InstancePool {
 
   // --- functions ---
 
+  /**
+   * Creates or updates a function. Instances carry the model, env and extraArgs they were spawned with, so a change
+   * to those replaces them (idle ones now, busy ones after their request). Limits (maxInstances, keepAliveS, timeout)
+   * apply at once to the running instances; every other resource is only recorded.
+   */
   putFunction(entry: FunctionEntry): FunctionEntry {
     const previous = this.functions.get(entry.functionName);
     this.functions.set(entry.functionName, entry);
     this.persistFunctions();
-    const changed =
-      previous &&
-      (previous.model !== entry.model || JSON.stringify(previous.resources) !== JSON.stringify(entry.resources));
-    // Instances carry the spec they were spawned with: replace them after their current request.
-    if (changed) this.recycle(entry.functionName);
+    if (previous && spawnSpec(previous) !== spawnSpec(entry)) this.recycle(entry.functionName);
+    else this.trimToLimit(entry);
     this.pump(entry.functionName);
     return entry;
+  }
+
+  /** Instances beyond a lowered maxInstances: idle ones stop now, busy and starting ones after their request. */
+  private trimToLimit(fn: FunctionEntry): void {
+    const mine = [...this.instances.values()].filter(
+      (i) => i.functionName === fn.functionName && i.state !== 'stopping' && !i.recycle,
+    );
+    let excess = mine.length - this.maxInstances(fn);
+    const byUrgency = [...mine].sort((a, b) => rank(a) - rank(b));
+    for (const instance of byUrgency) {
+      if (excess <= 0) break;
+      excess--;
+      instance.recycle = true;
+      if (instance.state === 'idle') void this.stop(instance);
+    }
   }
 
   getFunction(name: string): FunctionEntry | undefined {
@@ -213,7 +240,19 @@ export class InstancePool {
         pid: i.pid,
         port: i.port,
       }));
-    return { functionName: fn.functionName, model: fn.model, resources: fn.resources, instances };
+    const timeoutS = this.timeoutS(name);
+    return {
+      functionName: fn.functionName,
+      model: fn.model,
+      resources: fn.resources,
+      // The limits in effect: the function's own, else the runtime's defaults.
+      limits: {
+        maxInstances: this.maxInstances(fn),
+        keepAliveS: this.keepAliveMs(fn) / 1000,
+        ...(timeoutS === undefined ? {} : { timeoutS }),
+      },
+      instances,
+    };
   }
 
   list(): RuntimeFunction[] {
@@ -229,6 +268,12 @@ export class InstancePool {
   private maxInstances(fn: FunctionEntry): number {
     const max = Number(fn.resources.maxInstances);
     return Number.isInteger(max) && max >= 1 ? max : this.o.maxInstances;
+  }
+
+  /** The function's cap on one request, in seconds, when it has one. */
+  timeoutS(name: string): number | undefined {
+    const timeout = Number(this.functions.get(name)?.resources.timeout);
+    return Number.isFinite(timeout) && timeout > 0 ? timeout : undefined;
   }
 
   private keepAliveMs(fn: FunctionEntry | undefined): number {
@@ -407,6 +452,7 @@ export class InstancePool {
     const logFile = join(this.instanceLogDir, `${instance.id}.log`);
     const fd = openSync(logFile, 'a');
     const extraEnv = fn.resources.env;
+    const extraArgs = fn.resources.extraArgs;
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
@@ -419,6 +465,8 @@ export class InstancePool {
           SD_MODEL: fn.model,
           SDFLOW_INSTANCE_ID: instance.id,
           SDFLOW_FUNCTION_NAME: fn.functionName,
+          // WebUI launch arguments, for an agent that starts a real WebUI; the simulator has no use for them.
+          ...(typeof extraArgs === 'string' ? { SDFLOW_SD_EXTRA_ARGS: extraArgs } : {}),
           ...(typeof extraEnv === 'object' && extraEnv !== null ? (extraEnv as Record<string, string>) : {}),
         },
       });

@@ -21,11 +21,16 @@ import { type Instance, InstancePool } from './pool.js';
 
 const STARTING_EVERY_MS = 1000;
 
+// Resources the local runtime applies: env and extraArgs (instance environment), timeout (seconds, a cap on one
+// request), maxInstances and keepAliveS. The rest (image, cpu, memory, GPU, VPC, NAS, OSS mounts) is recorded in
+// functions.json for a cloud runtime and otherwise left alone.
 const functionBodySchema = z.object({
   model: z.string().trim().min(1, 'model is required'),
   resources: z
     .looseObject({
       env: z.record(z.string(), z.string()).optional(),
+      extraArgs: z.string().optional(),
+      timeout: z.coerce.number().positive().optional(),
       maxInstances: z.coerce.number().int().min(1).optional(),
       keepAliveS: z.coerce.number().min(0).optional(),
     })
@@ -124,8 +129,12 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
     });
     res.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
     res.flushHeaders();
+    // Exactly one result or error event ends the stream: a timeout firing as the result arrives adds nothing.
+    let ended = false;
     const write = (event: AgentEvent) => {
-      if (!res.writableEnded && !res.destroyed) res.write(encodeEvent(event));
+      if (ended || res.writableEnded || res.destroyed) return;
+      if (event.type !== 'progress') ended = true;
+      res.write(encodeEvent(event));
     };
     const fail = (message: string) => write({ type: 'error', kind: 'internal', message, retryable: true });
 
@@ -135,15 +144,38 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
     } catch (err) {
       if (!gone.signal.aborted) {
         if (err instanceof FunctionNotFoundError) {
-          write({ type: 'error', kind: 'not_found', message: err.message, retryable: false });
+          // Deleted while the request waited for an instance: a retry finds it missing and recreates it.
+          write({
+            type: 'error',
+            kind: 'not_found',
+            message: `${err.message} (deleted while the request waited for an instance)`,
+            retryable: true,
+          });
         } else fail(errorMessage(err));
       }
       res.end();
       return;
     }
     const log = logger.child({ functionName: name, instanceId: instance.id });
+    // The function's timeout caps the request on its instance; closing the agent's connection interrupts SD.
+    const overtime = new AbortController();
+    const timeoutS = pool.timeoutS(name);
+    const timer =
+      timeoutS === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (ended) return;
+            log.warn({ timeoutS }, 'invoke ran longer than the function timeout; ending it');
+            write({
+              type: 'error',
+              kind: 'deadline',
+              message: `the request ran longer than the function's timeout of ${timeoutS}s`,
+              retryable: true,
+            });
+            overtime.abort();
+          }, timeoutS * 1000);
     try {
-      const broken = await pipeInvoke(instance, body, write, gone.signal);
+      const broken = await pipeInvoke(instance, body, write, AbortSignal.any([gone.signal, overtime.signal]));
       if (broken) {
         const exit = await pool.exitOf(instance, 1000);
         const detail = exit ? `${broken} (the instance exited: ${exit})` : broken;
@@ -155,6 +187,7 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
         pool.release(instance);
       }
     } finally {
+      clearTimeout(timer);
       res.end();
     }
   }
@@ -238,6 +271,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
       pool.release(instance);
       return;
     }
+    const overtime = new AbortController();
+    const timeoutS = pool.timeoutS(name);
+    const timer = timeoutS === undefined ? undefined : setTimeout(() => overtime.abort(), timeoutS * 1000);
     try {
       const answer = await new Promise<{ status: number; contentType?: string; body: Buffer }>((resolve, reject) => {
         const upstream = httpRequest(
@@ -265,7 +301,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
             response.on('error', reject);
           },
         );
-        gone.signal.addEventListener('abort', () => upstream.destroy(), { once: true });
+        const stop = () => upstream.destroy();
+        gone.signal.addEventListener('abort', stop, { once: true });
+        overtime.signal.addEventListener('abort', stop, { once: true });
         upstream.on('error', reject);
         upstream.end(body);
       });
@@ -280,8 +318,15 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
         pool.release(instance);
         return;
       }
+      if (overtime.signal.aborted) {
+        // The agent sees its connection close and drops the request; the instance stays usable.
+        pool.release(instance);
+        throw new HttpError(504, `the request ran longer than the function's timeout of ${timeoutS}s`, 'timeout');
+      }
       pool.discard(instance);
       throw new HttpError(502, `instance ${instance.id} failed: ${errorMessage(err)}`, 'unavailable');
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,0 +1,187 @@
+import type Router from '@koa/router';
+import { errorMessage } from '../../http-util.js';
+import { functionNameFor, isFunctionName } from '../../platform/functions/naming.js';
+import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/functions/port.js';
+import type { FunctionRecord } from '../../platform/meta-store/port.js';
+import type { ApiDeps } from '../app.js';
+import { requireAdmin } from '../auth.js';
+import { HttpError } from '../errors.js';
+import { batchUpdateBody, deleteFunctionsBody, type ResourceUpdate } from '../platform-schemas.js';
+import { stripTitleHash } from '../tasks.js';
+
+// The function admin routes of the reference: batch update of resources, delete, restart. Each item of a batch is
+// applied on its own; the answer lists the ones that failed. HTTP status: 200 when all applied; 404 when every
+// failure was an unknown name (a client error); 500 when the runtime failed on any.
+
+type Deps = Pick<ApiDeps, 'config' | 'meta' | 'functions' | 'logger'>;
+
+interface Failure {
+  /** The name as the client gave it (or the function name, when all were selected). */
+  name: string;
+  functionName?: string;
+  message: string;
+  unknown: boolean;
+}
+
+/** 200 when nothing failed, 404 when only unknown names did, else 500. */
+export function batchStatus(failures: readonly { unknown: boolean }[]): number {
+  if (failures.length === 0) return 200;
+  return failures.every((f) => f.unknown) ? 404 : 500;
+}
+
+/** The record's resources with the update merged in: env key by key, every other field replaced. */
+export function mergeResources(current: Record<string, unknown>, update: ResourceUpdate): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...current };
+  for (const [field, value] of Object.entries(update)) {
+    if (value === undefined) continue;
+    merged[field] =
+      field === 'env' ? { ...(current.env as Record<string, string> | undefined), ...(value as object) } : value;
+  }
+  return merged;
+}
+
+/** The function a name denotes: a function name as it is, a checkpoint name (or A1111 title) through naming. */
+const functionNameOf = (name: string, prefix: string) =>
+  isFunctionName(name) ? name : functionNameFor(stripTitleHash(name), prefix);
+
+export function functionRoutes(router: Router, deps: Deps) {
+  const { meta, functions } = deps;
+  const prefix = deps.config.functions.prefix;
+
+  /** The runtime's functions by name, or undefined when the runtime cannot say (each item then finds out itself). */
+  async function runtimeFunctions(): Promise<Map<string, RuntimeFunction> | undefined> {
+    try {
+      return new Map((await functions.listFunctions()).map((f) => [f.functionName, f]));
+    } catch (err) {
+      deps.logger.warn({ err: errorMessage(err) }, 'could not list the runtime functions');
+      return undefined;
+    }
+  }
+
+  interface Target {
+    name: string;
+    functionName: string;
+    model: string;
+    record: FunctionRecord | null;
+    /** The resources the update merges into: the record's, else (adopting) the runtime's. */
+    current: Record<string, unknown>;
+  }
+
+  /** Resolves the selection to functions; names that denote none become failures. */
+  async function select(models: string[] | undefined, names: string[] | undefined) {
+    const targets = new Map<string, Target>();
+    const failures: Failure[] = [];
+    if (models === undefined && names === undefined) {
+      for (const record of await meta.listFunctions()) {
+        targets.set(record.functionName, { name: record.functionName, ...record, record, current: record.resources });
+      }
+      return { targets: [...targets.values()], failures };
+    }
+    for (const name of models ?? []) {
+      const model = (await meta.getModel(name)) ?? (await meta.getModel(stripTitleHash(name)));
+      if (model?.type !== 'stableDiffusion' || model.status === 'deleted') {
+        failures.push({ name, message: `${name}: unknown checkpoint`, unknown: true });
+        continue;
+      }
+      const functionName = functionNameFor(model.name, prefix);
+      // A checkpoint that has no function yet gets one now, configured before its first request.
+      const record = await meta.getFunction(functionName);
+      targets.set(functionName, { name, functionName, model: model.name, record, current: record?.resources ?? {} });
+    }
+    let runtime: Map<string, RuntimeFunction> | undefined;
+    for (const name of names ?? []) {
+      const functionName = functionNameOf(name, prefix);
+      const record = await meta.getFunction(functionName);
+      if (record) {
+        targets.set(functionName, { name, functionName, model: record.model, record, current: record.resources });
+        continue;
+      }
+      // A function the runtime has without a record is adopted: the update writes its record.
+      runtime ??= await runtimeFunctions();
+      const known = runtime?.get(functionName);
+      if (known) {
+        targets.set(functionName, { name, functionName, model: known.model, record: null, current: known.resources });
+      } else failures.push({ name, functionName, message: `${name}: unknown function`, unknown: true });
+    }
+    return { targets: [...targets.values()], failures };
+  }
+
+  router.post('/batch_update_sd_resource', async (ctx) => {
+    requireAdmin(ctx);
+    const { models, functions: names, ...update } = batchUpdateBody.parse(ctx.request.body ?? {});
+    const { targets, failures } = await select(models, names);
+    for (const target of targets) {
+      const resources = mergeResources(target.current, update);
+      try {
+        // The runtime first: when it refuses, the record keeps describing what actually runs.
+        await functions.ensureFunction({ functionName: target.functionName, model: target.model, resources });
+        const now = new Date().toISOString();
+        await meta.putFunction({
+          functionName: target.functionName,
+          model: target.model,
+          resources,
+          createdAt: target.record?.createdAt ?? now,
+          updatedAt: now,
+        });
+      } catch (err) {
+        deps.logger.warn({ err: errorMessage(err), functionName: target.functionName }, 'batch update failed');
+        failures.push({
+          name: target.name,
+          functionName: target.functionName,
+          message: `${target.name}: the runtime could not apply it: ${errorMessage(err)}`,
+          unknown: false,
+        });
+      }
+    }
+    ctx.status = batchStatus(failures);
+    ctx.body =
+      failures.length === 0
+        ? { status: 'success', failFuncList: [] }
+        : {
+            status: 'fail',
+            failFuncList: failures.map((f) => f.name),
+            errMsg: failures.map((f) => f.message).join('\n'),
+          };
+  });
+
+  router.post('/del/sd/functions', async (ctx) => {
+    requireAdmin(ctx);
+    const { functions: names } = deleteFunctionsBody.parse(ctx.request.body ?? {});
+    const runtime = await runtimeFunctions();
+    const fails: { functionName: string; message: string }[] = [];
+    const failures: Failure[] = [];
+    const fail = (failure: Failure) => {
+      failures.push(failure);
+      fails.push({ functionName: failure.functionName ?? failure.name, message: failure.message });
+    };
+    for (const name of new Set(names)) {
+      const functionName = functionNameOf(name, prefix);
+      const record = await meta.getFunction(functionName);
+      if (!record && runtime && !runtime.has(functionName)) {
+        fail({ name, functionName, message: `${name}: unknown function`, unknown: true });
+        continue;
+      }
+      try {
+        // The runtime first (it stops the instances), then the record: a failure leaves both, never one alone.
+        await functions.deleteFunction(functionName);
+        await meta.deleteFunction(functionName);
+      } catch (err) {
+        deps.logger.warn({ err: errorMessage(err), functionName }, 'function delete failed');
+        fail({ name, functionName, message: `${name}: ${errorMessage(err)}`, unknown: false });
+      }
+    }
+    ctx.status = batchStatus(failures);
+    ctx.body = { status: failures.length === 0 ? 'success' : 'fail', fails };
+  });
+
+  router.post('/restart', async (ctx) => {
+    requireAdmin(ctx);
+    try {
+      await functions.restartInstances();
+    } catch (err) {
+      if (err instanceof FunctionUnavailableError) throw new HttpError(503, err.message);
+      throw err;
+    }
+    ctx.body = { status: 'success' };
+  });
+}

@@ -1,0 +1,71 @@
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import { requireAdmin } from '../auth.js';
+import { registerModelBody, updateModelBody } from '../model-schemas.js';
+import {
+  deleteModel,
+  type ModelDeps,
+  type Registration,
+  registerFromKey,
+  registerUpload,
+  registrationView,
+  updateModel,
+  waitForRegistration,
+} from '../models.js';
+import { modelView } from './catalog.js';
+
+// Model management (admin): POST /models, PUT /models/{name}, DELETE /models/{name}. Reading is in catalog.ts.
+// A registration is asynchronous: 202 with the workflowId at once; `?wait=true` or `Request-Type: sync` waits for it.
+
+const isMultipart = (ctx: Context) => Boolean(ctx.is('multipart/*'));
+
+const wantsWait = (ctx: Context) =>
+  ['true', '1'].includes(String(ctx.query.wait ?? '').toLowerCase()) ||
+  ctx.get('Request-Type').toLowerCase() === 'sync';
+
+export function modelRoutes(router: Router, deps: ModelDeps) {
+  const answer = async (ctx: Context, registration: Registration) => {
+    ctx.set('Location', `/models/${encodeURIComponent(registration.model.name)}`);
+    const { workflowId } = registration;
+    if (!workflowId) {
+      ctx.body = modelView(registration.model);
+      return;
+    }
+    if (!wantsWait(ctx)) {
+      ctx.status = 202;
+      ctx.body = registrationView(registration);
+      return;
+    }
+    // A client that goes away stops the wait, never the registration.
+    const gone = new AbortController();
+    ctx.res.once('close', () => gone.abort());
+    const done = await waitForRegistration(
+      deps,
+      { ...registration, workflowId },
+      deps.config.api.syncTimeoutS * 1000,
+      gone.signal,
+    );
+    ctx.status = done.status;
+    ctx.body = done.body;
+  };
+
+  router.post('/models', async (ctx) => {
+    const principal = requireAdmin(ctx);
+    const registration = isMultipart(ctx)
+      ? await registerUpload(deps, principal, ctx.req)
+      : await registerFromKey(deps, principal, registerModelBody.parse(ctx.request.body ?? {}));
+    await answer(ctx, registration);
+  });
+
+  router.put('/models/:name', async (ctx) => {
+    const principal = requireAdmin(ctx);
+    const name = ctx.params.name ?? '';
+    const request = isMultipart(ctx) ? { req: ctx.req } : { body: updateModelBody.parse(ctx.request.body ?? {}) };
+    await answer(ctx, await updateModel(deps, principal, name, request));
+  });
+
+  router.delete('/models/:name', async (ctx) => {
+    requireAdmin(ctx);
+    ctx.body = modelView(await deleteModel(deps, ctx.params.name ?? ''));
+  });
+}

@@ -1,0 +1,278 @@
+import { isDeepStrictEqual } from 'node:util';
+import { z } from 'zod';
+import {
+  type Config,
+  ConfigError,
+  FC_GPU_TYPES,
+  type FcGpuType,
+  fcEnvSchema,
+  fcGpuTypeSchema,
+  fcNasConfigSchema,
+  fcOssMountConfigSchema,
+  fcVpcConfigSchema,
+} from '../../config.js';
+import { MAX_FUNCTION_NAME_LENGTH } from './naming.js';
+import type { FunctionSpec, RuntimeFunction } from './port.js';
+
+// What sdflow asks of FC 3.0 for one checkpoint's function: a custom-container GPU function running the agent, built
+// from the deployment's settings (config.cloud.fc) with the function's batch-update resources merged over them.
+
+type FcSettings = Config['cloud']['fc'];
+
+/** FC 3.0's rule for function names: letters, digits, _ and -, not starting with a digit or -, 1 to 64 long. */
+const FC_FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+/** The one HTTP trigger each function gets. */
+export const TRIGGER_NAME = 'sdflow-http';
+export const TRIGGER_METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
+
+/** Set by restartInstances: a changed environment makes FC start new instances. Kept across updates. */
+export const RESTART_ENV = 'SDFLOW_RESTART_AT';
+
+/**
+ * Environment the platform sets on every instance; resources.env and SDFLOW_FC_ENV cannot replace them. The object
+ * store settings are the deployment's own, so the agent reads inputs and writes images where the API expects them;
+ * its credentials come from the function's role (FC injects them as ALIBABA_CLOUD_*), never from this environment.
+ */
+function platformEnv(config: Config, spec: FunctionSpec, extraArgs: string | undefined): Record<string, string> {
+  const { fc, oss } = config.cloud;
+  const env: Record<string, string> = {
+    SD_MODEL: spec.model,
+    SDFLOW_FUNCTION_NAME: spec.functionName,
+    SDFLOW_AGENT_PORT: String(fc.port),
+    // A container is reached from outside itself: the agent listens on every interface.
+    SDFLOW_AGENT_HOST: '0.0.0.0',
+    SDFLOW_DATA_DIR: fc.agentDataDir,
+    SDFLOW_OBJECT_STORE: config.stores.objectStore,
+    SDFLOW_LOG_LEVEL: config.logLevel,
+    SDFLOW_MAX_BODY_MB: String(config.api.maxBodyBytes / (1024 * 1024)),
+  };
+  const oneOf = (name: string, value: string | number | boolean | undefined) => {
+    if (value !== undefined) env[name] = String(value);
+  };
+  oneOf('SDFLOW_OSS_BUCKET', oss.bucket);
+  oneOf('SDFLOW_OSS_REGION', oss.region);
+  oneOf('SDFLOW_OSS_ENDPOINT', oss.endpoint);
+  oneOf('SDFLOW_OSS_CNAME', oss.cname ? '1' : undefined);
+  oneOf('SDFLOW_OSS_INTERNAL', oss.internal ? '1' : undefined);
+  oneOf('SDFLOW_OSS_TIMEOUT_S', oss.timeoutS);
+  oneOf('SDFLOW_OSS_MAX_ATTEMPTS', oss.maxAttempts);
+  oneOf('SDFLOW_SD_EXTRA_ARGS', extraArgs);
+  return env;
+}
+
+/** The batch-update resources FC applies (platform-schemas.ts validates them at the API; checked again here). */
+const resourcesSchema = z.looseObject({
+  image: z.string().min(1).optional(),
+  cpu: z.number().positive().optional(),
+  memorySize: z.number().int().positive().optional(),
+  gpuMemorySize: z.number().int().positive().optional(),
+  instanceType: fcGpuTypeSchema.optional(),
+  timeout: z.number().int().positive().optional(),
+  extraArgs: z.string().optional(),
+  env: fcEnvSchema.optional(),
+  vpcConfig: fcVpcConfigSchema.optional(),
+  nasConfig: fcNasConfigSchema.optional(),
+  ossMountConfig: fcOssMountConfigSchema.optional(),
+});
+
+/** A function's resources that FC cannot honour are refused with the field named. */
+export class FcSpecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FcSpecError';
+  }
+}
+
+function gpuMemoryProblem(gpuType: FcGpuType, gpuMemorySize: number): string | undefined {
+  const card = FC_GPU_TYPES[gpuType];
+  if (gpuMemorySize % 1024 !== 0) return `GPU memory ${gpuMemorySize} MB is not a multiple of 1024`;
+  if (gpuMemorySize > card) return `GPU memory ${gpuMemorySize} MB exceeds the ${card} MB of a ${gpuType} card`;
+  return undefined;
+}
+
+/** Checks the settings a function is built from: what FC needs, and what the agent needs on FC. */
+export function checkFcSettings(config: Config): void {
+  const { fc, credentials } = config.cloud;
+  const missing: string[] = [];
+  if (!fc.endpoint && !(fc.region && fc.accountId)) {
+    missing.push('SDFLOW_FC_REGION and SDFLOW_FC_ACCOUNT_ID (or SDFLOW_FC_ENDPOINT)');
+  }
+  if (!fc.image) missing.push('SDFLOW_FC_IMAGE');
+  if (!credentials.accessKeyId) missing.push('ALIBABA_CLOUD_ACCESS_KEY_ID');
+  if (!credentials.accessKeySecret) missing.push('ALIBABA_CLOUD_ACCESS_KEY_SECRET');
+  if (missing.length > 0) {
+    throw new ConfigError(`the Function Compute runtime (SDFLOW_FUNCTIONS=fc) needs ${missing.join(', ')}`);
+  }
+  if (config.stores.objectStore !== 'oss') {
+    throw new ConfigError(
+      'the Function Compute runtime (SDFLOW_FUNCTIONS=fc) needs SDFLOW_OBJECT_STORE=oss: its instances read inputs ' +
+        "and write images through OSS, not through this machine's files",
+    );
+  }
+  const gpu = gpuMemoryProblem(fc.gpuType, fc.gpuMemorySize);
+  if (gpu) throw new ConfigError(`SDFLOW_FC_GPU_MEMORY_MB: ${gpu} (SDFLOW_FC_GPU_TYPE)`);
+  if (fc.nasConfig && !fc.vpcConfig) {
+    throw new ConfigError('SDFLOW_FC_NAS_CONFIG needs SDFLOW_FC_VPC_CONFIG: FC reaches NAS only inside a VPC');
+  }
+  if (fc.ossMountConfig && !fc.role) {
+    throw new ConfigError('SDFLOW_FC_OSS_MOUNT_CONFIG needs SDFLOW_FC_ROLE: FC mounts OSS with the function role');
+  }
+}
+
+/** Asserts, before any call, that FC will accept the name: the naming module keeps it within 64 characters. */
+export function assertFunctionName(functionName: string): void {
+  if (functionName.length === 0 || functionName.length > MAX_FUNCTION_NAME_LENGTH) {
+    throw new FcSpecError(
+      `function name ${functionName} is ${functionName.length} characters; FC 3.0 takes 1 to ${MAX_FUNCTION_NAME_LENGTH}`,
+    );
+  }
+  if (!FC_FUNCTION_NAME.test(functionName)) {
+    throw new FcSpecError(
+      `function name ${functionName} is not one FC 3.0 accepts: letters, digits, _ and -, not starting with a ` +
+        'digit or - (check SDFLOW_FUNCTION_PREFIX)',
+    );
+  }
+}
+
+/** The FC function sdflow wants, as CreateFunctionInput's fields. */
+export interface DesiredFunction {
+  functionName: string;
+  description: string;
+  runtime: 'custom-container';
+  handler: string;
+  customContainerConfig: { image: string; port: number; command: string[]; entrypoint?: string[] };
+  gpuConfig: { gpuType: FcGpuType; gpuMemorySize: number };
+  cpu: number;
+  memorySize: number;
+  diskSize: number;
+  timeout: number;
+  instanceConcurrency: number;
+  environmentVariables: Record<string, string>;
+  instanceLifecycleConfig: { initializer: { handler: string; timeout: number } };
+  role?: string;
+  vpcConfig?: z.output<typeof fcVpcConfigSchema>;
+  nasConfig?: z.output<typeof fcNasConfigSchema>;
+  ossMountConfig?: z.output<typeof fcOssMountConfigSchema>;
+}
+
+/** The function for `spec`: the settings, with the function's resources over them, and the platform's env. */
+export function desiredFunction(config: Config, spec: FunctionSpec): DesiredFunction {
+  const fc: FcSettings = config.cloud.fc;
+  const parsed = resourcesSchema.safeParse(spec.resources ?? {});
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `resources.${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new FcSpecError(`the resources of ${spec.functionName} cannot be applied on FC: ${detail}`);
+  }
+  const r = parsed.data;
+  const gpuType = r.instanceType ?? fc.gpuType;
+  const gpuMemorySize = r.gpuMemorySize ?? fc.gpuMemorySize;
+  const gpu = gpuMemoryProblem(gpuType, gpuMemorySize);
+  if (gpu) throw new FcSpecError(`the resources of ${spec.functionName} cannot be applied on FC: ${gpu}`);
+  const vpcConfig = r.vpcConfig ?? fc.vpcConfig;
+  const nasConfig = r.nasConfig ?? fc.nasConfig;
+  const ossMountConfig = r.ossMountConfig ?? fc.ossMountConfig;
+  if (nasConfig && !vpcConfig) {
+    throw new FcSpecError(
+      `${spec.functionName}: a NAS mount needs a VPC (resources.vpcConfig or SDFLOW_FC_VPC_CONFIG)`,
+    );
+  }
+  return {
+    functionName: spec.functionName,
+    // FC keeps at most 256 characters of description.
+    description: `sdflow checkpoint ${spec.model}`.slice(0, 256),
+    runtime: 'custom-container',
+    // Required by the API; a custom container has no handler of its own.
+    handler: 'index.handler',
+    customContainerConfig: {
+      image: r.image ?? (fc.image as string),
+      port: fc.port,
+      command: fc.command,
+      ...(fc.entrypoint ? { entrypoint: fc.entrypoint } : {}),
+    },
+    gpuConfig: { gpuType, gpuMemorySize },
+    cpu: r.cpu ?? fc.cpu,
+    memorySize: r.memorySize ?? fc.memorySize,
+    diskSize: fc.diskSize,
+    timeout: r.timeout ?? fc.timeoutS,
+    instanceConcurrency: fc.instanceConcurrency,
+    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(config, spec, r.extraArgs) },
+    // For a custom container the initializer is an HTTP call: FC POSTs /initialize to the container once per instance,
+    // before its first request; the agent pins (loads) its checkpoint there. The handler only has to be set.
+    instanceLifecycleConfig: { initializer: { handler: 'initialize', timeout: fc.initializerTimeoutS } },
+    ...(fc.role ? { role: fc.role } : {}),
+    ...(vpcConfig ? { vpcConfig } : {}),
+    ...(nasConfig ? { nasConfig } : {}),
+    ...(ossMountConfig ? { ossMountConfig } : {}),
+  };
+}
+
+/** Whether every field of `want` is in `have` with the same value (objects compared field by field, recursively). */
+function covers(want: unknown, have: unknown): boolean {
+  if (Array.isArray(want)) {
+    return Array.isArray(have) && want.length === have.length && want.every((item, i) => covers(item, have[i]));
+  }
+  if (typeof want === 'object' && want !== null) {
+    if (typeof have !== 'object' || have === null) return false;
+    return Object.entries(want).every(([key, value]) => covers(value, (have as Record<string, unknown>)[key]));
+  }
+  return isDeepStrictEqual(want, have);
+}
+
+const withoutRestart = (env: Record<string, string> | undefined) => {
+  const { [RESTART_ENV]: _restart, ...rest } = env ?? {};
+  return rest;
+};
+
+/**
+ * The fields of `desired` that the function FC holds does not match: empty when nothing needs updating. The
+ * environment must match exactly (a variable dropped from the spec is dropped from the function), except for the
+ * restart marker; for other fields, what FC adds of its own (defaults, resolved values) does not count.
+ */
+export function differingFields(desired: DesiredFunction, actual: Record<string, unknown>): string[] {
+  const fields: string[] = [];
+  for (const [field, value] of Object.entries(desired)) {
+    if (field === 'functionName' || field === 'description') continue;
+    const have = actual[field];
+    const same =
+      field === 'environmentVariables'
+        ? isDeepStrictEqual(
+            withoutRestart(value as Record<string, string>),
+            withoutRestart(have as Record<string, string>),
+          )
+        : covers(value, have);
+    if (!same) fields.push(field);
+  }
+  return fields;
+}
+
+/** UpdateFunction's body for `desired`, keeping the restart marker the function already has. */
+export function updateInput(desired: DesiredFunction, actual: Record<string, unknown>): Record<string, unknown> {
+  const { functionName: _name, ...fields } = desired;
+  const restartedAt = (actual.environmentVariables as Record<string, string> | undefined)?.[RESTART_ENV];
+  return restartedAt === undefined
+    ? fields
+    : { ...fields, environmentVariables: { ...desired.environmentVariables, [RESTART_ENV]: restartedAt } };
+}
+
+/** A function FC holds, in the port's terms: its checkpoint (SD_MODEL) and what it runs with. */
+export function runtimeFunctionOf(fn: Record<string, unknown>): RuntimeFunction {
+  const env = (fn.environmentVariables ?? {}) as Record<string, string>;
+  const container = (fn.customContainerConfig ?? {}) as { image?: string };
+  const gpu = (fn.gpuConfig ?? {}) as { gpuType?: string; gpuMemorySize?: number };
+  const resources: Record<string, unknown> = {
+    image: container.image,
+    cpu: fn.cpu,
+    memorySize: fn.memorySize,
+    diskSize: fn.diskSize,
+    gpuMemorySize: gpu.gpuMemorySize,
+    instanceType: gpu.gpuType,
+    timeout: fn.timeout,
+    ...(env.SDFLOW_SD_EXTRA_ARGS !== undefined ? { extraArgs: env.SDFLOW_SD_EXTRA_ARGS } : {}),
+  };
+  return {
+    functionName: String(fn.functionName),
+    model: env.SD_MODEL ?? '',
+    resources: Object.fromEntries(Object.entries(resources).filter(([, value]) => value !== undefined)),
+  };
+}

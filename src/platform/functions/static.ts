@@ -1,0 +1,355 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { type Config, ConfigError } from '../../config.js';
+import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
+import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
+import type { AgentEvent, InvokeRequest, ProgressEvent } from '../../gpu-agent/protocol.js';
+import { checkpointMatches, SdClient, SdHttpError } from '../../gpu-agent/sd-client.js';
+import { errorMessage } from '../../http-util.js';
+import type { Logger } from '../../logging.js';
+import { EMPTY_SD_STATE, NON_RETRYABLE } from '../../types.js';
+import type { ObjectStore } from '../object-store/port.js';
+import { functionNameFor } from './naming.js';
+import {
+  FunctionNotFoundError,
+  type FunctionRuntime,
+  type FunctionSpec,
+  FunctionUnavailableError,
+  type InvokeOptions,
+  type PassthroughRequest,
+  type PassthroughResponse,
+  type RuntimeFunction,
+} from './port.js';
+import { readPoolFile } from './static-file.js';
+import { type Lease, WebUiPool } from './static-pool.js';
+
+// The static GPU pool (SDFLOW_FUNCTIONS=static), for self-hosters: a file maps checkpoints to SD WebUI instances
+// that already run (A1111 with --api), one URL per instance. There is no agent next to those WebUIs, so this runtime
+// runs the agent's own invoke logic in the calling process against the WebUI it picks: the same NDJSON events, the
+// checkpoint pinned and overridden per request, a cancel that interrupts that WebUI, images uploaded to the object
+// store. The functions are the file's checkpoints, named by the naming module; sdflow neither creates nor deletes
+// them. Each process (API, each worker) keeps its own hold on the WebUIs: see docs/deploy.md for several workers.
+
+/** How often a request waiting for a free WebUI reports that it is still waiting. */
+const WAITING_EVERY_MS = 1000;
+
+/**
+ * No WebUI in the pool file serves the checkpoint. Retrying cannot help until the file changes, so this is a
+ * non-retryable Temporal failure of type ModelNotFound: a task for the checkpoint fails at once, as not_found.
+ */
+export class CheckpointNotServedError extends ApplicationFailure {
+  constructor(model: string, poolFile: string) {
+    super(
+      `no GPU serves checkpoint ${model}: the static pool file ${poolFile} maps no WebUI to it`,
+      NON_RETRYABLE.modelNotFound,
+      true,
+    );
+  }
+}
+
+export interface StaticPoolDeps {
+  /** The object store invokes read inputs from and upload images to. */
+  store: () => ObjectStore;
+  logger: Logger;
+}
+
+const waitingEvent = (): ProgressEvent => ({
+  type: 'progress',
+  phase: 'starting',
+  progress: 0,
+  etaRelative: 0,
+  state: EMPTY_SD_STATE,
+  currentImage: null,
+});
+
+/** Events from a running invoke to the generator that yields them. */
+class EventChannel {
+  private readonly items: AgentEvent[] = [];
+  private closed = false;
+  private wake?: () => void;
+
+  push(event: AgentEvent): void {
+    if (this.closed) return;
+    this.items.push(event);
+    this.wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  /** The next event, or undefined once the channel is closed and drained. */
+  async next(): Promise<AgentEvent | undefined> {
+    while (this.items.length === 0 && !this.closed) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+    return this.items.shift();
+  }
+}
+
+export class StaticPoolRuntime implements FunctionRuntime {
+  private readonly poolFile: string;
+  /** Function name → checkpoint. */
+  private readonly models = new Map<string, string>();
+  private readonly pool: WebUiPool;
+  private readonly clients = new Map<string, SdClient>();
+  private readonly logger: Logger;
+  private store?: Promise<ObjectStore>;
+
+  constructor(
+    private readonly config: Config,
+    private readonly deps: StaticPoolDeps,
+  ) {
+    const poolFile = config.functions.staticPoolFile;
+    if (!poolFile) {
+      throw new ConfigError(
+        'the static GPU pool (SDFLOW_FUNCTIONS=static) needs SDFLOW_STATIC_POOL_FILE: a JSON file mapping checkpoints ' +
+          'to WebUI URLs',
+      );
+    }
+    this.poolFile = poolFile;
+    const file = readPoolFile(poolFile);
+    for (const model of Object.keys(file.checkpoints)) {
+      this.models.set(functionNameFor(model, config.functions.prefix), model);
+    }
+    this.logger = deps.logger.child({ poolFile });
+    this.pool = new WebUiPool({
+      checkpoints: file.checkpoints,
+      healthCheckMs: file.healthCheckS * 1000,
+      healthTimeoutMs: file.healthTimeoutS * 1000,
+      queueTimeoutMs: config.runtime.instanceQueueTimeoutS * 1000,
+      logger: this.logger,
+    });
+    this.pool.start();
+  }
+
+  /** Stops the health checks and fails the requests still waiting for a WebUI. */
+  close(): void {
+    this.pool.close();
+  }
+
+  private modelOf(functionName: string): string {
+    const model = this.models.get(functionName);
+    if (model === undefined) throw new FunctionNotFoundError(functionName);
+    return model;
+  }
+
+  private objectStore(): Promise<ObjectStore> {
+    this.store ??= Promise.resolve().then(() => this.deps.store());
+    return this.store;
+  }
+
+  private clientFor(url: string): SdClient {
+    let client = this.clients.get(url);
+    if (!client) {
+      const startTimeoutMs = this.config.agent.sdStartTimeoutS * 1000;
+      client = new SdClient(() => url, {
+        quickMs: 10_000,
+        optionsMs: Math.max(startTimeoutMs, 60_000),
+        // A backstop only: the caller's cancel (or a lost WebUI) is what normally ends a job.
+        generateMs: this.config.agent.generateTimeoutS * 1000,
+        passthroughMs: Math.max(startTimeoutMs, 600_000),
+      });
+      this.clients.set(url, client);
+    }
+    return client;
+  }
+
+  /** The agent's invoke dependencies for one request on one WebUI. */
+  private invokeDeps(url: string, model: string, logger: Logger): InvokeDeps {
+    const sd = this.clientFor(url);
+    return {
+      sd,
+      store: () => this.objectStore(),
+      model,
+      progressPollMs: this.config.agent.progressPollMs,
+      interruptPollMs: this.config.agent.interruptPollMs,
+      logger,
+      // As the agent does: load the checkpoint first unless the WebUI holds it, so the request's override and its
+      // restore afterwards load nothing.
+      ensureCheckpoint: async (onLoad) => {
+        try {
+          if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model)) return;
+          onLoad();
+          const started = Date.now();
+          await sd.setOptions({ sd_model_checkpoint: model });
+          const loaded = (await sd.getOptions()).sd_model_checkpoint;
+          if (!checkpointMatches(loaded, model)) {
+            throw new InvokeFailure(
+              'not_found',
+              `WebUI ${url} did not load checkpoint ${model}; it reports ${String(loaded)}`,
+              false,
+            );
+          }
+          logger.info({ loadMs: Date.now() - started }, 'checkpoint loaded');
+        } catch (err) {
+          if (err instanceof SdHttpError && err.status < 500) {
+            throw new InvokeFailure(
+              'not_found',
+              `WebUI ${url} cannot load checkpoint ${model}: ${err.detail}`,
+              false,
+              err.status,
+            );
+          }
+          throw err;
+        }
+      },
+    };
+  }
+
+  async ensureFunction(spec: FunctionSpec): Promise<void> {
+    const expected = functionNameFor(spec.model, this.config.functions.prefix);
+    if (!this.models.has(expected)) throw new CheckpointNotServedError(spec.model, this.poolFile);
+    if (spec.functionName !== expected) {
+      throw new Error(`function ${spec.functionName} is not checkpoint ${spec.model}'s (that is ${expected})`);
+    }
+    const ignored = Object.keys(spec.resources ?? {});
+    if (ignored.length > 0) {
+      this.logger.info(
+        { functionName: spec.functionName, ignored },
+        'the static GPU pool does not apply function resources; configure the WebUIs themselves',
+      );
+    }
+  }
+
+  async *invoke(functionName: string, request: InvokeRequest, options: InvokeOptions): AsyncIterable<AgentEvent> {
+    const model = this.modelOf(functionName);
+    const { signal } = options;
+    // Ends a wait or a run the caller walked away from without aborting its signal.
+    const stop = new AbortController();
+    const acquiring = this.pool.acquire(model, AbortSignal.any([signal, stop.signal]));
+    let lease: Lease | undefined;
+    let run: Promise<void> | undefined;
+    let failed = false;
+    try {
+      let waitFailure: unknown;
+      acquiring.then(
+        (l) => {
+          lease = l;
+        },
+        (err) => {
+          waitFailure = err;
+        },
+      );
+      for (;;) {
+        let tick: NodeJS.Timeout | undefined;
+        await Promise.race([
+          acquiring.catch(() => undefined),
+          new Promise((resolve) => {
+            tick = setTimeout(resolve, WAITING_EVERY_MS);
+          }),
+        ]);
+        clearTimeout(tick);
+        if (lease || waitFailure !== undefined) break;
+        yield waitingEvent();
+      }
+      if (signal.aborted) throw signal.reason;
+      if (!lease) {
+        if (!(waitFailure instanceof FunctionUnavailableError)) throw waitFailure;
+        yield { type: 'error', kind: 'internal', message: waitFailure.message, retryable: true };
+        return;
+      }
+
+      const held = lease;
+      const log = this.logger.child({ functionName, url: held.url, taskId: request.taskId });
+      const deps = this.invokeDeps(held.url, model, log);
+      const runner = request.kind === 'passthrough' ? new PassthroughRunner(deps) : new InvokeRunner(deps);
+      const channel = new EventChannel();
+      const cancel = AbortSignal.any([signal, held.lost, stop.signal]);
+      cancel.addEventListener('abort', () => channel.close(), { once: true });
+      run = runner
+        .run(request, (event) => channel.push(event), cancel)
+        .catch((err) => channel.push(toErrorEvent(err)))
+        .finally(() => channel.close());
+
+      for (let event = await channel.next(); event; event = await channel.next()) {
+        if (signal.aborted) break;
+        if (event.type === 'error' && event.retryable) failed = true;
+        yield event;
+        if (event.type !== 'progress') return;
+      }
+      if (signal.aborted) throw signal.reason;
+      // The WebUI failed its health check mid-request: the request ends retryably, and runs again elsewhere.
+      failed = true;
+      const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
+      yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
+    } finally {
+      stop.abort();
+      if (lease) {
+        const held = lease;
+        // The WebUI is given back once SD has returned (a cancel interrupts it first), and after a failure only once
+        // a health check has said whether it is still fit to serve.
+        void (run ?? Promise.resolve())
+          .then(() => (failed ? this.pool.check(held.url) : undefined))
+          .finally(() => held.release());
+      } else {
+        void acquiring.then(
+          (l) => l.release(),
+          () => undefined,
+        );
+      }
+    }
+  }
+
+  async passthrough(functionName: string, request: PassthroughRequest): Promise<PassthroughResponse> {
+    const model = this.modelOf(functionName);
+    const caller = request.signal ?? new AbortController().signal;
+    const lease = await this.pool.acquire(model, caller);
+    try {
+      const path = request.path.startsWith('/') ? request.path : `/${request.path}`;
+      const contentType = Object.entries(request.headers ?? {}).find(([k]) => k.toLowerCase() === 'content-type')?.[1];
+      const answer = await this.clientFor(lease.url).passthrough(
+        request.method,
+        path,
+        contentType,
+        request.body,
+        AbortSignal.any([caller, lease.lost]),
+      );
+      return {
+        status: answer.status,
+        headers: answer.contentType ? { 'content-type': answer.contentType } : {},
+        body: answer.body,
+      };
+    } catch (err) {
+      if (caller.aborted) throw err;
+      await this.pool.check(lease.url);
+      const reason = lease.lost.aborted ? errorMessage(lease.lost.reason) : errorMessage(err);
+      throw new FunctionUnavailableError(`WebUI ${lease.url} failed: ${reason}`);
+    } finally {
+      lease.release();
+    }
+  }
+
+  async listFunctions(): Promise<RuntimeFunction[]> {
+    return [...this.models].map(([functionName, model]) => ({
+      functionName,
+      model,
+      resources: {},
+      instances: this.pool.describe(model),
+    }));
+  }
+
+  async deleteFunction(functionName: string): Promise<void> {
+    const model = this.models.get(functionName);
+    // A function the pool does not have is already in the wanted state: there is no such function.
+    if (model === undefined) return;
+    throw new Error(
+      `the static GPU pool cannot delete ${functionName}: it is checkpoint ${model} of ${this.poolFile}; remove it ` +
+        'from that file and restart the API and workers',
+    );
+  }
+
+  /** sdflow does not run the pool's WebUIs, so it cannot restart them: it checks their health again instead. */
+  async restartInstances(functionName?: string): Promise<void> {
+    const urls =
+      functionName === undefined ? undefined : this.pool.describe(this.modelOf(functionName)).map((webUi) => webUi.id);
+    this.logger.info(
+      { functionName: functionName ?? 'all' },
+      'the static GPU pool cannot restart WebUIs it does not run; checking their health instead',
+    );
+    await this.pool.checkAll(urls);
+  }
+}

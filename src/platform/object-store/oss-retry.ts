@@ -1,0 +1,141 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+// How the OSS adapter tells a failure worth retrying from one to report, and how it retries. ali-oss throws plain
+// Errors: those built from an OSS answer carry `status`, `code` (OSS's error code), `requestId` and `ecCode`; those
+// from the network (urllib) carry the error's `name` (ResponseTimeoutError, ResponseError, …) and, when no answer
+// came at all, a `status` of -1 (connection) or -2 (timeout).
+
+/** OSS error codes that describe a passing condition on OSS's side, whatever the HTTP status. */
+const TRANSIENT_CODES = new Set([
+  'SlowDown',
+  'ServiceUnavailable',
+  'InternalError',
+  'RequestTimeout',
+  'TooManyRequests',
+]);
+
+/** urllib's names (and Node's codes) for a request that got no answer: timeouts, resets, refused connections. */
+const NETWORK_ERRORS = new Set([
+  'ResponseTimeoutError',
+  'ConnectionTimeoutError',
+  'SocketAssignTimeoutError',
+  'RequestError',
+  'ResponseError',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+]);
+
+export interface Failure {
+  /** The HTTP status, when OSS answered. */
+  status?: number;
+  /** OSS's error code (AccessDenied, SlowDown, …), or the network error's name. */
+  code: string;
+  requestId?: string;
+  /** OSS's fine-grained error code (the EC of the error body). */
+  ec?: string;
+  detail: string;
+  retryable: boolean;
+}
+
+const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
+
+/** What an error thrown by ali-oss says, normalized. */
+function describe(err: unknown): Failure {
+  const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as Record<string, unknown>;
+  const status = typeof e.status === 'number' && e.status > 0 ? e.status : undefined;
+  const name = text(e.name) ?? 'Error';
+  const code = text(e.code) ?? name;
+  // urllib appends the request, the agent's state and the headers to its messages, and ali-oss some advice: the
+  // first clause is the news. ali-oss says UnknownError when the answer had no error body to read, which is always
+  // the case for HEAD without OSS's x-oss-err header and for streamed downloads (it discards their bodies).
+  const detail =
+    name === 'UnknownError'
+      ? 'the answer carried no error body to read'
+      : (text(e.message) ?? name)
+          .split('\n')[0]
+          .replace(/, [A-Z]+ https?:\/\/\S+ -?\d+ \(connected:.*$/, '')
+          .split(', please')[0]
+          .slice(0, 300);
+  const retryable =
+    status === 429 ||
+    (status !== undefined && status >= 500) ||
+    TRANSIENT_CODES.has(code) ||
+    (status === undefined && (NETWORK_ERRORS.has(name) || NETWORK_ERRORS.has(code)));
+  return { status, code, requestId: text(e.requestId), ec: text(e.ecCode), detail, retryable };
+}
+
+/** A failed OSS operation: its message names the operation, the object, OSS's error code and the request id. */
+export class ObjectStoreError extends Error {
+  readonly operation: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly status?: number;
+  readonly code: string;
+  readonly requestId?: string;
+  readonly attempts: number;
+  readonly retryable: boolean;
+
+  constructor(
+    init: { operation: string; bucket: string; key: string; attempts: number } & Failure,
+    options?: { cause?: unknown },
+  ) {
+    const answer = [
+      init.status !== undefined ? `HTTP ${init.status}` : undefined,
+      init.ec ? `EC ${init.ec}` : undefined,
+      init.requestId ? `request id ${init.requestId}` : 'no request id',
+    ].filter((part) => part !== undefined);
+    const attempts = `${init.attempts} attempt${init.attempts === 1 ? '' : 's'}`;
+    super(
+      `OSS ${init.operation} of ${init.bucket}/${init.key} failed after ${attempts}: ${init.code} ` +
+        `(${answer.join(', ')}): ${init.detail}`,
+      options,
+    );
+    this.name = 'ObjectStoreError';
+    this.operation = init.operation;
+    this.bucket = init.bucket;
+    this.key = init.key;
+    this.status = init.status;
+    this.code = init.code;
+    this.requestId = init.requestId;
+    this.attempts = init.attempts;
+    this.retryable = init.retryable;
+  }
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  /** The first backoff; each further one doubles, up to maxDelayMs. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** Exponential backoff with jitter: between half and all of base × 2^(attempt-1), capped. */
+export function backoffMs(policy: RetryPolicy, attempt: number): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
+ * Runs one OSS request, again after a transient failure (throttling, 5xx, timeout, reset) up to the policy's attempts.
+ * `request` must be safe to repeat. Anything else, or the last failure, is thrown as an ObjectStoreError.
+ */
+export async function withRetries<T>(
+  policy: RetryPolicy,
+  what: { operation: string; bucket: string; key: string },
+  request: (attempt: number) => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request(attempt);
+    } catch (err) {
+      const failure = describe(err);
+      if (!failure.retryable || attempt >= policy.maxAttempts) {
+        throw new ObjectStoreError({ ...what, ...failure, attempts: attempt }, { cause: err });
+      }
+      await sleep(backoffMs(policy, attempt));
+    }
+  }
+}
