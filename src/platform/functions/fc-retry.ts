@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { type RetryPolicy, retrying } from '../retry.js';
 
 // How the FC adapter tells a failure worth retrying from one to report, and how it retries. The FC SDK (through
 // @alicloud/openapi-core) throws, for an answer of 4xx/5xx, a ClientError, ServerError or ThrottlingError carrying
@@ -97,38 +97,17 @@ export class FcError extends Error {
   }
 }
 
-export interface RetryPolicy {
-  maxAttempts: number;
-  /** The first backoff; each further one doubles, up to maxDelayMs. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-/** Exponential backoff with jitter: between half and all of base × 2^(attempt-1), capped. */
-export function backoffMs(policy: RetryPolicy, attempt: number): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
-
 /**
  * Runs one FC request, again after a transient failure up to the policy's attempts. `request` must be safe to
  * repeat: a create whose answer was lost comes back as "already exists", a delete as "not found", which the callers
  * take as success. Anything else, or the last failure, is thrown as an FcError.
  */
-export async function withRetries<T>(
+export function withRetries<T>(
   policy: RetryPolicy,
   what: { operation: string; functionName?: string },
   request: () => Promise<T>,
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await request();
-    } catch (err) {
-      const failure = describeFailure(err);
-      if (!failure.retryable || attempt >= policy.maxAttempts) {
-        throw new FcError({ ...what, ...failure, attempts: attempt }, { cause: err });
-      }
-      await sleep(backoffMs(policy, attempt));
-    }
-  }
+  return retrying(policy, request, describeFailure, (failure, attempts, cause) => {
+    return new FcError({ ...what, ...failure, attempts }, { cause });
+  });
 }

@@ -5,7 +5,8 @@ import type { Config } from '../../config.js';
 import { type AgentEvent, decodeEvents, type InvokeRequest, type ProgressEvent } from '../../gpu-agent/protocol.js';
 import { errorMessage } from '../../http-util.js';
 import { EMPTY_SD_STATE } from '../../types.js';
-import { backoffMs, describeFailure, FcError, type RetryPolicy, withRetries } from './fc-retry.js';
+import { backoffMs, type RetryPolicy } from '../retry.js';
+import { describeFailure, FcError, withRetries } from './fc-retry.js';
 import { canonicalPath, signTriggerRequest, type TriggerCredentials } from './fc-signing.js';
 import {
   assertFunctionName,

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import protobuf from 'protobufjs';
 import TableStore from 'tablestore';
+import { backoffMs } from '../retry.js';
 
 // Calls to Tablestore through the official SDK, with this adapter's own retry policy and errors.
 //
@@ -242,7 +243,7 @@ export class TablestoreCaller {
   }
 
   private backoff(attempt: number): number {
-    const ceiling = Math.min(this.settings.retryMaxMs, this.settings.retryBaseMs * 2 ** (attempt - 1));
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+    const { maxAttempts, retryBaseMs, retryMaxMs } = this.settings;
+    return backoffMs({ maxAttempts, baseDelayMs: retryBaseMs, maxDelayMs: retryMaxMs }, attempt);
   }
 }

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type BigIntStats, createReadStream, type Dirent } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { contentTypeFor } from './content-type.js';
 import { assertSafeKey, ObjectKeyError } from './keys.js';
 import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from './port.js';
 import { signObjectUrl } from './signing.js';
@@ -24,20 +25,6 @@ export interface LocalObjectStoreOptions {
 const RESERVED_PREFIX = '.sdflow-';
 const TEMP_PREFIX = `${RESERVED_PREFIX}tmp-`;
 const META_PREFIX = `${RESERVED_PREFIX}meta-`;
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.webp': 'image/webp',
-  '.gif': 'image/gif',
-  '.json': 'application/json',
-  '.txt': 'text/plain; charset=utf-8',
-};
-
-function contentTypeFor(key: string): string {
-  return CONTENT_TYPES[extname(key).toLowerCase()] ?? 'application/octet-stream';
-}
 
 /**
  * What the sidecar records. The file's identity (inode, size, mtime in ns) tells whether the sidecar describes the

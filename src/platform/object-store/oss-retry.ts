@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { type RetryPolicy, retrying } from '../retry.js';
 
 // How the OSS adapter tells a failure worth retrying from one to report, and how it retries. ali-oss throws plain
 // Errors: those built from an OSS answer carry `status`, `code` (OSS's error code), `requestId` and `ecCode`; those
@@ -105,37 +105,12 @@ export class ObjectStoreError extends Error {
   }
 }
 
-export interface RetryPolicy {
-  maxAttempts: number;
-  /** The first backoff; each further one doubles, up to maxDelayMs. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-/** Exponential backoff with jitter: between half and all of base × 2^(attempt-1), capped. */
-export function backoffMs(policy: RetryPolicy, attempt: number): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
-}
-
-/**
- * Runs one OSS request, again after a transient failure (throttling, 5xx, timeout, reset) up to the policy's attempts.
- * `request` must be safe to repeat. Anything else, or the last failure, is thrown as an ObjectStoreError.
- */
-export async function withRetries<T>(
+export function withRetries<T>(
   policy: RetryPolicy,
   what: { operation: string; bucket: string; key: string },
   request: (attempt: number) => Promise<T>,
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await request(attempt);
-    } catch (err) {
-      const failure = describe(err);
-      if (!failure.retryable || attempt >= policy.maxAttempts) {
-        throw new ObjectStoreError({ ...what, ...failure, attempts: attempt }, { cause: err });
-      }
-      await sleep(backoffMs(policy, attempt));
-    }
-  }
+  return retrying(policy, request, describe, (failure, attempts, cause) => {
+    return new ObjectStoreError({ ...what, ...failure, attempts }, { cause });
+  });
 }

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import OSS from 'ali-oss';
 import { type Config, ConfigError } from '../../config.js';
+import type { RetryPolicy } from '../retry.js';
+import { contentTypeFor } from './content-type.js';
 import { assertSafeKey } from './keys.js';
-import { ObjectStoreError, type RetryPolicy, withRetries } from './oss-retry.js';
+import { ObjectStoreError, withRetries } from './oss-retry.js';
 import { bufferBody, type SpooledBody, spoolStream } from './oss-spool.js';
 import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from './port.js';
 
@@ -62,20 +63,6 @@ const LIST_CONCURRENCY = 8;
 const FOREIGN_ETAG_CACHE = 1024;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const SHA256_META = 'x-oss-meta-sha256';
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-  '.webp': 'image/webp',
-  '.gif': 'image/gif',
-  '.json': 'application/json',
-  '.txt': 'text/plain; charset=utf-8',
-};
-
-function contentTypeFor(key: string): string {
-  return CONTENT_TYPES[extname(key).toLowerCase()] ?? 'application/octet-stream';
-}
 
 type Headers = Record<string, string | undefined>;
 
