@@ -50,6 +50,25 @@ describe('keys', () => {
     expect((await alice('GET', '/list/sdapi/functions')).status).toBe(200);
   });
 
+  it('needs an admin key to change models and functions: 403 for a user key', async () => {
+    const changes: [string, string, unknown][] = [
+      ['POST', '/batch_update_sd_resource', { env: { A: 'b' } }],
+      ['POST', '/del/sd/functions', { functions: ['nope'] }],
+      ['POST', '/restart', {}],
+      ['POST', '/models', { type: 'lora', name: 'x.safetensors', ossPath: 'models/lora/x.safetensors' }],
+      ['PUT', `/models/${DEMO_MODEL}`, { ossPath: `models/stableDiffusion/${DEMO_MODEL}` }],
+      ['DELETE', `/models/${DEMO_MODEL}`, undefined],
+      ['POST', '/sdapi/v1/options', { sd_model_checkpoint: DEMO_MODEL }],
+      ['POST', '/sdapi/v1/refresh-checkpoints', {}],
+    ];
+    for (const [method, path, body] of changes) {
+      const r = await alice(method, path, body);
+      expect(r.status, `${method} ${path}`).toBe(403);
+      expect(r.json.message).toMatch(/admin/);
+    }
+    expect((await ops('POST', '/restart', {})).status).toBe(200);
+  });
+
   it('keeps only hashes of the secrets', () => {
     const ring = parseKeys(`alice:user:${ALICE}`, 'test');
     const [hash, principal] = [...ring.byHash][0];
