@@ -499,3 +499,173 @@ export type Config = ReturnType<typeof loadConfig>;
 
 /** The settings' names, for docs and for passing config on to child processes. */
 export const settingNames = Object.keys(envSchema.shape);
+
+type SettingName = keyof typeof envSchema.shape;
+
+/**
+ * What each setting means, for the config matrix in docs/deploy.md, which scripts/config-matrix.mjs writes from
+ * `settingsTable()`; test/unit/config-docs.test.ts fails when a setting has no meaning here or the matrix is stale.
+ */
+const settingMeanings: Partial<Record<SettingName, string>> = {
+  HOST: "The API's listen address. A non-loopback address needs API keys, or SDFLOW_ALLOW_INSECURE.",
+  PORT: "The API's port.",
+  SDFLOW_PUBLIC_URL:
+    'Base URL of the signed links the API hands out (unset: http://HOST:PORT). Set it behind a load balancer.',
+  SDFLOW_DATA_DIR: 'Local state: SQLite, objects, the Temporal dev server file, logs, instance records.',
+  SDFLOW_LOG_LEVEL: 'pino log level of every process.',
+  TEMPORAL_ADDRESS: 'Temporal frontend (host:port). `sdflow dev` reuses a server already there.',
+  TEMPORAL_NAMESPACE: 'Temporal namespace.',
+  SDFLOW_TEMPORAL_UI_PORT: 'Web UI port of the dev server `sdflow dev` starts.',
+  SDFLOW_TEMPORAL_HTTP_PORT: 'HTTP API port of the dev server `sdflow dev` starts.',
+  SDFLOW_TASK_QUEUE: 'Temporal task queue of the workflows and activities.',
+  SDFLOW_DEPLOYMENT: 'Deployment id: names the semaphore and reconciler workflows and the default Tablestore prefix.',
+  SDFLOW_MAX_CONCURRENCY: 'Global slots: GPU jobs running at once across the deployment.',
+  SDFLOW_FUNCTION_MAX_INSTANCES: 'Local runtime: instances per function, unless the function sets maxInstances.',
+  SDFLOW_KEEP_ALIVE_S:
+    'Local runtime: an idle instance is stopped after this long, unless the function sets keepAliveS.',
+  SDFLOW_SYNC_TIMEOUT_S: 'A sync request waits this long for its task, then answers 202 and the client polls.',
+  SDFLOW_TASK_DEADLINE_S: "A task still unfinished after this long fails, with the reason (the workflow's own timer).",
+  SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S: 'Temporal execution timeout of task and registration workflows: a far backstop.',
+  SDFLOW_MAX_BODY_MB: 'Request body limit of the API (413 above it).',
+  SDFLOW_REQUEST_RECEIVE_TIMEOUT_S: 'How long the API may take to receive one request (a model upload may be large).',
+  SDFLOW_URL_TTL_S: 'Lifetime of signed links (local /files/ links and OSS URLs).',
+  SDFLOW_URL_SECRET:
+    'Secret that signs local /files/ links (unset: generated once and kept in the data dir). Share it across API replicas.',
+  SDFLOW_QUERY_TIMEOUT_MS:
+    "Deadline of the workflow query behind a live task's progress; past it the task row answers.",
+  SDFLOW_CANCEL_WAIT_S: 'A cancellation waits this long for the task to become final before it answers.',
+  SDFLOW_PASSTHROUGH_PREFIXES:
+    'Comma-separated path prefixes passed through to SD besides /sdapi/v1/ and /controlnet/.',
+  SDFLOW_INVOKE_HEARTBEAT_TIMEOUT_S: 'Heartbeat timeout of the invoke activity: how soon a lost worker is noticed.',
+  SDFLOW_INVOKE_IDLE_TIMEOUT_S: 'An invoke with no event from its function for this long is abandoned and retried.',
+  SDFLOW_INVOKE_MAX_ATTEMPTS: 'Attempts of the invoke activity (a retryable failure runs it again).',
+  SDFLOW_INVOKE_RETRY_INITIAL_S: 'First backoff between invoke attempts (doubling).',
+  SDFLOW_ACTIVITY_MAX_ATTEMPTS: 'Attempts of the bookkeeping activities (records, slots, functions).',
+  SDFLOW_PROGRESS_SIGNAL_MS: 'At most one progress signal to the workflow per this interval (per phase).',
+  SDFLOW_WORKER_SHUTDOWN_GRACE_S:
+    'A stopping worker lets running activities finish this long; the rest are retried elsewhere.',
+  SDFLOW_MAX_HEARTBEAT_THROTTLE_S: "The worker's heartbeat throttle: how fast a cancel reaches a running invoke.",
+  SDFLOW_SEMAPHORE_LEASE_CHECK_S: "How often the semaphore checks that its holders' workflows are still open.",
+  SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS: 'The semaphore continues as new after this many grants.',
+  SDFLOW_RECONCILE_PERIOD_S: 'How often the reconciler looks for open task rows whose workflow is closed.',
+  SDFLOW_RECONCILE_GRACE_S: 'The reconciler leaves task rows younger than this alone.',
+  SDFLOW_FUNCTION_PREFIX:
+    'Prefix of function names (`<prefix>sd_<hash>`), at most 20 characters; one per deployment sharing an FC account.',
+  SDFLOW_RUNTIME_HOST: 'Listen address of `sdflow runtime`.',
+  SDFLOW_RUNTIME_PORT: 'Port of `sdflow runtime`.',
+  SDFLOW_RUNTIME_URL:
+    'Where the API and workers reach `sdflow runtime` (unset: http://SDFLOW_RUNTIME_HOST:SDFLOW_RUNTIME_PORT).',
+  SDFLOW_INSTANCE_START_TIMEOUT_S: 'Local runtime: an instance must be ready within this long.',
+  SDFLOW_INSTANCE_QUEUE_TIMEOUT_S:
+    'How long a request waits for a free instance (local runtime) or WebUI (static pool).',
+  SDFLOW_AGENT_PORT: "The agent's port (0: any free port). The local runtime and FC set it.",
+  SDFLOW_SD_URL:
+    "The agent's WebUI (A1111 with --api): one that runs on its own, or the loopback address of SDFLOW_SD_COMMAND's (unset: the simulator).",
+  SDFLOW_SD_COMMAND:
+    'A WebUI the agent starts and restarts: a shell command line (use exec) or a JSON argv; needs a loopback SDFLOW_SD_URL.',
+  SDFLOW_SD_START_TIMEOUT_S:
+    'How long the agent waits for SD to answer; a started WebUI or simulator that does not is killed and started again.',
+  SDFLOW_SD_PROGRESS_POLL_MS: "How often a running job's progress is read from SD.",
+  SDFLOW_SD_GENERATE_TIMEOUT_S:
+    'Backstop on one generation request to SD; a cancel or the task deadline normally ends it first.',
+  SDFLOW_INTERRUPT_POLL_MS: 'How often a running job checks for an A1111-style interrupt (POST /sdapi/v1/interrupt).',
+  SD_MODEL: "The agent's pinned checkpoint. The local runtime and FC set it.",
+  SDFLOW_SIM_PORT: 'Default port of `sdflow sim`.',
+  SDFLOW_SIM_STEP_MS: 'Simulator: time per sampling step at 512x512, scaled by pixels.',
+  SDFLOW_SIM_LOAD_MS: 'Simulator: time to load a checkpoint other than the loaded one.',
+  SDFLOW_SIM_VAE_MS: 'Simulator: VAE decode time per image.',
+  SDFLOW_SIM_STATS_DIR: 'Simulator: where each process appends its busy intervals (tests and benchmarks).',
+  SDFLOW_OBJECT_STORE: 'Object store adapter: local files or Alibaba OSS.',
+  SDFLOW_META_STORE: 'Meta store adapter: SQLite or Alibaba Tablestore.',
+  SDFLOW_FUNCTIONS: 'Function runtime: `sdflow runtime` (local), Alibaba FC 3.0, or a static pool of WebUI URLs.',
+  SDFLOW_STATIC_POOL_FILE: 'Static pool (SDFLOW_FUNCTIONS=static): JSON file mapping checkpoints to WebUI URLs.',
+  ALIBABA_CLOUD_ACCESS_KEY_ID: 'Alibaba Cloud AccessKey id (OSS, Tablestore, FC). From the environment only.',
+  ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'Alibaba Cloud AccessKey secret. From the environment only.',
+  ALIBABA_CLOUD_SECURITY_TOKEN: 'STS token, with temporary AccessKeys (read once at start).',
+  SDFLOW_OSS_REGION: 'OSS region, e.g. cn-hangzhou (or SDFLOW_OSS_ENDPOINT).',
+  SDFLOW_OSS_BUCKET: 'OSS bucket of inputs, images and models.',
+  SDFLOW_OSS_ENDPOINT:
+    'OSS endpoint URL; wins over the region. With SDFLOW_OSS_CNAME, the custom domain of the bucket.',
+  SDFLOW_OSS_CNAME: 'SDFLOW_OSS_ENDPOINT is a custom domain bound to the bucket.',
+  SDFLOW_OSS_INTERNAL: 'With a region: use the VPC-internal endpoint.',
+  SDFLOW_OSS_PART_SIZE_MB: 'Part size of multipart uploads.',
+  SDFLOW_OSS_MULTIPART_THRESHOLD_MB: 'Objects larger than this go up by multipart upload.',
+  SDFLOW_OSS_TIMEOUT_S: 'Timeout of one OSS request.',
+  SDFLOW_OSS_MAX_ATTEMPTS: 'Attempts per OSS request, the first included.',
+  SDFLOW_TABLESTORE_ENDPOINT: 'Tablestore instance endpoint URL.',
+  SDFLOW_TABLESTORE_INSTANCE: 'Tablestore instance name.',
+  SDFLOW_TABLESTORE_TABLE_PREFIX:
+    'Prefix of the tables (unset: `sdflow_<deployment>_`), so deployments can share an instance.',
+  SDFLOW_TABLESTORE_TIMEOUT_S: 'Timeout of one Tablestore request.',
+  SDFLOW_TABLESTORE_MAX_ATTEMPTS: 'Attempts per Tablestore request, the first included.',
+  SDFLOW_FC_REGION: 'FC region, e.g. cn-hangzhou.',
+  SDFLOW_FC_ACCOUNT_ID: 'Alibaba Cloud account id, for the FC endpoint.',
+  SDFLOW_FC_ENDPOINT: 'FC endpoint URL; wins over region and account.',
+  SDFLOW_FC_INTERNAL:
+    "Use FC's VPC-internal endpoint and the triggers' intranet URLs (public trigger URLs switched off).",
+  SDFLOW_FC_IMAGE: 'The GPU function image (docker/gpu-function.Dockerfile), in ACR.',
+  SDFLOW_FC_PORT: 'Port the agent listens on inside the container.',
+  SDFLOW_FC_COMMAND: 'Container command, JSON argv (unset: ["sdflow","agent"]).',
+  SDFLOW_FC_ENTRYPOINT: "Container entrypoint, JSON argv (unset: the image's).",
+  SDFLOW_FC_GPU_TYPE: 'FC GPU type of new functions.',
+  SDFLOW_FC_GPU_MEMORY_MB: 'GPU memory per instance, a multiple of 1024 within the card.',
+  SDFLOW_FC_CPU: 'vCPUs per instance.',
+  SDFLOW_FC_MEMORY_MB: 'Memory per instance.',
+  SDFLOW_FC_DISK_MB: 'Disk per instance: 512 or 10240.',
+  SDFLOW_FC_FUNCTION_TIMEOUT_S: 'FC timeout of one request.',
+  SDFLOW_FC_INITIALIZER_TIMEOUT_S:
+    "Timeout of an instance's initializer (the agent's /initialize: WebUI up, checkpoint loaded).",
+  SDFLOW_FC_ROLE: 'RAM role ARN of the functions: STS credentials for OSS, and OSS mounts.',
+  SDFLOW_FC_VPC_CONFIG: 'JSON {vpcId, vSwitchIds, securityGroupId}: the functions run in this VPC (needed for NAS).',
+  SDFLOW_FC_NAS_CONFIG: 'JSON {userId?, groupId?, mountPoints:[{serverAddr, mountDir}]}: NAS mounts (models).',
+  SDFLOW_FC_OSS_MOUNT_CONFIG:
+    'JSON {mountPoints:[{bucketName, bucketPath, endpoint, mountDir, readOnly?}]}: OSS mounts (models).',
+  SDFLOW_FC_AGENT_DATA_DIR:
+    "The agent's data dir in the container; checkpoints are expected at `<dir>/objects/models`.",
+  SDFLOW_FC_ENV: 'JSON {NAME: "value"}: extra environment of every function.',
+  SDFLOW_FC_TRIGGER_AUTH: 'HTTP trigger auth: function (signed requests) or anonymous.',
+  SDFLOW_FC_REQUEST_TIMEOUT_S: 'Timeout of one FC management API request.',
+  SDFLOW_FC_MAX_ATTEMPTS: 'Attempts per FC management request, the first included.',
+  SDFLOW_API_KEYS: 'API keys, user:role:secret,… (role admin or user). None: auth off.',
+  SDFLOW_API_KEYS_FILE: 'File of API keys, one user:role:secret a line (# comments).',
+  SDFLOW_ALLOW_INSECURE: 'Allow a non-loopback HOST with no API keys.',
+  SDFLOW_KEY_RATE_PER_MIN: 'Requests per minute per API key (429 past it; 0: no limit).',
+  SDFLOW_KEY_MAX_QUEUED: 'Waiting and running tasks per user of an API key (429 past it; 0: no limit).',
+  SDFLOW_QUEUE_RETRY_AFTER_S: 'Retry-After of those 429 answers.',
+  SDFLOW_DEMO_MODELS: '`sdflow dev` registers the two simulator demo checkpoints.',
+  SDFLOW_DEFAULT_MODEL: 'Checkpoint of requests that name none (A1111 drop-in and passthrough routes).',
+  SDFLOW_MAX_MODEL_UPLOAD_MB: 'Largest model upload (413 past it).',
+  SDFLOW_MAX_WIDTH: 'Largest width of a request.',
+  SDFLOW_MAX_HEIGHT: 'Largest height of a request.',
+  SDFLOW_MAX_STEPS: 'Most sampling steps of a request.',
+  SDFLOW_MAX_IMAGES_PER_TASK: 'Most images of one task (batch_size x n_iter).',
+  SDFLOW_MAX_PROMPT_CHARS: 'Longest prompt and negative prompt.',
+  SDFLOW_MAX_INPUT_IMAGES: 'Most input images of one request.',
+  SDFLOW_MAX_INPUT_IMAGE_MB: 'Largest input image.',
+  SDFLOW_MAX_INPUT_PIXELS: 'Most pixels of an input image.',
+};
+
+export interface SettingRow {
+  name: string;
+  /** The default as it would be written in the environment; undefined when unset by default. */
+  default: string | undefined;
+  /** What the setting means; empty when settingMeanings lacks it. */
+  meaning: string;
+}
+
+/** The default of a setting, read from the schema by parsing "unset". */
+function defaultOf(name: SettingName): string | undefined {
+  const parsed = envSchema.shape[name].safeParse(undefined);
+  const value: unknown = parsed.success ? parsed.data : undefined;
+  if (value === undefined || (Array.isArray(value) && value.length === 0)) return undefined;
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+/** Every setting, in the schema's order, with its default and meaning: the config matrix of docs/deploy.md. */
+export function settingsTable(): SettingRow[] {
+  return (settingNames as SettingName[]).map((name) => ({
+    name,
+    default: defaultOf(name),
+    meaning: settingMeanings[name] ?? '',
+  }));
+}

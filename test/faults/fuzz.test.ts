@@ -176,7 +176,7 @@ const headers = fc.record(
     'Idempotency-Key': fc.stringMatching(/^[\x21-\x7e]{0,300}$/),
     Prefer: fc.constantFrom('respond-async', 'wait=1'),
     'Task-Flag': fc.constantFrom('true', 'false'),
-    Authorization: fc.constantFrom('Bearer', 'Bearer x', 'Basic abc', 'Bearer ' + 'a'.repeat(500)),
+    Authorization: fc.constantFrom('Bearer', 'Bearer x', 'Basic abc', `Bearer ${'a'.repeat(500)}`),
     version: fc.constantFrom('1', '-1', 'x'),
   },
   { requiredKeys: [] },
