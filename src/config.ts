@@ -131,6 +131,12 @@ const envSchema = z.object({
 
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TLS: bool(false),
+  TEMPORAL_TLS_CERT: optionalString,
+  TEMPORAL_TLS_KEY: optionalString,
+  TEMPORAL_TLS_CA: optionalString,
+  TEMPORAL_TLS_SERVER_NAME: optionalString,
+  TEMPORAL_API_KEY: optionalString,
   SDFLOW_TEMPORAL_UI_PORT: int(8233, 0),
   SDFLOW_TEMPORAL_HTTP_PORT: int(7243, 0),
   SDFLOW_TASK_QUEUE: z.string().default('sdflow'),
@@ -321,6 +327,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   }
   const e = parsed.data;
   checkSdCommand(e.SDFLOW_SD_COMMAND, e.SDFLOW_SD_URL);
+  if ((e.TEMPORAL_TLS_CERT === undefined) !== (e.TEMPORAL_TLS_KEY === undefined)) {
+    throw new ConfigError('invalid configuration: TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS)');
+  }
   const dataDir = isAbsolute(e.SDFLOW_DATA_DIR) ? e.SDFLOW_DATA_DIR : resolve(e.SDFLOW_DATA_DIR);
   const publicHost = e.HOST === '0.0.0.0' || e.HOST === '::' ? '127.0.0.1' : e.HOST;
   return {
@@ -349,6 +358,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     temporal: {
       address: e.TEMPORAL_ADDRESS,
       namespace: e.TEMPORAL_NAMESPACE,
+      // TLS is on when asked for, or implied by a client certificate or an API key (Temporal Cloud needs it).
+      tls: e.TEMPORAL_TLS || e.TEMPORAL_TLS_CERT !== undefined || e.TEMPORAL_API_KEY !== undefined,
+      tlsCertFile: e.TEMPORAL_TLS_CERT,
+      tlsKeyFile: e.TEMPORAL_TLS_KEY,
+      tlsCaFile: e.TEMPORAL_TLS_CA,
+      tlsServerName: e.TEMPORAL_TLS_SERVER_NAME,
+      apiKey: e.TEMPORAL_API_KEY,
       uiPort: e.SDFLOW_TEMPORAL_UI_PORT,
       httpPort: e.SDFLOW_TEMPORAL_HTTP_PORT,
       taskQueue: e.SDFLOW_TASK_QUEUE,
@@ -515,6 +531,12 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_LOG_LEVEL: 'pino log level of every process.',
   TEMPORAL_ADDRESS: 'Temporal frontend (host:port). `sdflow dev` reuses a server already there.',
   TEMPORAL_NAMESPACE: 'Temporal namespace.',
+  TEMPORAL_TLS: 'Connect to Temporal over TLS (implied by TEMPORAL_TLS_CERT or TEMPORAL_API_KEY).',
+  TEMPORAL_TLS_CERT: 'Client certificate file (PEM) for mTLS, e.g. Temporal Cloud; needs TEMPORAL_TLS_KEY.',
+  TEMPORAL_TLS_KEY: 'Private key file (PEM) of TEMPORAL_TLS_CERT.',
+  TEMPORAL_TLS_CA: "CA certificate file (PEM) of a self-hosted server's TLS; unset: the system's roots.",
+  TEMPORAL_TLS_SERVER_NAME: 'TLS server name override (SNI), for a server behind a proxy.',
+  TEMPORAL_API_KEY: 'Temporal Cloud API key (sent as a bearer token over TLS).',
   SDFLOW_TEMPORAL_UI_PORT: 'Web UI port of the dev server `sdflow dev` starts.',
   SDFLOW_TEMPORAL_HTTP_PORT: 'HTTP API port of the dev server `sdflow dev` starts.',
   SDFLOW_TASK_QUEUE: 'Temporal task queue of the workflows and activities.',

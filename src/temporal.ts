@@ -1,4 +1,5 @@
-import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { readFileSync } from 'node:fs';
+import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Config } from './config.js';
 import type { TaskRecord } from './platform/meta-store/port.js';
 import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
@@ -7,8 +8,38 @@ import type { generationWorkflow } from './workflows/generation.js';
 // How sdflow talks to Temporal as a client: the connection, and the one way a generation workflow is started
 // (used by the API at submit and by the reconciler for accepted tasks that never started).
 
+/**
+ * Where and how to reach Temporal, for the client connection and the worker's native one alike: plain for the dev
+ * server, TLS for a secured cluster, mTLS or an API key for Temporal Cloud.
+ */
+export function temporalConnectionOptions(config: Config) {
+  const t = config.temporal;
+  const read = (file: string, setting: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`${setting}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const tls: TLSConfig | undefined = t.tls
+    ? {
+        ...(t.tlsServerName ? { serverNameOverride: t.tlsServerName } : {}),
+        ...(t.tlsCaFile ? { serverRootCACertificate: read(t.tlsCaFile, 'TEMPORAL_TLS_CA') } : {}),
+        ...(t.tlsCertFile && t.tlsKeyFile
+          ? {
+              clientCertPair: {
+                crt: read(t.tlsCertFile, 'TEMPORAL_TLS_CERT'),
+                key: read(t.tlsKeyFile, 'TEMPORAL_TLS_KEY'),
+              },
+            }
+          : {}),
+      }
+    : undefined;
+  return { address: t.address, ...(tls ? { tls } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
+}
+
 export async function connectTemporal(config: Config): Promise<Client> {
-  const connection = await Connection.connect({ address: config.temporal.address, connectTimeout: 10_000 });
+  const connection = await Connection.connect({ ...temporalConnectionOptions(config), connectTimeout: 10_000 });
   return new Client({ connection, namespace: config.temporal.namespace });
 }
 

@@ -5,7 +5,7 @@ import { createActivities } from './activities/index.js';
 import type { Config } from './config.js';
 import type { Logger } from './logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from './platform/index.js';
-import { connectTemporal, generationInputFor, startGeneration } from './temporal.js';
+import { connectTemporal, generationInputFor, startGeneration, temporalConnectionOptions } from './temporal.js';
 import { emptySemaphoreState } from './types.js';
 import { setLimitSignal } from './workflows/definitions.js';
 import type { reconcilerWorkflow } from './workflows/reconciler.js';
@@ -64,7 +64,7 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}) {
   installRuntime(logger);
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   const client = await connectTemporal(config);
   const meta = createMetaStore(config);
   const functions = createFunctionRuntime(config);

@@ -1,0 +1,59 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { temporalConnectionOptions } from '../../src/temporal.js';
+
+// How sdflow reaches Temporal: plain for the dev server, TLS for a secured cluster, mTLS or an API key for Temporal
+// Cloud. No TLS server can run here, so this checks what the connections are given.
+
+const dir = mkdtempSync(join(tmpdir(), 'sdflow-tls-'));
+const file = (name: string, text: string) => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+describe('Temporal connection options', () => {
+  it('are plain by default', () => {
+    expect(temporalConnectionOptions(loadConfig({}))).toEqual({ address: '127.0.0.1:7233' });
+  });
+
+  it('use TLS with the API key for Temporal Cloud', () => {
+    const options = temporalConnectionOptions(
+      loadConfig({ TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_API_KEY: 'key-1' }),
+    );
+    expect(options).toEqual({ address: 'ns.acct.tmprl.cloud:7233', tls: {}, apiKey: 'key-1' });
+  });
+
+  it('load the client certificate pair, the CA and the server name from files', () => {
+    const options = temporalConnectionOptions(
+      loadConfig({
+        TEMPORAL_TLS_CERT: file('client.pem', 'CERT'),
+        TEMPORAL_TLS_KEY: file('client.key', 'KEY'),
+        TEMPORAL_TLS_CA: file('ca.pem', 'CA'),
+        TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
+      }),
+    );
+    expect(options.tls?.clientCertPair?.crt.toString()).toBe('CERT');
+    expect(options.tls?.clientCertPair?.key.toString()).toBe('KEY');
+    expect(options.tls?.serverRootCACertificate?.toString()).toBe('CA');
+    expect(options.tls?.serverNameOverride).toBe('temporal.internal');
+  });
+
+  it('turn TLS on alone with TEMPORAL_TLS', () => {
+    expect(temporalConnectionOptions(loadConfig({ TEMPORAL_TLS: '1' })).tls).toEqual({});
+  });
+
+  it('refuse a certificate without its key, and name an unreadable file', () => {
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT: file('only.pem', 'C') })).toThrow(
+      /TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/,
+    );
+    const config = loadConfig({
+      TEMPORAL_TLS_CERT: join(dir, 'missing.pem'),
+      TEMPORAL_TLS_KEY: join(dir, 'missing.key'),
+    });
+    expect(() => temporalConnectionOptions(config)).toThrow(/TEMPORAL_TLS_CERT: cannot read/);
+  });
+});
