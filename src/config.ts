@@ -201,6 +201,7 @@ const envSchema = z.object({
   SDFLOW_META_STORE: z.enum(['sqlite', 'tablestore']).default('sqlite'),
   SDFLOW_FUNCTIONS: z.enum(['local', 'fc', 'static']).default('local'),
   SDFLOW_STATIC_POOL_FILE: optionalString,
+  SDFLOW_STATIC_LEASE_TTL_S: num(30, 1),
 
   // Alibaba Cloud. Credentials come from the standard ALIBABA_CLOUD_* environment, never from files in the repo.
   ALIBABA_CLOUD_ACCESS_KEY_ID: optionalString,
@@ -400,6 +401,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       backend: e.SDFLOW_FUNCTIONS,
       /** The static GPU pool's file (SDFLOW_FUNCTIONS=static): checkpoints mapped to WebUI URLs. */
       staticPoolFile: e.SDFLOW_STATIC_POOL_FILE,
+      /** How long a static pool WebUI's lease outlives its holder's last renewal (a holder that died frees it then). */
+      staticLeaseTtlS: e.SDFLOW_STATIC_LEASE_TTL_S,
       prefix: e.SDFLOW_FUNCTION_PREFIX,
       maxInstances: e.SDFLOW_FUNCTION_MAX_INSTANCES,
       keepAliveS: e.SDFLOW_KEEP_ALIVE_S,
@@ -601,6 +604,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_META_STORE: 'Meta store adapter: SQLite or Alibaba Tablestore.',
   SDFLOW_FUNCTIONS: 'Function runtime: `sdflow runtime` (local), Alibaba FC 3.0, or a static pool of WebUI URLs.',
   SDFLOW_STATIC_POOL_FILE: 'Static pool (SDFLOW_FUNCTIONS=static): JSON file mapping checkpoints to WebUI URLs.',
+  SDFLOW_STATIC_LEASE_TTL_S:
+    "Static pool: a WebUI's lease in the meta store lasts this long unless renewed; one a dead process held frees then.",
   ALIBABA_CLOUD_ACCESS_KEY_ID: 'Alibaba Cloud AccessKey id (OSS, Tablestore, FC). From the environment only.',
   ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'Alibaba Cloud AccessKey secret. From the environment only.',
   ALIBABA_CLOUD_SECURITY_TOKEN: 'STS token, with temporary AccessKeys (read once at start).',

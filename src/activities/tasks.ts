@@ -1,15 +1,26 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { CheckpointNotServedError } from '../platform/functions/port.js';
 import { provideCheckpointFunction } from '../platform/functions/records.js';
 import { isFinal, NON_RETRYABLE, type TaskOutcome, type TaskSummary } from '../types.js';
 import type { ActivityDeps } from './index.js';
 
-/** The checkpoint's function for activities: the shared `provideCheckpointFunction` with the activities' ports. */
-export function provideFunction(
+/**
+ * The checkpoint's function for activities: the shared `provideCheckpointFunction` with the activities' ports. A
+ * checkpoint the runtime can never serve fails the task at once rather than being retried.
+ */
+export async function provideFunction(
   { meta, functions, functionPrefix }: Pick<ActivityDeps, 'meta' | 'functions' | 'functionPrefix'>,
   model: string,
   refresh = false,
 ): Promise<string> {
-  return provideCheckpointFunction(meta, functions, model, functionPrefix, refresh);
+  try {
+    return await provideCheckpointFunction(meta, functions, model, functionPrefix, refresh);
+  } catch (err) {
+    if (err instanceof CheckpointNotServedError) {
+      throw ApplicationFailure.nonRetryable(err.message, NON_RETRYABLE.modelNotFound);
+    }
+    throw err;
+  }
 }
 
 export function createTaskActivities(deps: ActivityDeps) {

@@ -46,6 +46,7 @@ export function createFunctionRuntime(config: Config): FunctionRuntime {
     case 'static':
       return new StaticPoolRuntime(config, {
         store: () => createObjectStore(config),
+        meta: () => createMetaStore(config),
         logger: createLogger('static-pool', config.logLevel),
       });
   }

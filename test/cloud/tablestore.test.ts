@@ -144,7 +144,17 @@ describe('configuration', () => {
 });
 
 describe('tables', () => {
-  const ALL = ['config', 'functions', 'idempotency', 'models', 'rate_windows', 'task_index', 'tasks', 'user_options'];
+  const ALL = [
+    'config',
+    'functions',
+    'idempotency',
+    'leases',
+    'models',
+    'rate_windows',
+    'task_index',
+    'tasks',
+    'user_options',
+  ];
 
   it('are created on first use with the configured prefix, once per process, and awaited until active', async () => {
     const store = openStore();
@@ -1126,5 +1136,113 @@ describe('rate windows', () => {
     expect(await a.hitRateWindow('key:1', 101)).toBe(1);
     const hits = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).hitRateWindow('key:2', 5)));
     expect(hits.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+});
+
+describe('leases', () => {
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  const RESOURCE = 'static:http://gpu1:7860';
+  /** The stored expiry of the resource's lease (epoch ms). */
+  const storedExpiry = () => Number(fake.rows(table('leases')).find((r) => r.resource === RESOURCE)?.expiresAt);
+  /** Sleeps until the clock is past `epochMs`. */
+  const until = (epochMs: number) => sleep(Math.max(0, epochMs - Date.now() + 50));
+
+  it('gives a resource to one holder of many, contending on two stores; the holder may take it again', async () => {
+    const a = openStore();
+    const b = openStore();
+    const holders = Array.from({ length: 8 }, (_, i) => `h${i}`);
+    const before = Date.now();
+    const won = await Promise.all(
+      holders.map((holder, i) => (i % 2 ? a : b).tryAcquireLease(RESOURCE, holder, 30_000)),
+    );
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const winner = holders[won.indexOf(true)];
+    const [row] = fake.rows(table('leases'));
+    expect(row).toMatchObject({ resource: RESOURCE, holder: winner });
+    // Epoch milliseconds, zero-padded so that string order is time order.
+    expect(row.expiresAt).toMatch(/^\d{16}$/);
+    expect(Number(row.expiresAt)).toBeGreaterThanOrEqual(before + 30_000);
+
+    expect(await a.tryAcquireLease(RESOURCE, winner, 30_000)).toBe(true);
+    expect(await b.tryAcquireLease(RESOURCE, `${winner}x`, 30_000)).toBe(false);
+    expect(await b.tryAcquireLease('static:http://gpu2:7860', `${winner}x`, 30_000)).toBe(true);
+  });
+
+  it('lets another holder take an expired lease by compare-and-set; the old holder can then neither renew nor release it', async () => {
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 2000)).toBe(true);
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 2000)).toBe(false);
+    const expiresAt = fake.rows(table('leases'))[0].expiresAt;
+    await until(Number(expiresAt));
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 30_000)).toBe(true);
+    expect(fake.recorded('UpdateRow', table('leases')).map((r) => [r.rowExistence, r.columnCondition])).toEqual([
+      ['EXPECT_EXIST', `holder == "A" AND expiresAt == "${expiresAt}"`],
+    ]);
+    expect(await a.renewLease(RESOURCE, 'A', 30_000)).toBe(false);
+    await a.releaseLease(RESOURCE, 'A');
+    expect(await a.tryAcquireLease(RESOURCE, 'C', 30_000)).toBe(false);
+    expect(fake.rows(table('leases'))).toMatchObject([{ holder: 'B' }]);
+    expect(await b.renewLease(RESOURCE, 'B', 30_000)).toBe(true);
+  });
+
+  it('extends a lease by renewing it, so that it outlives its first TTL', async () => {
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 2000)).toBe(true);
+    const first = storedExpiry();
+    await sleep(1000);
+    expect(await a.renewLease(RESOURCE, 'A', 2000)).toBe(true);
+    const renewed = storedExpiry();
+    expect(renewed).toBeGreaterThanOrEqual(first + 1000);
+    await until(first);
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 2000)).toBe(false);
+    await until(renewed);
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 2000)).toBe(true);
+    expect(await a.renewLease('static:never-taken', 'A', 2000)).toBe(false);
+  });
+
+  it("frees a resource only on its holder's release, idempotently", async () => {
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 30_000)).toBe(true);
+    await b.releaseLease(RESOURCE, 'B');
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 30_000)).toBe(false);
+    await a.releaseLease(RESOURCE, 'A');
+    await a.releaseLease(RESOURCE, 'A');
+    await b.releaseLease('static:never-taken', 'B');
+    expect(fake.rows(table('leases'))).toEqual([]);
+    expect(fake.recorded('DeleteRow', table('leases'))[0]).toMatchObject({
+      rowExistence: 'EXPECT_EXIST',
+      columnCondition: 'holder == "B"',
+    });
+    expect(await a.renewLease(RESOURCE, 'A', 30_000)).toBe(false);
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 30_000)).toBe(true);
+    await a.releaseLease(RESOURCE, 'A');
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 30_000)).toBe(false);
+  });
+
+  it('recognizes its own lease when the response of a take, a takeover, a renewal or a release was lost', async () => {
+    const a = openStore();
+    const b = openStore();
+    await a.getTask('warm-up');
+    fake.inject(FAULTS.drop, { operation: 'PutRow', table: table('leases') });
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 2000)).toBe(true);
+    expect(fake.rows(table('leases'))).toMatchObject([{ holder: 'A' }]);
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 2000)).toBe(false);
+
+    await until(storedExpiry());
+    fake.inject(FAULTS.drop, { operation: 'UpdateRow', table: table('leases') });
+    expect(await b.tryAcquireLease(RESOURCE, 'B', 30_000)).toBe(true);
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 30_000)).toBe(false);
+
+    fake.inject(FAULTS.drop, { operation: 'UpdateRow', table: table('leases') });
+    expect(await b.renewLease(RESOURCE, 'B', 30_000)).toBe(true);
+
+    fake.inject(FAULTS.drop, { operation: 'DeleteRow', table: table('leases') });
+    await b.releaseLease(RESOURCE, 'B');
+    expect(fake.rows(table('leases'))).toEqual([]);
+    expect(await a.tryAcquireLease(RESOURCE, 'A', 30_000)).toBe(true);
+    expect(fake.requests.filter((r) => r.fault === 'drop')).toHaveLength(4);
   });
 });

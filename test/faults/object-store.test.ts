@@ -2,6 +2,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { until } from '../helpers/faults.js';
 import { call, DEMO_MODEL, download, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // Writes to the object store fail: the agent's upload is retried (a new invoke attempt), and a write that never
@@ -46,7 +47,12 @@ it('a failed image write is retried, and the task succeeds once the store accept
     { stable_diffusion_model: DEMO_MODEL, prompt: 'retry my write', steps: 3, width: 64, height: 64 },
     { 'Request-Type': 'async' },
   );
-  await new Promise((res) => setTimeout(res, 1500));
+  // Unblock only once an invoke attempt has failed on the write: Temporal then shows the retry pending.
+  await until('an invoke attempt to fail on the write', async () => {
+    const d = await client.workflow.getHandle(r.json.taskId).describe();
+    const invoke = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'invokeFunction');
+    return (invoke?.attempt ?? 0) >= 2 || undefined;
+  });
   rmSync(blocker);
   const final = await waitForFinal(stack.url, r.json.taskId, 60_000);
   expect(final.status).toBe('succeeded');

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
@@ -14,6 +15,7 @@ import { readPoolFile } from '../../src/platform/functions/static-file.js';
 import type { WebUiView } from '../../src/platform/functions/static-pool.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import { objectKeyForModel } from '../../src/platform/object-store/keys.js';
+import { metaDbFile } from '../../src/platform/object-store/local-paths.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import {
   type CliProcess,
@@ -31,13 +33,17 @@ import { call, DEMO_MODEL, DEMO_MODEL_2, download, type Stack, startStack, waitF
 // The static GPU pool (SDFLOW_FUNCTIONS=static) end to end: three `sdflow sim` processes stand in for three
 // existing WebUIs, a pool file maps the demo checkpoints to them (one WebUI serves both), and a stack without
 // `sdflow runtime` runs tasks on them. A counting tap in front of each WebUI sees every generation request, so the
-// test can tell whether two jobs ever reached one WebUI at once (the simulator's own lock would hide it).
+// test can tell whether two jobs ever reached one WebUI at once (the simulator's own lock would hide it). A second
+// stack with two workers on two more WebUIs checks that this holds across processes, through the WebUIs' leases in
+// the meta store, and that a WebUI whose holder was killed is free again once its lease expires.
 
 const UNSERVED = 'sdflow-unserved.safetensors';
 
 interface Generation {
   model: unknown;
   seed: unknown;
+  /** When the request reached the tap (epoch ms). */
+  at: number;
 }
 
 /** A transparent proxy in front of one WebUI that counts the generation requests in flight through it. */
@@ -85,7 +91,7 @@ async function startTap(targetPort: number): Promise<Tap> {
     req.on('end', () => {
       if (!counted) return;
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, any>;
-      generation = { model: body.override_settings?.sd_model_checkpoint, seed: body.seed };
+      generation = { model: body.override_settings?.sd_model_checkpoint, seed: body.seed, at: Date.now() };
       tap.generations.push(generation);
       tap.active.add(generation.seed);
       open = true;
@@ -153,8 +159,8 @@ const v1 = (params: Record<string, unknown> = {}) => ({
 });
 const v2 = (params: Record<string, unknown> = {}) => v1({ stable_diffusion_model: DEMO_MODEL_2, ...params });
 
-async function submit(body: Record<string, unknown>): Promise<string> {
-  const r = await call(stack.url, 'POST', '/txt2img', body, { 'Request-Type': 'async' });
+async function submit(body: Record<string, unknown>, base = stack.url): Promise<string> {
+  const r = await call(base, 'POST', '/txt2img', body, { 'Request-Type': 'async' });
   expect(r.status, JSON.stringify(r.json)).toBe(200);
   return r.json.taskId;
 }
@@ -208,6 +214,7 @@ beforeAll(async () => {
   const config = loadConfig({ ...process.env, ...stack.env });
   observer = new StaticPoolRuntime(config, {
     store: () => createObjectStore(config),
+    meta: () => createMetaStore(config),
     logger: createLogger('observer', 'silent'),
   });
   // A checkpoint that is registered and loaded, but that no WebUI of the pool serves.
@@ -226,7 +233,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  observer?.close();
+  await observer?.close();
   await stack?.stop();
   if (webUis) await Promise.all(Object.values(webUis).map((ui) => ui.tap.close()));
   if (gpus) cleanup(gpus);
@@ -278,7 +285,11 @@ describe('the pool file', () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: gpus.dataDir, SDFLOW_FUNCTIONS: 'static' });
     expect(
       () =>
-        new StaticPoolRuntime(config, { store: () => createObjectStore(config), logger: createLogger('t', 'silent') }),
+        new StaticPoolRuntime(config, {
+          store: () => createObjectStore(config),
+          meta: () => createMetaStore(config),
+          logger: createLogger('t', 'silent'),
+        }),
     ).toThrow(/SDFLOW_FUNCTIONS=static\) needs SDFLOW_STATIC_POOL_FILE/);
   });
 });
@@ -373,7 +384,8 @@ describe('the static GPU pool', () => {
   });
 
   it('ends an in-flight request retryably when its WebUI dies, takes it out of rotation, and back once restarted', async () => {
-    // Directly through a runtime of its own, while the stack is idle (each process holds its WebUIs on its own).
+    // Directly through a runtime of its own, while the stack is idle: it takes the WebUI's lease as the stack's
+    // processes do.
     const fn = functionNameFor(DEMO_MODEL_2);
     const request = {
       taskId: `static${Date.now().toString(36)}`,
@@ -452,6 +464,9 @@ describe('the static GPU pool', () => {
     expect(r.json.message).toMatch(new RegExp(`no GPU serves checkpoint ${UNSERVED.replace(/\./g, '\\.')}`));
     // Not retried: a retry cannot help until the pool file changes.
     expect(Date.now() - started).toBeLessThan(15_000);
+    const read = await call(stack.url, 'GET', `/sdapi/v1/sd-models?model=${encodeURIComponent(UNSERVED)}`);
+    expect(read.status).toBe(503);
+    expect(read.json.message).toMatch(/no GPU serves checkpoint/);
 
     const del = await call(stack.url, 'POST', '/del/sd/functions', { functions: [DEMO_MODEL] });
     expect(del.json.status).toBe('fail');
@@ -459,5 +474,138 @@ describe('the static GPU pool', () => {
     const restart = await call(stack.url, 'POST', '/restart');
     expect(restart.status).toBe(200);
     expect((await call(stack.url, 'POST', '/txt2img', v1({ seed: 601 }))).json.status).toBe('succeeded');
+  });
+});
+
+describe('the static GPU pool with two workers', () => {
+  /**
+   * Short enough for a test, yet two thirds of it (the least a dead holder's lease outlives it) is well past the
+   * invoke heartbeat timeout (5 s): a killed worker's task is retried while its WebUI's lease still runs.
+   */
+  const LEASE_TTL_S = 15;
+  let pair: Record<'d' | 'e', WebUi>;
+  let twin: Omit<Stack, 'runtime'>;
+
+  interface LeaseRow {
+    resource: string;
+    holder: string;
+    expires_at: number;
+  }
+
+  /** The stack's leases as the meta store's SQLite file holds them. */
+  function leases(): LeaseRow[] {
+    const db = new Database(metaDbFile(twin.dataDir), { readonly: true });
+    try {
+      return db.prepare<[], LeaseRow>('SELECT resource, holder, expires_at FROM leases').all();
+    } finally {
+      db.close();
+    }
+  }
+
+  /** The pid a holder names (`host:pid:random`). */
+  const pidOf = (holder: string) => Number(/:(\d+):[0-9a-f]{8}$/.exec(holder)?.[1]);
+
+  beforeAll(async () => {
+    const [d, e] = await Promise.all(['d', 'e'].map(startWebUi));
+    pair = { d, e };
+    const file = join(gpus.dataDir, 'pool-pair.json');
+    const both = [d.tap.url, e.tap.url];
+    writeFileSync(
+      file,
+      JSON.stringify({
+        checkpoints: { [DEMO_MODEL]: both, [DEMO_MODEL_2]: both },
+        healthCheckS: 0.5,
+        healthTimeoutS: 2,
+      }),
+    );
+    twin = await startStack({
+      workers: 2,
+      runtime: false,
+      env: {
+        SDFLOW_FUNCTIONS: 'static',
+        SDFLOW_STATIC_POOL_FILE: file,
+        SDFLOW_STATIC_LEASE_TTL_S: String(LEASE_TTL_S),
+        SDFLOW_MAX_CONCURRENCY: '10',
+        SDFLOW_SD_PROGRESS_POLL_MS: '50',
+      },
+    });
+  }, 240_000);
+
+  afterAll(async () => {
+    await twin?.stop();
+    if (pair) await Promise.all(Object.values(pair).map((ui) => ui.tap.close()));
+  });
+
+  it('never puts two jobs on one WebUI, with both workers running tasks on the same two WebUIs', async () => {
+    const workerPids = new Set(twin.workers.map((w) => w.child.pid));
+    const holders = new Set<string>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        for (const row of leases()) holders.add(row.holder);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      const ids = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => submit((i % 2 ? v2 : v1)({ seed: 700 + i, steps: 20 }), twin.url)),
+      );
+      const results = await Promise.all(ids.map((id) => waitForFinal(twin.url, id, 120_000)));
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill('succeeded'));
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    for (const ui of Object.values(pair)) {
+      expect(ui.tap.maxInFlight, `WebUI ${ui.name}`).toBe(1);
+      expect(ui.tap.generations.length, `WebUI ${ui.name}`).toBeGreaterThan(0);
+    }
+    // Both workers held WebUIs: the one-at-a-time held across processes, not just inside one.
+    expect(new Set([...holders].map(pidOf))).toEqual(workerPids);
+    // Every lease was given back once its job was done.
+    expect(leases()).toEqual([]);
+  });
+
+  it('frees a WebUI whose holder was killed once its lease expires, and not before', async () => {
+    const seed = 801;
+    const taskId = await submit(v1({ seed, steps: 200 }), twin.url);
+    const held = await waitFor(
+      'the task to run on a WebUI',
+      () => Object.values(pair).find((ui) => ui.tap.active.has(seed)),
+      60_000,
+    );
+    const other = held === pair.d ? pair.e : pair.d;
+    // The other WebUI stays taken by someone else throughout, so the task's retry can only run on this one.
+    const meta = createMetaStore(loadConfig({ ...process.env, ...twin.env }));
+    try {
+      expect(await meta.tryAcquireLease(`static:${other.tap.url}`, 'test-blocker', 300_000)).toBe(true);
+      const holder = leases().find((row) => row.resource === `static:${held.tap.url}`)!.holder;
+      const worker = twin.workers.find((w) => w.child.pid === pidOf(holder));
+      expect(worker, `the holder ${holder} is a worker`).toBeDefined();
+      worker!.child.kill('SIGKILL');
+      await worker!.exited;
+      const killedAt = Date.now();
+      // Nobody renews it any more: this is when it frees.
+      const lease = leases().find((row) => row.resource === `static:${held.tap.url}`)!;
+      expect(lease.holder).toBe(holder);
+      expect(lease.expires_at).toBeGreaterThan(killedAt);
+      expect(await meta.tryAcquireLease(`static:${held.tap.url}`, 'test-probe', 1000)).toBe(false);
+
+      const done = await waitForFinal(twin.url, taskId, 120_000);
+      expect(done.status, JSON.stringify(done)).toBe('succeeded');
+      const runs = held.tap.generations.filter((g) => g.seed === seed);
+      expect(runs.length).toBeGreaterThanOrEqual(2);
+      // The retry (on the surviving worker, once the heartbeat timed out) reached the WebUI only after the dead
+      // holder's lease had expired.
+      for (const retry of runs.slice(1)) expect(retry.at).toBeGreaterThanOrEqual(lease.expires_at);
+      expect(other.tap.generations.some((g) => g.seed === seed)).toBe(false);
+      expect(held.tap.maxInFlight).toBe(1);
+      expect(leases()).toEqual([
+        expect.objectContaining({ resource: `static:${other.tap.url}`, holder: 'test-blocker' }),
+      ]);
+    } finally {
+      await meta.releaseLease(`static:${other.tap.url}`, 'test-blocker');
+      await meta.close();
+    }
   });
 });

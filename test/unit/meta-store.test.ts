@@ -493,3 +493,85 @@ describe('rate windows', () => {
     expect(hits.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
 });
+
+describe('leases', () => {
+  it('gives a resource to one holder of many, contending on two handles; the holder may take it again', async () => {
+    const a = openStore();
+    const b = openStore();
+    const holders = Array.from({ length: 10 }, (_, i) => `h${i}`);
+    const won = await Promise.all(
+      holders.map((holder, i) => (i % 2 ? a : b).tryAcquireLease('static:http://gpu1', holder, 30_000)),
+    );
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const winner = holders[won.indexOf(true)];
+    expect(await a.tryAcquireLease('static:http://gpu1', winner, 30_000)).toBe(true);
+    expect(await b.tryAcquireLease('static:http://gpu1', `${winner}x`, 30_000)).toBe(false);
+    // Another resource is another lease.
+    expect(await b.tryAcquireLease('static:http://gpu2', `${winner}x`, 30_000)).toBe(true);
+  });
+
+  it('lets another holder take an expired lease, after which the old holder can neither renew nor release it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_700_000_000_000);
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease('r', 'A', 1000)).toBe(true);
+    vi.setSystemTime(1_700_000_000_999);
+    expect(await b.tryAcquireLease('r', 'B', 1000)).toBe(false);
+    vi.setSystemTime(1_700_000_001_000);
+    expect(await b.tryAcquireLease('r', 'B', 1000)).toBe(true);
+    expect(await a.renewLease('r', 'A', 1000)).toBe(false);
+    await a.releaseLease('r', 'A');
+    expect(await a.tryAcquireLease('r', 'C', 1000)).toBe(false);
+    expect(await b.renewLease('r', 'B', 1000)).toBe(true);
+  });
+
+  it('extends a lease by renewing it, and by the holder taking it again', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_700_000_000_000);
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease('r', 'A', 1000)).toBe(true);
+    vi.setSystemTime(1_700_000_000_800);
+    expect(await a.renewLease('r', 'A', 1000)).toBe(true);
+    vi.setSystemTime(1_700_000_001_500);
+    expect(await b.tryAcquireLease('r', 'B', 1000)).toBe(false);
+    expect(await a.tryAcquireLease('r', 'A', 1000)).toBe(true);
+    vi.setSystemTime(1_700_000_002_400);
+    expect(await b.tryAcquireLease('r', 'B', 1000)).toBe(false);
+    vi.setSystemTime(1_700_000_002_500);
+    expect(await b.tryAcquireLease('r', 'B', 1000)).toBe(true);
+    // Nothing to renew: a resource nobody took.
+    expect(await a.renewLease('other', 'A', 1000)).toBe(false);
+  });
+
+  it("frees a resource only on its holder's release, idempotently", async () => {
+    const a = openStore();
+    const b = openStore();
+    expect(await a.tryAcquireLease('r', 'A', 30_000)).toBe(true);
+    await b.releaseLease('r', 'B');
+    expect(await b.tryAcquireLease('r', 'B', 30_000)).toBe(false);
+    await a.releaseLease('r', 'A');
+    await a.releaseLease('r', 'A');
+    await b.releaseLease('never-taken', 'B');
+    expect(await a.renewLease('r', 'A', 30_000)).toBe(false);
+    expect(await b.tryAcquireLease('r', 'B', 30_000)).toBe(true);
+    // A late release by the old holder leaves the new holder's lease alone.
+    await a.releaseLease('r', 'A');
+    expect(await a.tryAcquireLease('r', 'A', 30_000)).toBe(false);
+  });
+
+  it('are added to a database of the previous schema version by its migration, keeping its rows', async () => {
+    const first = openStore();
+    await first.insertTask(newTask('t1'));
+    await first.close();
+    open.splice(0);
+    const raw = new Database(file);
+    raw.exec('DROP TABLE leases');
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.close();
+    const migrated = openStore();
+    expect(await migrated.getTask('t1')).not.toBeNull();
+    expect(await migrated.tryAcquireLease('r', 'A', 30_000)).toBe(true);
+  });
+});

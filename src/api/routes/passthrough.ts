@@ -1,7 +1,11 @@
 import type { Context, Next } from 'koa';
 import { sdErrorDetail } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
-import { FunctionNotFoundError, FunctionUnavailableError } from '../../platform/functions/port.js';
+import {
+  CheckpointNotServedError,
+  FunctionNotFoundError,
+  FunctionUnavailableError,
+} from '../../platform/functions/port.js';
 import { provideCheckpointFunction } from '../../platform/functions/records.js';
 import type { ModelRecord, TaskRecord } from '../../platform/meta-store/port.js';
 import type { ApiDeps } from '../app.js';
@@ -85,6 +89,8 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
       if (err instanceof FunctionUnavailableError || err instanceof FunctionNotFoundError) {
         throw new HttpError(502, `the function of ${model.name} is unavailable: ${errorMessage(err)}`);
       }
+      // Registered, but no GPU of this deployment serves it: nothing the client can fix by retrying now.
+      if (err instanceof CheckpointNotServedError) throw new HttpError(503, err.message);
       throw err;
     }
     if (answer.status >= 500) {

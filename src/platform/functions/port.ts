@@ -61,6 +61,14 @@ export class FunctionNotFoundError extends Error {
   }
 }
 
+/** The runtime can never serve this checkpoint as configured (no GPU is mapped to it); retrying cannot help. */
+export class CheckpointNotServedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CheckpointNotServedError';
+  }
+}
+
 /** The runtime could not give the request an instance or the instance failed; retrying may help. */
 export class FunctionUnavailableError extends Error {
   constructor(message: string) {

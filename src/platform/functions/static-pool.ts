@@ -1,14 +1,29 @@
 import { checkpointMatches } from '../../gpu-agent/sd-client.js';
+import { errorMessage } from '../../http-util.js';
 import type { Logger } from '../../logging.js';
+import type { MetaStore } from '../meta-store/port.js';
 import { FunctionUnavailableError } from './port.js';
 
 // The WebUIs of a static GPU pool and who holds them. Each WebUI runs one request at a time: a request waits, FIFO,
 // for a free healthy WebUI of its checkpoint. Every WebUI is health-checked periodically (GET /sdapi/v1/options);
 // one that fails leaves the rotation (a request holding it loses it) and returns once it answers again.
+//
+// One at a time holds across the deployment, not only in this process: a WebUI is handed to a request only once this
+// pool holds its lease (`static:<url>`) in the meta store, which every process (each worker, and the API for
+// passthrough reads) shares. The lease is renewed every third of its TTL while the request runs, and given back once
+// the WebUI has returned. A WebUI whose lease another process holds counts as busy: waiting requests try it again
+// every LEASE_POLL_MS, besides the wakeups of this process's own give-backs. A process that dies holding a lease
+// frees the WebUI when the lease expires.
+
+/** How often requests waiting for a WebUI try again the leases that other processes held. */
+const LEASE_POLL_MS = 200;
+
+/** The meta store's lease operations, which the pool uses. */
+export type LeaseStore = Pick<MetaStore, 'tryAcquireLease' | 'renewLease' | 'releaseLease'>;
 
 export type WebUiState = 'unknown' | 'idle' | 'busy' | 'down';
 
-/** One request's exclusive hold on a WebUI. */
+/** One request's exclusive hold on a WebUI (this process's, backed by the WebUI's lease in the meta store). */
 export interface Lease {
   readonly url: string;
   /** Aborted when the WebUI fails a health check while the lease holds it. */
@@ -34,14 +49,29 @@ export interface WebUiPoolOptions {
   healthTimeoutMs: number;
   /** How long a request may wait for a free WebUI. */
   queueTimeoutMs: number;
+  /** Where the WebUIs' leases live for the whole deployment: the meta store (opened on first use). */
+  leases: () => LeaseStore;
+  /** This pool's name in those leases; no other pool of the deployment may use it. */
+  holder: string;
+  /** How long a lease lasts unless renewed. */
+  leaseTtlMs: number;
   logger: Logger;
 }
 
 interface WebUi {
   url: string;
+  /** The name of its lease in the meta store. */
+  resource: string;
   /** Undefined until the first health check has answered. */
   healthy?: boolean;
+  /** Set from the moment its lease is taken for a request until that lease is given back. */
   lease?: LeaseImpl;
+  /** Its lease is being taken: no other request of this process may try it meanwhile. */
+  claiming?: boolean;
+  /** Its lease was refused since the last poll: not tried again before the next one. */
+  deferred?: boolean;
+  /** Why taking its lease last failed (another process holds it, or the meta store failed); cleared on success. */
+  refused?: string;
   since: number;
   /** When the WebUI was last given back, to share work across WebUIs. */
   freedAt: number;
@@ -53,6 +83,8 @@ interface WebUi {
 
 interface Waiter {
   model: string;
+  /** A WebUI's lease is being taken for it. */
+  claiming: boolean;
   resolve: (lease: Lease) => void;
   reject: (err: unknown) => void;
   cleanup: () => void;
@@ -61,6 +93,10 @@ interface Waiter {
 class LeaseImpl implements Lease {
   private readonly controller = new AbortController();
   private released = false;
+  /** Renews the WebUI's lease in the meta store while the request runs; cleared once it stops. */
+  renewTimer?: NodeJS.Timeout;
+  /** The renewals, chained so that they never overlap; awaited before the lease is given back. */
+  renewing: Promise<void> = Promise.resolve();
 
   constructor(
     readonly url: string,
@@ -81,6 +117,11 @@ class LeaseImpl implements Lease {
     this.released = true;
     this.onRelease(this);
   }
+
+  stopRenewing(): void {
+    clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
+  }
 }
 
 /** Why a fetch failed, in a few words: a timeout, or the socket error's code. */
@@ -94,12 +135,18 @@ export class WebUiPool {
   private readonly webUis = new Map<string, WebUi>();
   private waiters: Waiter[] = [];
   private timer?: NodeJS.Timeout;
+  /** Runs while requests wait: they try again the leases that other processes held. */
+  private poll?: NodeJS.Timeout;
+  /** Lease operations in flight (claims and give-backs), for settled(). */
+  private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
 
   constructor(private readonly o: WebUiPoolOptions) {
     const now = Date.now();
     for (const urls of Object.values(o.checkpoints)) {
-      for (const url of urls) if (!this.webUis.has(url)) this.webUis.set(url, { url, since: now, freedAt: 0 });
+      for (const url of urls) {
+        if (!this.webUis.has(url)) this.webUis.set(url, { url, resource: `static:${url}`, since: now, freedAt: 0 });
+      }
     }
   }
 
@@ -110,13 +157,23 @@ export class WebUiPool {
     this.timer.unref();
   }
 
+  /**
+   * Stops the health checks and the lease renewals, and fails the requests still waiting for a WebUI. Requests that
+   * still run give their leases back when they end; settled() says when the lease operations under way are done.
+   */
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    for (const ui of this.webUis.values()) ui.lease?.stopRenewing();
     for (const waiter of [...this.waiters]) {
       this.drop(waiter);
       waiter.reject(new FunctionUnavailableError('the static GPU pool is closing'));
     }
+  }
+
+  /** Resolves once no lease operation is under way (each one's failure is logged, not thrown). */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
   /** Health-checks the WebUIs (all, or these) now; resolves when every check has answered. */
@@ -205,6 +262,7 @@ export class WebUiPool {
       };
       const waiter: Waiter = {
         model,
+        claiming: false,
         resolve,
         reject,
         cleanup: () => {
@@ -214,6 +272,11 @@ export class WebUiPool {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
+      this.poll ??= setInterval(() => {
+        for (const ui of this.webUis.values()) ui.deferred = false;
+        this.pump();
+      }, LEASE_POLL_MS);
+      this.poll.unref();
       this.pump();
     });
   }
@@ -221,17 +284,100 @@ export class WebUiPool {
   private drop(waiter: Waiter): void {
     waiter.cleanup();
     this.waiters = this.waiters.filter((w) => w !== waiter);
+    if (this.waiters.length === 0) {
+      clearInterval(this.poll);
+      this.poll = undefined;
+    }
   }
 
-  /** Hands free healthy WebUIs to the waiters, oldest first. */
+  private track(operation: Promise<void>): void {
+    this.inFlight.add(operation);
+    void operation.finally(() => this.inFlight.delete(operation));
+  }
+
+  /** Offers free healthy WebUIs to the waiters, oldest first: each gets one once its lease is taken. */
   private pump(): void {
+    if (this.closed) return;
     for (const waiter of [...this.waiters]) {
+      if (waiter.claiming) continue;
       const ui = this.pick(waiter.model);
-      if (!ui) continue;
+      if (ui) this.track(this.claim(waiter, ui));
+    }
+  }
+
+  /**
+   * Takes the WebUI's lease for the waiter and hands the WebUI over. Refused (another process holds it, or the meta
+   * store failed), the waiter keeps its place and the WebUI is not tried again before the next poll.
+   */
+  private async claim(waiter: Waiter, ui: WebUi): Promise<void> {
+    waiter.claiming = true;
+    ui.claiming = true;
+    let taken = false;
+    let refused: string | undefined;
+    try {
+      taken = await this.o.leases().tryAcquireLease(ui.resource, this.o.holder, this.o.leaseTtlMs);
+      if (!taken) refused = 'held by another sdflow process';
+    } catch (err) {
+      refused = `its lease could not be taken: ${errorMessage(err)}`;
+      if (ui.refused !== refused) {
+        this.o.logger.warn({ url: ui.url, err: errorMessage(err) }, 'cannot take the lease of a WebUI; trying again');
+      }
+    }
+    ui.refused = refused;
+    waiter.claiming = false;
+    if (taken && !this.closed && ui.healthy === true && this.waiters.includes(waiter)) {
+      ui.claiming = false;
       this.drop(waiter);
-      const lease = new LeaseImpl(ui.url, waiter.model, (l) => this.giveBack(ui, l));
-      ui.lease = lease;
-      waiter.resolve(lease);
+      this.hold(ui, waiter);
+      return;
+    }
+    // Taken for nothing (the waiter gave up, the pool closed, or the WebUI left the rotation meanwhile): given back
+    // before anyone here may claim it again, so that this release can never undo a newer claim of the same holder.
+    if (taken) await this.releaseShared(ui);
+    else ui.deferred = true;
+    ui.claiming = false;
+    this.pump();
+  }
+
+  /** Hands the WebUI to the waiter, and renews its lease every third of the TTL until the request gives it back. */
+  private hold(ui: WebUi, waiter: Waiter): void {
+    const lease = new LeaseImpl(ui.url, waiter.model, (l) => this.giveBack(ui, l));
+    ui.lease = lease;
+    lease.renewTimer = setInterval(() => {
+      lease.renewing = lease.renewing.then(() => this.renew(ui, lease));
+    }, this.o.leaseTtlMs / 3);
+    lease.renewTimer.unref();
+    waiter.resolve(lease);
+  }
+
+  private async renew(ui: WebUi, lease: LeaseImpl): Promise<void> {
+    if (lease.renewTimer === undefined) return;
+    try {
+      if (await this.o.leases().renewLease(ui.resource, this.o.holder, this.o.leaseTtlMs)) return;
+      // Aborting would waste the generation, and the WebUI's own queue keeps two jobs apart: the request finishes.
+      lease.stopRenewing();
+      this.o.logger.error(
+        { url: ui.url, holder: this.o.holder, leaseTtlMs: this.o.leaseTtlMs },
+        'LEASE LOST on a WebUI while a request runs on it (not renewed within its TTL): another process may have ' +
+          'sent it a job too; the request finishes, and the lease is not renewed again',
+      );
+    } catch (err) {
+      this.o.logger.warn(
+        { url: ui.url, err: errorMessage(err) },
+        'cannot renew the lease of a WebUI; trying again at the next renewal',
+      );
+    }
+  }
+
+  /** Gives the WebUI's lease back; a failure is logged, and the lease then frees itself when it expires. */
+  private async releaseShared(ui: WebUi): Promise<void> {
+    try {
+      await this.o.leases().releaseLease(ui.resource, this.o.holder);
+    } catch (err) {
+      this.o.logger.warn(
+        { url: ui.url, err: errorMessage(err) },
+        'cannot give back the lease of a WebUI; it frees itself when it expires',
+      );
     }
   }
 
@@ -240,7 +386,7 @@ export class WebUiPool {
     let best: WebUi | undefined;
     for (const url of this.o.checkpoints[model] ?? []) {
       const ui = this.webUis.get(url)!;
-      if (ui.healthy !== true || ui.lease) continue;
+      if (ui.healthy !== true || ui.lease || ui.claiming || ui.deferred) continue;
       const holds = ui.holds === model;
       const bestHolds = best?.holds === model;
       if (!best || (holds && !bestHolds) || (holds === bestHolds && ui.freedAt < best.freedAt)) best = ui;
@@ -250,11 +396,20 @@ export class WebUiPool {
 
   private giveBack(ui: WebUi, lease: LeaseImpl): void {
     if (ui.lease !== lease) return;
-    ui.lease = undefined;
-    ui.freedAt = Date.now();
-    // The request pinned its checkpoint there (a failed one may not have; the next health check says).
-    ui.holds = lease.model;
-    this.pump();
+    lease.stopRenewing();
+    // The WebUI stays held here until its lease is given back: a claim by this process meanwhile (the same holder)
+    // would be undone by the release.
+    this.track(
+      lease.renewing
+        .then(() => this.releaseShared(ui))
+        .then(() => {
+          ui.lease = undefined;
+          ui.freedAt = Date.now();
+          // The request pinned its checkpoint there (a failed one may not have; the next health check says).
+          ui.holds = lease.model;
+          this.pump();
+        }),
+    );
   }
 
   private stateOf(ui: WebUi): WebUiState {
@@ -277,10 +432,17 @@ export class WebUiPool {
     });
   }
 
-  /** "http://gpu1:7860 down (ECONNREFUSED), http://gpu2:7860 busy", for error messages. */
+  /**
+   * "http://gpu1:7860 down (ECONNREFUSED), http://gpu2:7860 busy, http://gpu3:7860 busy (held by another sdflow
+   * process)", for error messages.
+   */
   private summary(model: string): string {
     return this.describe(model)
-      .map((v) => `${v.id} ${v.state}${v.state === 'down' && v.lastError ? ` (${v.lastError})` : ''}`)
+      .map((v) => {
+        const refused = this.webUis.get(v.id)!.refused;
+        if (v.state === 'idle' && refused) return `${v.id} busy (${refused})`;
+        return `${v.id} ${v.state}${v.state === 'down' && v.lastError ? ` (${v.lastError})` : ''}`;
+      })
       .join(', ');
   }
 }

@@ -1,4 +1,5 @@
-import { ApplicationFailure } from '@temporalio/common';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { type Config, ConfigError } from '../../config.js';
 import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
 import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
@@ -6,10 +7,12 @@ import type { AgentEvent, InvokeRequest, ProgressEvent } from '../../gpu-agent/p
 import { checkpointMatches, SdClient, SdHttpError } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
 import type { Logger } from '../../logging.js';
-import { EMPTY_SD_STATE, NON_RETRYABLE } from '../../types.js';
+import { EMPTY_SD_STATE } from '../../types.js';
+import type { MetaStore } from '../meta-store/port.js';
 import type { ObjectStore } from '../object-store/port.js';
 import { functionNameFor } from './naming.js';
 import {
+  CheckpointNotServedError,
   FunctionNotFoundError,
   type FunctionRuntime,
   type FunctionSpec,
@@ -27,28 +30,17 @@ import { type Lease, WebUiPool } from './static-pool.js';
 // runs the agent's own invoke logic in the calling process against the WebUI it picks: the same NDJSON events, the
 // checkpoint pinned and overridden per request, a cancel that interrupts that WebUI, images uploaded to the object
 // store. The functions are the file's checkpoints, named by the naming module; sdflow neither creates nor deletes
-// them. Each process (API, each worker) keeps its own hold on the WebUIs: see docs/deploy.md for several workers.
+// them. Every process (API, each worker) runs such a runtime; they share one WebUI at a time through leases in the
+// meta store (see static-pool.ts), so a WebUI never gets two jobs from one deployment.
 
 /** How often a request waiting for a free WebUI reports that it is still waiting. */
 const WAITING_EVERY_MS = 1000;
 
-/**
- * No WebUI in the pool file serves the checkpoint. Retrying cannot help until the file changes, so this is a
- * non-retryable Temporal failure of type ModelNotFound: a task for the checkpoint fails at once, as not_found.
- */
-export class CheckpointNotServedError extends ApplicationFailure {
-  constructor(model: string, poolFile: string) {
-    super(
-      `no GPU serves checkpoint ${model}: the static pool file ${poolFile} maps no WebUI to it`,
-      NON_RETRYABLE.modelNotFound,
-      true,
-    );
-  }
-}
-
 export interface StaticPoolDeps {
   /** The object store invokes read inputs from and upload images to. */
   store: () => ObjectStore;
+  /** The meta store that keeps the WebUIs' leases for the deployment; opened on first use, closed by close(). */
+  meta: () => MetaStore;
   logger: Logger;
 }
 
@@ -98,6 +90,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
   private readonly clients = new Map<string, SdClient>();
   private readonly logger: Logger;
   private store?: Promise<ObjectStore>;
+  private meta?: MetaStore;
 
   constructor(
     private readonly config: Config,
@@ -115,26 +108,41 @@ export class StaticPoolRuntime implements FunctionRuntime {
     for (const model of Object.keys(file.checkpoints)) {
       this.models.set(functionNameFor(model, config.functions.prefix), model);
     }
-    this.logger = deps.logger.child({ poolFile });
+    // Names this process in the leases it takes, readably for an operator looking at who holds a WebUI.
+    const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.logger = deps.logger.child({ poolFile, holder });
     this.pool = new WebUiPool({
       checkpoints: file.checkpoints,
       healthCheckMs: file.healthCheckS * 1000,
       healthTimeoutMs: file.healthTimeoutS * 1000,
       queueTimeoutMs: config.runtime.instanceQueueTimeoutS * 1000,
+      leases: () => this.metaStore(),
+      holder,
+      leaseTtlMs: config.functions.staticLeaseTtlS * 1000,
       logger: this.logger,
     });
     this.pool.start();
   }
 
-  /** Stops the health checks and fails the requests still waiting for a WebUI. */
-  close(): void {
+  /**
+   * Stops the health checks and lease renewals, fails the requests still waiting for a WebUI, and closes the meta
+   * store once the lease operations under way are done.
+   */
+  async close(): Promise<void> {
     this.pool.close();
+    await this.pool.settled();
+    await this.meta?.close();
   }
 
   private modelOf(functionName: string): string {
     const model = this.models.get(functionName);
     if (model === undefined) throw new FunctionNotFoundError(functionName);
     return model;
+  }
+
+  private metaStore(): MetaStore {
+    this.meta ??= this.deps.meta();
+    return this.meta;
   }
 
   private objectStore(): Promise<ObjectStore> {
@@ -202,7 +210,11 @@ export class StaticPoolRuntime implements FunctionRuntime {
 
   async ensureFunction(spec: FunctionSpec): Promise<void> {
     const expected = functionNameFor(spec.model, this.config.functions.prefix);
-    if (!this.models.has(expected)) throw new CheckpointNotServedError(spec.model, this.poolFile);
+    if (!this.models.has(expected)) {
+      throw new CheckpointNotServedError(
+        `no GPU serves checkpoint ${spec.model}: the static pool file ${this.poolFile} maps no WebUI to it`,
+      );
+    }
     if (spec.functionName !== expected) {
       throw new Error(`function ${spec.functionName} is not checkpoint ${spec.model}'s (that is ${expected})`);
     }
@@ -280,8 +292,8 @@ export class StaticPoolRuntime implements FunctionRuntime {
       stop.abort();
       if (lease) {
         const held = lease;
-        // The WebUI is given back once SD has returned (a cancel interrupts it first), and after a failure only once
-        // a health check has said whether it is still fit to serve.
+        // The WebUI (and its lease) is given back once SD has returned (a cancel interrupts it first), and after a
+        // failure only once a health check has said whether it is still fit to serve.
         void (run ?? Promise.resolve())
           .then(() => (failed ? this.pool.check(held.url) : undefined))
           .finally(() => held.release());

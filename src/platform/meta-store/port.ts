@@ -80,7 +80,10 @@ export interface UserOptions {
   createdAt: string;
 }
 
-/** The meta store port: task rows, the model registry, function records, user options and small config values. */
+/**
+ * The meta store port: task rows, the model registry, function records, user options, rate windows, leases and small
+ * config values.
+ */
 export interface MetaStore {
   /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
   insertTask(task: NewTask): Promise<boolean>;
@@ -121,6 +124,20 @@ export interface MetaStore {
    * and returns the hits counted in that window so far. Shared by every API replica: the per-key rate limit.
    */
   hitRateWindow(subject: string, window: number): Promise<number>;
+
+  /**
+   * Leases: one holder at a time per resource, shared by every process of the deployment (the static GPU pool holds
+   * each WebUI with one). Expiry times come from the caller's clock, so the processes' clocks must agree to well
+   * within the TTL.
+   *
+   * Takes `resource` for `holder` until ttlMs from now. True when it was free, had expired, or was already this
+   * holder's (its expiry is then extended); false while another holder's lease runs.
+   */
+  tryAcquireLease(resource: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Extends the holder's lease to ttlMs from now; false when the holder no longer holds it (another one took it). */
+  renewLease(resource: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Frees the resource if `holder` holds it; anyone else's release does nothing. Idempotent. */
+  releaseLease(resource: string, holder: string): Promise<void>;
 
   getConfigValue(key: string): Promise<string | null>;
   /** Sets the value only if none is set; returns the stored value (so concurrent first writers agree). */

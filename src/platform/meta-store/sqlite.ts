@@ -91,6 +91,13 @@ const MIGRATIONS: readonly string[] = [
     hits INTEGER NOT NULL
   );
   `,
+  `
+  CREATE TABLE leases (
+    resource TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -286,6 +293,16 @@ export class SqliteMetaStore implements MetaStore {
            window = excluded.window
          RETURNING hits`,
       ),
+      // One atomic statement: the row is taken only when it is missing, expired (expires_at is epoch ms), or ours.
+      acquireLease: db.prepare<[{ resource: string; holder: string; now: number; expiresAt: number }]>(
+        `INSERT INTO leases (resource, holder, expires_at) VALUES (@resource, @holder, @expiresAt)
+         ON CONFLICT (resource) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.expires_at <= @now OR leases.holder = excluded.holder`,
+      ),
+      renewLease: db.prepare<[{ resource: string; holder: string; expiresAt: number }]>(
+        'UPDATE leases SET expires_at = @expiresAt WHERE resource = @resource AND holder = @holder',
+      ),
+      releaseLease: db.prepare<[string, string]>('DELETE FROM leases WHERE resource = ? AND holder = ?'),
     };
   }
 
@@ -455,6 +472,19 @@ export class SqliteMetaStore implements MetaStore {
 
   async hitRateWindow(subject: string, window: number): Promise<number> {
     return this.stmt.hitRateWindow.get({ subject, window })!.hits;
+  }
+
+  async tryAcquireLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
+    const nowMs = Date.now();
+    return this.stmt.acquireLease.run({ resource, holder, now: nowMs, expiresAt: nowMs + ttlMs }).changes === 1;
+  }
+
+  async renewLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.stmt.renewLease.run({ resource, holder, expiresAt: Date.now() + ttlMs }).changes === 1;
+  }
+
+  async releaseLease(resource: string, holder: string): Promise<void> {
+    this.stmt.releaseLease.run(resource, holder);
   }
 
   async setConfigValueOnce(key: string, value: string): Promise<string> {

@@ -40,6 +40,7 @@ export const TABLES = {
   functions: { name: 'functions', primaryKey: [{ name: 'functionName', type: 'STRING' }] },
   config: { name: 'config', primaryKey: [{ name: 'key', type: 'STRING' }] },
   rateWindows: { name: 'rate_windows', primaryKey: [{ name: 'subject', type: 'STRING' }] },
+  leases: { name: 'leases', primaryKey: [{ name: 'resource', type: 'STRING' }] },
   userOptions: {
     name: 'user_options',
     primaryKey: [
@@ -283,6 +284,24 @@ export function userOptionsFromColumns(columns: Columns): UserOptions {
     data: json(columns, 'data', what),
     createdAt: text(columns, 'createdAt', what),
   };
+}
+
+// ---- leases ----
+
+export interface LeaseRow {
+  holder: string;
+  /** The expiry as stored: epoch milliseconds, zero-padded to 16 digits, so string order is time order. */
+  expiresAt: string;
+}
+
+/** A lease's columns: its holder, and its expiry (epoch ms) in the stored form. */
+export function leaseColumns(holder: string, expiresAtMs: number): Columns {
+  return { holder, expiresAt: String(Math.ceil(expiresAtMs)).padStart(16, '0') };
+}
+
+export function leaseFromColumns(columns: Columns): LeaseRow {
+  const what = 'leases';
+  return { holder: text(columns, 'holder', what), expiresAt: text(columns, 'expiresAt', what) };
 }
 
 /** The writer mark of a row, if any. */

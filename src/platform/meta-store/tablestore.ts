@@ -25,6 +25,8 @@ import {
   finalUpdate,
   functionColumns,
   functionFromColumns,
+  leaseColumns,
+  leaseFromColumns,
   modelColumns,
   modelFromColumns,
   newTaskColumns,
@@ -504,6 +506,57 @@ export class TablestoreMetaStore implements MetaStore {
       }
     }
     throw new Error(`hitRateWindow for ${subject}: other writers moved the counter for ${CONTENTION_ROUNDS} rounds`);
+  }
+
+  // ---- leases ----
+
+  /**
+   * One row per resource holds its holder and expiry. A missing row is taken by a put that expects none; an expired
+   * row, or the holder's own, by compare-and-set on the holder and expiry just read, so of rivals only one write
+   * lands. A write whose response was lost reads back as the holder's own on the next round, and is extended then.
+   */
+  async tryAcquireLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
+    const key = [{ resource }];
+    for (let round = 0; round < CONTENTION_ROUNDS; round++) {
+      const row = await this.getRow(TABLES.leases, key);
+      const nowMs = Date.now();
+      const columns = leaseColumns(holder, nowMs + ttlMs);
+      if (!row) {
+        if (await this.conditionally(() => this.putRow(TABLES.leases, key, columns, 'EXPECT_NOT_EXIST'))) return true;
+        continue;
+      }
+      const lease = leaseFromColumns(row);
+      if (lease.holder !== holder && Number(lease.expiresAt) > nowMs) return false;
+      const unchanged = allOf(equals('holder', lease.holder), equals('expiresAt', lease.expiresAt));
+      const update = { put: columns, remove: [] };
+      if (
+        await this.conditionally(() => this.updateRow(TABLES.leases, key, update, condition('EXPECT_EXIST', unchanged)))
+      ) {
+        return true;
+      }
+    }
+    // Rivals kept taking it from under every attempt: it is not free now.
+    return false;
+  }
+
+  async renewLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
+    const { expiresAt } = leaseColumns(holder, Date.now() + ttlMs);
+    // A lost response is harmless: the retried update still finds the row the holder's.
+    return this.conditionally(() =>
+      this.updateRow(
+        TABLES.leases,
+        [{ resource }],
+        { put: { expiresAt }, remove: [] },
+        condition('EXPECT_EXIST', equals('holder', holder)),
+      ),
+    );
+  }
+
+  async releaseLease(resource: string, holder: string): Promise<void> {
+    // A failed condition means the row is gone or another holder's: there is nothing of ours to free.
+    await this.conditionally(() =>
+      this.deleteRow(TABLES.leases, [{ resource }], condition('EXPECT_EXIST', equals('holder', holder))),
+    );
   }
 
   // ---- config ----
