@@ -125,6 +125,31 @@ export async function asPng(base64: string): Promise<Buffer> {
   return sharp(bytes).png().toBuffer();
 }
 
+/**
+ * Validates a request body and checks it is for this instance's checkpoint: instances never switch checkpoints, so a
+ * request for another one was routed to the wrong function.
+ */
+export function parsePinnedRequest<T extends { model: string }>(
+  schema: z.ZodType<T>,
+  body: unknown,
+  model: string,
+  what: string,
+): T {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+    throw new InvokeFailure('bad_input', `invalid ${what} request: ${detail}`, false);
+  }
+  if (parsed.data.model !== model) {
+    throw new InvokeFailure(
+      'internal',
+      `this instance is pinned to ${model}, not ${parsed.data.model}: the request reached the wrong function`,
+      false,
+    );
+  }
+  return parsed.data;
+}
+
 export class InvokeRunner {
   constructor(private readonly d: InvokeDeps) {}
 
@@ -150,21 +175,7 @@ export class InvokeRunner {
   }
 
   private parse(body: unknown): InvokeRequest {
-    const parsed = invokeRequestSchema.safeParse(body);
-    if (!parsed.success) {
-      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
-      throw new InvokeFailure('bad_input', `invalid invoke request: ${detail}`, false);
-    }
-    const request = parsed.data as InvokeRequest;
-    if (request.model !== this.d.model) {
-      // Instances never switch checkpoints: a request for another one was routed to the wrong function.
-      throw new InvokeFailure(
-        'internal',
-        `this instance is pinned to ${this.d.model}, not ${request.model}: the request reached the wrong function`,
-        false,
-      );
-    }
-    return request;
+    return parsePinnedRequest(invokeRequestSchema, body, this.d.model, 'invoke') as InvokeRequest;
   }
 
   private async resolveRefs(request: InvokeRequest): Promise<Record<string, unknown>> {

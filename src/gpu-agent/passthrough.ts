@@ -4,7 +4,14 @@ import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from 
 import { ObjectNotFoundError } from '../platform/object-store/port.js';
 import { EMPTY_SD_STATE } from '../types.js';
 import { classifyImageRef, startsWithImageSignature } from './image-refs.js';
-import { asPng, type InvokeDeps, InvokeFailure, invokeRequestSchema, toErrorEvent } from './invoke.js';
+import {
+  asPng,
+  type InvokeDeps,
+  InvokeFailure,
+  invokeRequestSchema,
+  parsePinnedRequest,
+  toErrorEvent,
+} from './invoke.js';
 import type { AgentEvent, InvokeRequest, PassthroughParams, ProgressEvent } from './protocol.js';
 import { SdHttpError, sdErrorDetail } from './sd-client.js';
 
@@ -132,20 +139,7 @@ export class PassthroughRunner {
   }
 
   private parse(body: unknown): PassthroughRequest {
-    const parsed = passthroughRequestSchema.safeParse(body);
-    if (!parsed.success) {
-      const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
-      throw new InvokeFailure('bad_input', `invalid passthrough request: ${detail}`, false);
-    }
-    const request = parsed.data as PassthroughRequest;
-    if (request.model !== this.d.model) {
-      throw new InvokeFailure(
-        'internal',
-        `this instance is pinned to ${this.d.model}, not ${request.model}: the request reached the wrong function`,
-        false,
-      );
-    }
-    return request;
+    return parsePinnedRequest(passthroughRequestSchema, body, this.d.model, 'passthrough') as PassthroughRequest;
   }
 
   /** The JSON body to send: inline, or read back from the caller's own input key. */
