@@ -29,6 +29,7 @@ import {
   type TaskSummary,
 } from '../types.js';
 import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
+import { failureType } from './failures.js';
 
 // One task, top to bottom (DESIGN.md section 2): seeds, function, slot, invoke, release, final record.
 // The workflow id is the taskId.
@@ -179,17 +180,8 @@ function failed(taskId: string, errorKind: ErrorKind, message: string): TaskOutc
 /** Turns an activity failure into the reason a user reads: the root cause's message and its kind. */
 function failureOutcome(taskId: string, err: unknown): TaskOutcome {
   const cause = rootCause(err as Error) ?? String(err);
-  const type = err instanceof Error ? findFailureType(err) : undefined;
+  const type = failureType(err);
   const kind: ErrorKind =
     type === NON_RETRYABLE.badInput ? 'bad_input' : type === NON_RETRYABLE.modelNotFound ? 'not_found' : 'internal';
   return failed(taskId, kind, cause);
-}
-
-function findFailureType(err: Error): string | undefined {
-  let e: Error | undefined = err;
-  while (e) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
-    e = e.cause as Error | undefined;
-  }
-  return undefined;
 }

@@ -12,6 +12,7 @@ import type { Activities } from '../activities/index.js';
 import type { ModelStatus } from '../platform/meta-store/port.js';
 import type { ModelType } from '../platform/object-store/keys.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
+import { failureType } from './failures.js';
 
 // One model registration (issue 3), asynchronous and traceable: the API inserts the row as `registering` and starts
 // this workflow, whose id is derived from the model's name, so two registrations of one model never run at once.
@@ -106,16 +107,10 @@ export async function modelRegistrationWorkflow(input: ModelRegistrationInput): 
     );
     if (settled) showStatus('failed');
     if (isCancellation(err)) throw err;
-    throw ApplicationFailure.create({ message: reason, type: failureType(err), nonRetryable: true });
+    throw ApplicationFailure.create({
+      message: reason,
+      type: failureType(err) ?? 'RegistrationFailed',
+      nonRetryable: true,
+    });
   }
-}
-
-/** The type of the first ApplicationFailure in the cause chain: BadInput for a broken file. */
-function failureType(err: unknown): string {
-  let e = err as Error | undefined;
-  while (e) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
-    e = e.cause as Error | undefined;
-  }
-  return 'RegistrationFailed';
 }
