@@ -1,5 +1,5 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
-import type { InvokeRequest, ProgressEvent } from '../gpu-agent/protocol.js';
+import type { ErrorEvent, InvokeRequest, ProgressEvent } from '../gpu-agent/protocol.js';
 import { FunctionNotFoundError } from '../platform/functions/port.js';
 import { NON_RETRYABLE } from '../types.js';
 import { progressSignal } from '../workflows/definitions.js';
@@ -13,6 +13,13 @@ export interface InvokeResult {
 }
 
 const INVOKE_FAILED = 'InvokeFailed';
+
+/** The failure type the workflow reads a final agent error by: only SD's rejection of the input is the caller's. */
+function nonRetryableType(kind: ErrorEvent['kind']): string {
+  if (kind === 'bad_input') return NON_RETRYABLE.badInput;
+  if (kind === 'not_found') return NON_RETRYABLE.modelNotFound;
+  return INVOKE_FAILED;
+}
 
 export function createInvokeActivities(deps: ActivityDeps) {
   const { functions, temporal, progressSignalMs, invokeIdleTimeoutS, logger } = deps;
@@ -65,7 +72,7 @@ export function createInvokeActivities(deps: ActivityDeps) {
           } else if (event.retryable) {
             throw ApplicationFailure.retryable(event.message, INVOKE_FAILED, { kind: event.kind });
           } else {
-            throw ApplicationFailure.nonRetryable(event.message, NON_RETRYABLE.badInput, {
+            throw ApplicationFailure.nonRetryable(event.message, nonRetryableType(event.kind), {
               kind: event.kind,
               status: event.status,
             });
