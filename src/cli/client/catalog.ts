@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { registerFunctionAdminCommands } from './function-admin.js';
-import { registerModelAdminCommands } from './model-admin.js';
+import { printModel, registerModelAdminCommands } from './model-admin.js';
 import { action, clientCommand, clientFor, type GlobalOptions, usageExit } from './options.js';
-import { fields, printJson, printLines, table } from './output.js';
+import { printJson, printLines, table } from './output.js';
 
 // sdflow models list | get, and sdflow functions list. The admin subcommands attach to the `models` and
 // `functions` commands these return (models register | update | delete: model-admin.ts; functions update | delete |
@@ -47,20 +47,7 @@ export function registerModelCommands(program: Command): Command {
       action(async (name: string, o: GlobalOptions) => {
         const m = await clientFor(o).model(name);
         if (o.json) printJson(m);
-        else {
-          printLines(
-            fields([
-              ['name', m.name],
-              ['type', m.type],
-              ['status', m.status],
-              ['message', m.message],
-              ['ossPath', m.ossPath],
-              ['etag', m.etag],
-              ['registered', m.registeredTime],
-              ['modified', m.lastModificationTime],
-            ]),
-          );
-        }
+        else printModel(m);
         return 0;
       }),
     );

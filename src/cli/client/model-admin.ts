@@ -23,7 +23,8 @@ interface ChangeOptions extends GlobalOptions {
 
 const typeOption = () => new Option('--type <type>', 'the model type').choices(MODEL_TYPES);
 
-function printModel(m: RegistrationAnswer): void {
+/** A model's fields, one per line: the registry's, plus the registration's workflow when there is one. */
+export function printModel(m: ModelView & { workflowId?: string }): void {
   printLines(
     fields([
       ['name', m.name],
@@ -33,6 +34,7 @@ function printModel(m: RegistrationAnswer): void {
       ['ossPath', m.ossPath],
       ['etag', m.etag],
       ['workflow', m.workflowId],
+      ['registered', m.registeredTime],
       ['modified', m.lastModificationTime],
     ]),
   );
