@@ -156,6 +156,7 @@ const envSchema = z.object({
   SDFLOW_URL_TTL_S: int(3600, 1),
   SDFLOW_URL_SECRET: optionalString,
   SDFLOW_QUERY_TIMEOUT_MS: int(2000, 100),
+  SDFLOW_QUEUE_POSITION_MAX_AGE_MS: int(500, 0),
   SDFLOW_CANCEL_WAIT_S: num(5, 0),
   SDFLOW_PASSTHROUGH_PREFIXES: passthroughPrefixes,
 
@@ -342,6 +343,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       maxBodyBytes: Math.floor(e.SDFLOW_MAX_BODY_MB * 1024 * 1024),
       requestReceiveTimeoutS: e.SDFLOW_REQUEST_RECEIVE_TIMEOUT_S,
       queryTimeoutMs: e.SDFLOW_QUERY_TIMEOUT_MS,
+      queuePositionMaxAgeMs: e.SDFLOW_QUEUE_POSITION_MAX_AGE_MS,
       cancelWaitS: e.SDFLOW_CANCEL_WAIT_S,
       apiKeys: e.SDFLOW_API_KEYS,
       apiKeysFile: e.SDFLOW_API_KEYS_FILE,
@@ -558,6 +560,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
     'Secret that signs local /files/ links (unset: generated once and kept in the data dir). Share it across API replicas.',
   SDFLOW_QUERY_TIMEOUT_MS:
     "Deadline of the workflow query behind a live task's progress; past it the task row answers.",
+  SDFLOW_QUEUE_POSITION_MAX_AGE_MS:
+    "How long one read of the semaphore's queue answers every waiting task's queuePosition (0: read at every poll).",
   SDFLOW_CANCEL_WAIT_S: 'A cancellation waits this long for the task to become final before it answers.',
   SDFLOW_PASSTHROUGH_PREFIXES:
     'Comma-separated path prefixes passed through to SD besides /sdapi/v1/ and /controlnet/.',

@@ -51,6 +51,8 @@ export interface ProgressSnapshot {
 export interface TaskProgress extends ProgressSnapshot {
   taskId: string;
   status: TaskStatus;
+  /** 1-based place in the GPU queue while the task waits for a slot. */
+  queuePosition?: number;
 }
 
 /** An A1111 request body after the API's claim check: every image field holds an object key, never base64. */

@@ -12,6 +12,7 @@ import { errorMapper } from './errors.js';
 import { healthRoute } from './health.js';
 import { rateLimit } from './limits.js';
 import { openApiDocument } from './openapi.js';
+import { queuePositions } from './queue-positions.js';
 import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { filesRoute } from './routes/files.js';
@@ -39,7 +40,14 @@ export interface ApiDeps {
 export function createApp(deps: ApiDeps): Koa {
   const { config, logger } = deps;
   const schemas = generationSchemas(config.limits);
-  const taskDeps: TaskDeps = { ...deps, limits: config.limits };
+  const taskDeps: TaskDeps = {
+    ...deps,
+    limits: config.limits,
+    queuePositionOf: queuePositions(deps.temporal, config.semaphore.id, {
+      maxAgeMs: config.api.queuePositionMaxAgeMs,
+      queryTimeoutMs: config.api.queryTimeoutMs,
+    }),
+  };
   // Routes in order of precedence (DESIGN.md section 5): platform routes, then the A1111 drop-in routes, then the
   // passthrough to an agent; anything else is the error mapper's JSON 404.
   const router = new Router();

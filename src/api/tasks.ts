@@ -14,6 +14,7 @@ import { conflict, HttpError, notFound } from './errors.js';
 import { enforceQueueLimit } from './limits.js';
 import { assertLorasUsable } from './lora-refs.js';
 import { storeLargeBody } from './passthrough.js';
+import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
@@ -25,6 +26,7 @@ export interface TaskDeps {
   temporal: Client;
   logger: Logger;
   limits: Limits;
+  queuePositionOf: QueuePositionOf;
 }
 
 /**
@@ -237,15 +239,19 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Ta
     currentImage: null,
   };
   if (isFinal(task.status)) return fromRow;
+  let live: TaskProgress;
   try {
     const deadline = Date.now() + deps.config.api.queryTimeoutMs;
-    return await deps.temporal.connection.withDeadline(deadline, () =>
+    live = await deps.temporal.connection.withDeadline(deadline, () =>
       deps.temporal.workflow.getHandle(task.taskId).query(progressQuery),
     );
   } catch (err) {
     deps.logger.debug({ err, taskId: task.taskId }, 'progress query failed; answering from the row');
-    return fromRow;
+    live = fromRow;
   }
+  if (live.status !== 'waiting') return live;
+  const queuePosition = await deps.queuePositionOf(task.taskId);
+  return queuePosition === undefined ? live : { ...live, queuePosition };
 }
 
 /** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */

@@ -35,6 +35,20 @@ async function waitForRunning(taskId: string, minProgress = 0) {
   }
 }
 
+/** The task's queuePosition once it is waiting in the semaphore's queue (at `expected`, when given). */
+async function waitForQueuePosition(taskId: string, expected?: number) {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    const p = (await api('GET', `/tasks/${taskId}/progress`)).json;
+    expect(p.status).toBe('waiting');
+    if (p.queuePosition !== undefined && (expected === undefined || p.queuePosition === expected)) {
+      return p.queuePosition as number;
+    }
+    if (Date.now() > until) throw new Error(`no queue position: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Generation and upscale jobs, from the simulators' own stats files. */
 const simJobs = () => readBusyIntervals(stack.statsDir);
 
@@ -240,12 +254,25 @@ describe('cancellation', () => {
       width: 64,
       height: 64,
     });
-    const p = (await api('GET', `/tasks/${queued}/progress`)).json;
-    expect(p.status).toBe('waiting');
+    const behind = await submitAsync({
+      stable_diffusion_model: DEMO_MODEL,
+      prompt: 'behind',
+      steps: 2,
+      width: 64,
+      height: 64,
+    });
+    // Both wait for the one slot, in the order they came; the position shows once each has joined the queue.
+    expect(await waitForQueuePosition(queued)).toBe(1);
+    expect(await waitForQueuePosition(behind)).toBe(2);
     const c = await api('POST', `/tasks/${queued}/cancellation`);
     expect(c.status).toBe(200);
     expect((await waitForFinal(stack.url, queued, 15_000)).status).toBe('cancelled');
+    // The cancelled task left the line, so the one behind it moves up.
+    expect(await waitForQueuePosition(behind, 1)).toBe(1);
     expect((await waitForFinal(stack.url, blocker, 60_000)).status).toBe('succeeded');
+    const ran = await waitForFinal(stack.url, behind, 30_000);
+    expect(ran.status).toBe('succeeded');
+    expect((await api('GET', `/tasks/${behind}/progress`)).json.queuePosition).toBeUndefined();
     // Its workflow never scheduled an invoke.
     const history = await client.workflow.getHandle(queued).fetchHistory();
     const activities = (history.events ?? [])

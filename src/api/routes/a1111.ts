@@ -112,7 +112,8 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
       eta_relative: p.etaRelative,
       state: p.state,
       current_image: null,
-      textinfo: p.status === 'waiting' ? 'Waiting...' : null,
+      textinfo:
+        p.status !== 'waiting' ? null : p.queuePosition ? `Waiting... (#${p.queuePosition} in queue)` : 'Waiting...',
     };
   });
 
