@@ -190,6 +190,7 @@ const envSchema = z.object({
   SDFLOW_SD_PROGRESS_POLL_MS: int(250, 20),
   SDFLOW_SD_GENERATE_TIMEOUT_S: num(7200, 1),
   SDFLOW_INTERRUPT_POLL_MS: int(1000, 50),
+  SDFLOW_PREVIEW_INTERVAL_MS: int(2000, 0),
   SD_MODEL: optionalString,
 
   SDFLOW_SIM_PORT: int(7860, 0),
@@ -425,6 +426,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       progressPollMs: e.SDFLOW_SD_PROGRESS_POLL_MS,
       generateTimeoutS: e.SDFLOW_SD_GENERATE_TIMEOUT_S,
       interruptPollMs: e.SDFLOW_INTERRUPT_POLL_MS,
+      previewIntervalMs: e.SDFLOW_PREVIEW_INTERVAL_MS,
       model: e.SD_MODEL,
     },
     sim: {
@@ -597,6 +599,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_SD_PROGRESS_POLL_MS: "How often a running job's progress is read from SD.",
   SDFLOW_SD_GENERATE_TIMEOUT_S:
     'Backstop on one generation request to SD; a cancel or the task deadline normally ends it first.',
+  SDFLOW_PREVIEW_INTERVAL_MS:
+    "How often a running job's live preview is read from SD and stored for progress readers (0: no previews).",
   SDFLOW_INTERRUPT_POLL_MS: 'How often a running job checks for an A1111-style interrupt (POST /sdapi/v1/interrupt).',
   SD_MODEL: "The agent's pinned checkpoint. The local runtime and FC set it.",
   SDFLOW_SIM_PORT: 'Default port of `sdflow sim`.',

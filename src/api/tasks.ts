@@ -227,8 +227,16 @@ export async function resultView(deps: TaskDeps, task: TaskRecord) {
   };
 }
 
-/** Progress of a live task from its workflow (with a deadline), else from the row. A closed workflow is never queried. */
-export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<TaskProgress> {
+/** What GET /tasks/{id}/progress answers: the workflow's progress, plus a signed link to the live preview. */
+export interface ProgressView extends TaskProgress {
+  currentImageUrl?: string;
+}
+
+/**
+ * Progress of a live task from its workflow (with a deadline), else from the row. A closed workflow is never queried.
+ * A waiting task gets its queue position; a running one with a live preview, a signed link to it.
+ */
+export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<ProgressView> {
   const fromRow: TaskProgress = {
     taskId: task.taskId,
     status: task.status,
@@ -249,7 +257,10 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Ta
     deps.logger.debug({ err, taskId: task.taskId }, 'progress query failed; answering from the row');
     live = fromRow;
   }
-  if (live.status !== 'waiting') return live;
+  if (live.status === 'running' && live.currentImage) {
+    return { ...live, currentImageUrl: await deps.store.signedUrl(live.currentImage, deps.config.stores.urlTtlS) };
+  }
+  if (live.status !== 'waiting') return { ...live, currentImage: null };
   const queuePosition = await deps.queuePositionOf(task.taskId);
   return queuePosition === undefined ? live : { ...live, queuePosition };
 }

@@ -7,6 +7,7 @@ import {
   ObjectKeyError,
   objectKeyForInterrupt,
   objectKeyForOutput,
+  objectKeyForPreview,
 } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
 import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
@@ -69,6 +70,8 @@ export interface InvokeDeps {
   progressPollMs: number;
   /** How often a running job checks for an A1111-style interrupt request (`objectKeyForInterrupt`). */
   interruptPollMs: number;
+  /** How often the live preview is read from SD and stored at `objectKeyForPreview` (0: never). */
+  previewIntervalMs: number;
   logger: Logger;
 }
 
@@ -102,7 +105,7 @@ function sdState(state: unknown): SdState {
  * A sampling event from SD's progress, or undefined when SD reports idle after our job made progress (its job ended
  * and the response is on its way). Progress never goes backwards within an invoke (a hires pass restarts A1111's).
  */
-function samplingEvent(p: SdProgress, previous: ProgressEvent): ProgressEvent | undefined {
+function samplingEvent(p: SdProgress, previous: ProgressEvent, currentImage: string | null): ProgressEvent | undefined {
   const reported = Number.isFinite(p.progress) ? Math.min(1, Math.max(0, p.progress)) : 0;
   if (previous.phase === 'sampling' && previous.progress > 0 && reported === 0 && !p.state?.job_count) return undefined;
   const progress = Math.max(reported, previous.phase === 'sampling' ? previous.progress : 0);
@@ -113,7 +116,7 @@ function samplingEvent(p: SdProgress, previous: ProgressEvent): ProgressEvent | 
     progress,
     etaRelative: eta,
     state: sdState(p.state),
-    currentImage: null,
+    currentImage,
   };
 }
 
@@ -150,6 +153,61 @@ export function parsePinnedRequest<T extends { model: string }>(
   return parsed.data;
 }
 
+/**
+ * A running job's live previews: read from SD every `previewIntervalMs` and each new one stored under its own key.
+ * The one before the newest is kept too, since the workflow's progress (throttled) may still name it; older ones
+ * are deleted, and all of them when the job ends. Failures here never fail the job.
+ */
+class LivePreviews {
+  private kept: string[] = [];
+  private readAt = 0;
+  private lastImage: string | undefined;
+  private count = 0;
+
+  constructor(
+    private readonly d: InvokeDeps,
+    private readonly request: InvokeRequest,
+  ) {}
+
+  /** True when this progress read should also fetch the preview. */
+  due(): boolean {
+    if (this.d.previewIntervalMs <= 0 || Date.now() - this.readAt < this.d.previewIntervalMs) return false;
+    this.readAt = Date.now();
+    return true;
+  }
+
+  async store(image: string | null | undefined): Promise<void> {
+    if (typeof image !== 'string' || image.length === 0 || image === this.lastImage) return;
+    this.lastImage = image;
+    try {
+      const store = await this.d.store();
+      const key = objectKeyForPreview(this.request.user, this.request.taskId, ++this.count);
+      await store.put(key, await asPng(image), { contentType: 'image/png' });
+      this.kept.push(key);
+      while (this.kept.length > 2) await store.delete(this.kept.shift()!);
+    } catch (err) {
+      this.d.logger.debug({ err: errorMessage(err) }, 'live preview not stored');
+    }
+  }
+
+  /** The key of the newest stored preview, which progress events name. */
+  get current(): string | null {
+    return this.kept.at(-1) ?? null;
+  }
+
+  async discard(): Promise<void> {
+    const keys = this.kept;
+    this.kept = [];
+    for (const key of keys) {
+      try {
+        await (await this.d.store()).delete(key);
+      } catch (err) {
+        this.d.logger.debug({ err: errorMessage(err), key }, 'live preview not removed');
+      }
+    }
+  }
+}
+
 export class InvokeRunner {
   constructor(private readonly d: InvokeDeps) {}
 
@@ -162,7 +220,7 @@ export class InvokeRunner {
       const request = this.parse(body);
       const outcome = await this.generate(request, emit, cancel);
       if (!outcome || cancel.aborted) return;
-      emit({ ...outcome.last, phase: 'uploading', progress: 1, etaRelative: 0 });
+      emit({ ...outcome.last, phase: 'uploading', progress: 1, etaRelative: 0, currentImage: null });
       const images = await this.upload(request, outcome.images, cancel);
       if (!images || cancel.aborted) return;
       emit({ type: 'result', images, info: outcome.info, parameters: outcome.parameters });
@@ -262,6 +320,7 @@ export class InvokeRunner {
       // Repeated until SD returns: an interrupt that reaches SD before the job starts is forgotten when it starts.
       if (interruptRequested) await this.d.sd.interrupt();
     };
+    const previews = new LivePreviews(this.d, request);
     try {
       while (!settled) {
         await Promise.race([new Promise((r) => setTimeout(r, this.d.progressPollMs)), callDone]);
@@ -273,7 +332,10 @@ export class InvokeRunner {
         }
         try {
           await checkInterrupt();
-          const event = samplingEvent(await this.d.sd.progress(), last);
+          const withPreview = previews.due();
+          const progress = await this.d.sd.progress(withPreview);
+          if (withPreview) await previews.store(progress.current_image);
+          const event = samplingEvent(progress, last, previews.current);
           if (event && !settled && !cancel.aborted) {
             last = event;
             emit(event);
@@ -294,6 +356,8 @@ export class InvokeRunner {
       return { last, ...this.shape(request, response) };
     } finally {
       cancel.removeEventListener('abort', interrupt);
+      // The result (or the failure) supersedes the preview.
+      await previews.discard();
     }
   }
 

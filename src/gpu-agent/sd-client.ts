@@ -138,8 +138,10 @@ export class SdClient {
     return this.post('/sdapi/v1/options', options, this.timeouts.optionsMs);
   }
 
-  progress(): Promise<SdProgress> {
-    return this.json('/sdapi/v1/progress?skip_current_image=true', { method: 'GET' }, this.timeouts.quickMs);
+  /** SD's progress; with `withPreview`, also its live preview (A1111 encodes one only when asked). */
+  progress(withPreview = false): Promise<SdProgress> {
+    const path = `/sdapi/v1/progress?skip_current_image=${withPreview ? 'false' : 'true'}`;
+    return this.json(path, { method: 'GET' }, this.timeouts.quickMs);
   }
 
   async interrupt(): Promise<void> {

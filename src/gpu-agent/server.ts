@@ -118,6 +118,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     model,
     progressPollMs: config.agent.progressPollMs,
     interruptPollMs: config.agent.interruptPollMs,
+    previewIntervalMs: config.agent.previewIntervalMs,
     logger: log,
   });
 

@@ -196,8 +196,22 @@ function renderImage(job: PreparedJob, result: JobSetup, index: number, done: nu
   return blendWithInit(pattern, init, r.denoising_strength, job.mask);
 }
 
-/** The simulated sampling of one iteration; returns the fraction of its steps done. */
-async function sampleIteration(sim: Simulator, job: PreparedJob, iteration: number): Promise<number> {
+interface LivePreview {
+  every: number;
+  render: (done: number) => Promise<Buffer>;
+}
+
+/**
+ * The simulated sampling of one iteration; returns the fraction of its steps done. Every
+ * `show_progress_every_n_steps` steps (with live previews on) it offers a preview: the iteration's first image,
+ * as noisy as its sampling is unfinished.
+ */
+async function sampleIteration(
+  sim: Simulator,
+  job: PreparedJob,
+  iteration: number,
+  preview: LivePreview | undefined,
+): Promise<number> {
   const { state, opts } = sim;
   const r = job.request;
   const stepMs = ((opts.stepMs * (job.width * job.height)) / (512 * 512)) * r.batch_size;
@@ -213,6 +227,7 @@ async function sampleIteration(sim: Simulator, job: PreparedJob, iteration: numb
     await state.sleepUntil(cursor);
     if (state.interrupted || state.skipped) break;
     state.samplingStep = s;
+    if (preview && s % preview.every === 0) state.setPreview(() => preview.render(s / steps));
   }
   return state.samplingStep / steps;
 }
@@ -222,11 +237,22 @@ async function runIterations(sim: Simulator, job: PreparedJob, setup: JobSetup, 
   const r = job.request;
   const images: RenderedImage[] = [];
   const jobName = state.job;
+  // A1111 draws a preview every show_progress_every_n_steps steps when live previews are on (-1 or 0: none).
+  const previewEvery =
+    setup.settings.live_previews_enable === false ? 0 : Math.trunc(Number(setup.settings.show_progress_every_n_steps));
   for (let n = 0; n < r.n_iter; n++) {
     if (state.skipped) state.skipped = false;
     if (state.interrupted) break;
     state.job = r.n_iter > 1 ? `Batch ${n + 1} out of ${r.n_iter}` : jobName;
-    const done = await sampleIteration(sim, job, n);
+    const first = n * r.batch_size;
+    const done = await sampleIteration(
+      sim,
+      job,
+      n,
+      previewEvery > 0
+        ? { every: previewEvery, render: (at) => encodePng(renderImage(job, setup, first, at), job.width, job.height) }
+        : undefined,
+    );
     const decodeEnd = Date.now() + opts.vaeMs * r.batch_size;
     for (let b = 0; b < r.batch_size; b++) {
       const index = n * r.batch_size + b;

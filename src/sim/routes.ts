@@ -1,3 +1,4 @@
+import { queryFlag } from '../http-util.js';
 import type { Simulator } from './engine.js';
 import { validationError } from './errors.js';
 import { runExtras } from './extras.js';
@@ -64,7 +65,12 @@ const generation: Record<string, Handler> = {
 };
 
 const control: Record<string, Handler> = {
-  'GET /sdapi/v1/progress': ({ sim }) => sim.state.progress(),
+  'GET /sdapi/v1/progress': async ({ sim, query }) => {
+    const progress = sim.state.progress();
+    // As in A1111, the live preview comes unless the client asks to skip it.
+    if (!queryFlag(query.get('skip_current_image'))) progress.current_image = await sim.state.currentImage();
+    return progress;
+  },
   'POST /sdapi/v1/interrupt': ({ sim }) => {
     sim.state.interrupt();
     return {};

@@ -44,6 +44,9 @@ export class SdState {
   private timeStart = 0;
   private shutDown = false;
   private wakers = new Set<() => void>();
+  /** Draws the live preview of the latest previewed step; encoded only when a client asks for it, then kept. */
+  private previewRender: (() => Promise<Buffer>) | undefined;
+  private previewBase64: Promise<string> | undefined;
 
   begin(job: string, jobCount: number): void {
     this.skipped = false;
@@ -57,6 +60,22 @@ export class SdState {
     this.jobTimestamp = jobTimestamp();
     this.timeStart = Date.now();
     this.expectedEnd = undefined;
+    this.previewRender = undefined;
+    this.previewBase64 = undefined;
+  }
+
+  /** A1111's set_current_image: the sampler offers a new preview (a PNG drawn on demand). */
+  setPreview(render: () => Promise<Buffer>): void {
+    this.previewRender = render;
+    this.previewBase64 = undefined;
+  }
+
+  /** The live preview as A1111's progress sends it (plain base64), or null while the job has none. */
+  currentImage(): Promise<string | null> {
+    const render = this.previewRender;
+    if (this.jobCount <= 0 || !render) return Promise.resolve(null);
+    this.previewBase64 ??= render().then((png) => png.toString('base64'));
+    return this.previewBase64;
   }
 
   end(): void {

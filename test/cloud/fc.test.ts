@@ -472,7 +472,17 @@ describe('invocation through the HTTP trigger', () => {
     expect(result.images).toHaveLength(2);
     // The agent wrote the images through OSS, with the role's credentials FC injected.
     for (const key of result.images) expect(oss.stored(key)?.contentType).toBe('image/png');
-    expect(oss.requestsFor('PutObject').map((r) => r.key)).toEqual(result.images);
+    const puts = oss.requestsFor('PutObject').map((r) => r.key);
+    expect(puts.filter((k) => k.startsWith('images/'))).toEqual(result.images);
+    // Live previews, if SD offered any in time, went to OSS too; the agent removed them all when the job ended.
+    const previews = puts.filter((k) => k.startsWith('previews/'));
+    for (const key of previews) expect(key).toMatch(/^previews\/alice\/t[0-9a-f]+\/\d+\.png$/);
+    expect(previews.length + result.images.length).toBe(puts.length);
+    expect(oss.requestsFor('DeleteObject').map((r) => r.key)).toEqual(expect.arrayContaining(previews));
+    for (const key of previews) expect(oss.stored(key)).toBeUndefined();
+    for (const e of events) {
+      if (e.type === 'progress' && e.currentImage) expect(previews).toContain(e.currentImage);
+    }
 
     const [invocation] = fc.invocations;
     expect(invocation).toMatchObject({

@@ -113,13 +113,19 @@ describe('A1111 drop-in', () => {
       done = true;
     });
     const seen: number[] = [];
+    let preview: string | null = null;
     while (!done) {
       const p = (await api('GET', '/sdapi/v1/progress?skip_current_image=true')).json;
       expect(Object.keys(p).sort()).toEqual(['current_image', 'eta_relative', 'progress', 'state', 'textinfo']);
+      expect(p.current_image).toBeNull();
       if (p.state.sampling_step > 0 && !seen.includes(p.state.sampling_step)) seen.push(p.state.sampling_step);
+      // Without skip_current_image, the live preview comes as plain base64, as A1111 sends it.
+      preview ??= (await api('GET', '/sdapi/v1/progress')).json.current_image;
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(preview).toEqual(expect.any(String));
+    expect(Buffer.from(preview!, 'base64').subarray(1, 4).toString()).toBe('PNG');
     expect((await pending).status).toBe(200);
     const idle = (await api('GET', '/sdapi/v1/progress')).json;
     expect(idle).toMatchObject({ progress: 0, state: { job_count: 0 } });

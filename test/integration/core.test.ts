@@ -291,6 +291,45 @@ describe('cancellation', () => {
   });
 });
 
+describe('live preview', () => {
+  it('a running task links its newest preview, a PNG of the picture so far; no preview is left once it ends', async () => {
+    // 500 steps of 10 ms: previews are read every 2 s (the default), so a few appear while it runs.
+    const taskId = await submitAsync({
+      stable_diffusion_model: DEMO_MODEL,
+      prompt: 'preview me',
+      steps: 500,
+      width: 512,
+      height: 384,
+    });
+    const until = Date.now() + 30_000;
+    let p: any;
+    for (;;) {
+      p = (await api('GET', `/tasks/${taskId}/progress`)).json;
+      if (p.currentImageUrl || (p.status !== 'running' && p.status !== 'waiting') || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(p.status, JSON.stringify(p)).toBe('running');
+    expect(p.currentImage).toMatch(new RegExp(`^previews/local/${taskId}/\\d+\\.png$`));
+    const preview = await download(p.currentImageUrl);
+    expect(await pngSize(preview)).toBe('512x384');
+
+    const final = await waitForFinal(stack.url, taskId, 30_000);
+    expect(final.status).toBe('succeeded');
+    const image = await download(final.ossUrl[0]);
+    expect(preview.equals(image)).toBe(false);
+    const after = (await api('GET', `/tasks/${taskId}/progress`)).json;
+    expect(after.currentImage).toBeNull();
+    expect(after.currentImageUrl).toBeUndefined();
+    let left: string[] = [];
+    try {
+      left = readdirSync(join(stack.dataDir, 'objects', 'previews', 'local', taskId));
+    } catch {
+      // No directory: nothing left.
+    }
+    expect(left).toEqual([]);
+  });
+});
+
 describe('client task ids and bad input', () => {
   it('accepts a client taskId once; a duplicate answers 409 and an unknown well-formed id 404', async () => {
     const id = `client-${Date.now()}`;

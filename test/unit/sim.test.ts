@@ -650,6 +650,40 @@ describe('sim: job control (slow instance)', () => {
     expect(idle.state.job_count).toBe(0);
   });
 
+  it('progress carries a live preview every show_progress_every_n_steps steps, noisy until sampling ends', async () => {
+    const job = txt2img(slow, { prompt: 'preview', steps: 40, width: 512, height: 384, seed: 11 });
+    // The default is a preview every 10 steps: none before step 10, one from then on.
+    const early = await waitForProgress(slow, (p) => p.state.job_count > 0 && p.state.sampling_step >= 1);
+    if (early.state.sampling_step < 10) expect(early.current_image).toBeNull();
+    const at10 = await waitForProgress(slow, (p) => p.state.sampling_step >= 10 && p.state.sampling_step < 40);
+    expect(typeof at10.current_image).toBe('string');
+    const preview = Buffer.from(at10.current_image, 'base64');
+    expect(await sharp(preview).metadata()).toMatchObject({ format: 'png', width: 512, height: 384 });
+    const skipped = await ok(slow, 'GET', '/sdapi/v1/progress?skip_current_image=true');
+    expect(skipped.current_image).toBeNull();
+    const final = Buffer.from((await job).images[0], 'base64');
+    // The preview is the same picture with the noise of its unfinished steps: close to the result, yet not it.
+    const [a, b] = await Promise.all([preview, final].map((buf) => sharp(buf).removeAlpha().raw().toBuffer()));
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff += Math.abs(a[i] - b[i]);
+    expect(diff / a.length).toBeGreaterThan(1);
+    expect(diff / a.length).toBeLessThan(100);
+    expect((await ok(slow, 'GET', '/sdapi/v1/progress')).current_image).toBeNull();
+  });
+
+  it('sends no preview when live previews are off', async () => {
+    const job = txt2img(slow, {
+      prompt: 'no preview',
+      steps: 30,
+      width: 512,
+      height: 512,
+      override_settings: { live_previews_enable: false },
+    });
+    const p = await waitForProgress(slow, (q) => q.state.sampling_step >= 20 && q.state.sampling_step < 30);
+    expect(p.current_image).toBeNull();
+    await job;
+  });
+
   it('interrupt ends the job at a step boundary, answering 200 with the partial image', async () => {
     const interruptedBefore = (await stats(slow)).interruptedJobs;
     const started = txt2img(slow, { steps: 400, n_iter: 3, width: 512, height: 512, seed: 5 });

@@ -1,8 +1,10 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { z } from 'zod';
+import { queryFlag } from '../../http-util.js';
 import type { TaskRecord } from '../../platform/meta-store/port.js';
 import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
+import { ObjectNotFoundError } from '../../platform/object-store/port.js';
 import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind } from '../../types.js';
 import { principalOf } from '../auth.js';
 import type { GenerationSchemas } from '../schemas.js';
@@ -34,6 +36,17 @@ const a1111Error = (error: string, detail: string) => ({ error, detail, body: ''
 
 async function imagesAsBase64(deps: TaskDeps, task: TaskRecord): Promise<string[]> {
   return Promise.all(task.images.map(async (key) => (await deps.store.get(key)).toString('base64')));
+}
+
+/** A live preview as A1111's progress sends it: plain base64, or null (none yet, or already superseded). */
+async function previewBase64(deps: TaskDeps, key: string | null): Promise<string | null> {
+  if (!key) return null;
+  try {
+    return (await deps.store.get(key)).toString('base64');
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return null;
+    throw err;
+  }
 }
 
 /** The answer A1111 would give for a finished task. */
@@ -111,7 +124,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
       progress: p.progress,
       eta_relative: p.etaRelative,
       state: p.state,
-      current_image: null,
+      current_image: queryFlag(ctx.query.skip_current_image) ? null : await previewBase64(deps, p.currentImage),
       textinfo:
         p.status !== 'waiting' ? null : p.queuePosition ? `Waiting... (#${p.queuePosition} in queue)` : 'Waiting...',
     };

@@ -175,6 +175,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
       model,
       progressPollMs: this.config.agent.progressPollMs,
       interruptPollMs: this.config.agent.interruptPollMs,
+      previewIntervalMs: this.config.agent.previewIntervalMs,
       logger,
       // As the agent does: load the checkpoint first unless the WebUI holds it, so the request's override and its
       // restore afterwards load nothing.

@@ -21,6 +21,19 @@ export function objectKeyForInterrupt(user: string, taskId: string): string {
   return `control/${user}/${taskId}/interrupt`;
 }
 
+/** `previews/<user>/<taskId>/`: where a running task's live previews are kept while it runs. */
+export function previewPrefix(user: string, taskId: string): string {
+  return `previews/${user}/${taskId}/`;
+}
+
+/**
+ * `previews/<user>/<taskId>/<n>.png`: a task's n-th live preview. Each preview has its own key, so a signed link
+ * never changes content and may be cached.
+ */
+export function objectKeyForPreview(user: string, taskId: string, n: number): string {
+  return `${previewPrefix(user, taskId)}${n}.png`;
+}
+
 export function objectKeyForModel(type: ModelType, name: string): string {
   return `models/${type}/${name}`;
 }
