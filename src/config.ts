@@ -150,6 +150,7 @@ const envSchema = z.object({
   SDFLOW_KEEP_ALIVE_S: num(180, 0),
   SDFLOW_SYNC_TIMEOUT_S: num(600, 0),
   SDFLOW_TASK_DEADLINE_S: num(1800, 1),
+  SDFLOW_MODEL_BUSY_RETRY_S: num(5, 0.1),
   SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S: num(86400, 60),
   SDFLOW_MAX_BODY_MB: num(50, 0.001),
   SDFLOW_REQUEST_RECEIVE_TIMEOUT_S: num(3600, 1),
@@ -377,6 +378,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       deadlineS: e.SDFLOW_TASK_DEADLINE_S,
       executionTimeoutS: e.SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S,
       maxConcurrency: e.SDFLOW_MAX_CONCURRENCY,
+      modelBusyRetryS: e.SDFLOW_MODEL_BUSY_RETRY_S,
     },
     invoke: {
       heartbeatTimeoutS: e.SDFLOW_INVOKE_HEARTBEAT_TIMEOUT_S,
@@ -554,6 +556,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
     'Local runtime: an idle instance is stopped after this long, unless the function sets keepAliveS.',
   SDFLOW_SYNC_TIMEOUT_S: 'A sync request waits this long for its task, then answers 202 and the client polls.',
   SDFLOW_TASK_DEADLINE_S: "A task still unfinished after this long fails, with the reason (the workflow's own timer).",
+  SDFLOW_MODEL_BUSY_RETRY_S:
+    'A task whose checkpoint is being re-registered (PUT /models) checks again this often; it runs once loaded.',
   SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S: 'Temporal execution timeout of task and registration workflows: a far backstop.',
   SDFLOW_MAX_BODY_MB: 'Request body limit of the API (413 above it).',
   SDFLOW_REQUEST_RECEIVE_TIMEOUT_S: 'How long the API may take to receive one request (a model upload may be large).',

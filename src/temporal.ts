@@ -49,6 +49,7 @@ export function taskPolicy(config: Config): TaskPolicy {
     invokeMaxAttempts: config.invoke.maxAttempts,
     invokeRetryInitialS: config.invoke.retryInitialS,
     activityMaxAttempts: config.worker.activityMaxAttempts,
+    modelBusyRetryS: config.tasks.modelBusyRetryS,
     semaphore: {
       leaseCheckS: config.semaphore.leaseCheckS,
       continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,

@@ -81,6 +81,8 @@ export interface TaskPolicy {
   invokeMaxAttempts: number;
   invokeRetryInitialS: number;
   activityMaxAttempts: number;
+  /** How often a task whose checkpoint is being re-registered asks again (absent in inputs of older versions). */
+  modelBusyRetryS?: number;
   semaphore: { leaseCheckS: number; continueAsNewAfterGrants: number; initialLimit: number };
 }
 
@@ -97,8 +99,11 @@ export interface TaskOutcome {
   errorKind?: ErrorKind;
 }
 
-/** Error types that retrying cannot fix; activities throw them as non-retryable ApplicationFailures. */
-export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound' } as const;
+/**
+ * Error types that retrying the activity cannot fix; activities throw them as non-retryable ApplicationFailures.
+ * `ModelBusy` (the checkpoint is being re-registered) is the workflow's to handle: the task waits and asks again.
+ */
+export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound', modelBusy: 'ModelBusy' } as const;
 
 /** The workflow's result: the outcome without SD's info and parameters, which live in the task row only. */
 export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters'>;

@@ -29,6 +29,10 @@ export function createTaskActivities(deps: ActivityDeps) {
     /** Resolves the checkpoint's function, creating it (and its record) when missing. */
     async ensureFunction({ model }: { model: string }): Promise<{ functionName: string }> {
       const record = await meta.getModel(model);
+      if (record?.type === 'stableDiffusion' && (record.status === 'registering' || record.status === 'loading')) {
+        // Accepted while loaded, then caught by an update: the workflow waits for the new weights.
+        throw ApplicationFailure.nonRetryable(`checkpoint ${model} is ${record.status}`, NON_RETRYABLE.modelBusy);
+      }
       // A delete is soft: tasks accepted before it still run (the file stays); only new requests are refused.
       if (record?.type !== 'stableDiffusion' || (record.status !== 'loaded' && record.status !== 'deleted')) {
         const why = record ? `is ${record.status}` : 'is not registered';

@@ -64,6 +64,23 @@ export function resolveSeeds(kind: GenerationInput['kind'], params: SdParams): S
   return { ...params, seed: concrete(params.seed), subseed: concrete(params.subseed) };
 }
 
+const DEFAULT_MODEL_BUSY_RETRY_S = 5;
+
+/**
+ * Asks for the checkpoint's function until the checkpoint is not being re-registered: a task accepted before an
+ * update runs with the new weights once they are loaded, rather than failing. The deadline still bounds the wait.
+ */
+async function whenModelReady<T>(ensure: () => Promise<T>, retryS: number): Promise<T> {
+  for (;;) {
+    try {
+      return await ensure();
+    } catch (err) {
+      if (failureType(err) !== NON_RETRYABLE.modelBusy) throw err;
+      await sleep(retryS * 1000);
+    }
+  }
+}
+
 export async function generationWorkflow(input: GenerationInput): Promise<TaskSummary> {
   const { taskId } = input;
   const acts = activitiesFor(input);
@@ -106,7 +123,10 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
   };
 
   const run = async (): Promise<InvokeResult> => {
-    const { functionName } = await acts.ensureFunction({ model: input.model });
+    const { functionName } = await whenModelReady(
+      () => acts.ensureFunction({ model: input.model }),
+      input.policy.modelBusyRetryS ?? DEFAULT_MODEL_BUSY_RETRY_S,
+    );
     slotRequested = true;
     // Not cancellable: a request still in flight when the release goes out could queue the lease after it.
     await CancellationScope.nonCancellable(() =>

@@ -101,7 +101,9 @@ async function expectNothingLeft(type: string, name: string) {
 }
 
 beforeAll(async () => {
-  stack = await startStack({ env: { SDFLOW_MAX_MODEL_UPLOAD_MB: String(UPLOAD_LIMIT_MB) } });
+  stack = await startStack({
+    env: { SDFLOW_MAX_MODEL_UPLOAD_MB: String(UPLOAD_LIMIT_MB), SDFLOW_MODEL_BUSY_RETRY_S: '0.5' },
+  });
   const config = loadConfig({ ...process.env, ...stack.env });
   runtimeUrl = config.runtime.url;
   meta = createMetaStore(config);
@@ -215,6 +217,36 @@ describe('registering by upload', () => {
 
     const gen = await api('POST', '/txt2img', { stable_diffusion_model: CHECKPOINT, steps: 2, width: 64, height: 64 });
     expect(gen.status, JSON.stringify(gen.json)).toBe(200);
+  });
+
+  it('a task accepted before an update waits for the new weights and runs with them, rather than failing', async () => {
+    // With no worker, the task is accepted (the checkpoint is loaded) but cannot start, and the update's
+    // registration cannot finish: when a worker returns, the task finds the checkpoint re-registering.
+    await stack.workers[0].stop();
+    const accepted = await api(
+      'POST',
+      '/txt2img',
+      { stable_diffusion_model: CHECKPOINT, prompt: 'patient', steps: 2, width: 64, height: 64 },
+      { 'Request-Type': 'async' },
+    );
+    expect(accepted.status, JSON.stringify(accepted.json)).toBe(200);
+    const newBytes = safetensors(8192);
+    const put = await form('PUT', `/models/${CHECKPOINT}`, [['file', newBytes, CHECKPOINT]]);
+    expect(put.status, JSON.stringify(put.json)).toBe(202);
+    // New requests meanwhile are told plainly to come back.
+    const meanwhile = await api('POST', '/txt2img', { stable_diffusion_model: CHECKPOINT, steps: 2 });
+    expect(meanwhile.status).toBe(409);
+    expect(meanwhile.json.message).toContain('registering');
+    stack.workers[0] = await stack.startWorker();
+
+    const final = await waitForFinal(stack.url, accepted.json.taskId, 60_000);
+    expect(final.status, JSON.stringify(final)).toBe('succeeded');
+    expect((await settled(CHECKPOINT)).json).toMatchObject({ status: 'loaded', etag: sha256(newBytes) });
+    // It asked while the update ran, waited, and rendered with the new weights.
+    const history = await temporal.workflow.getHandle(accepted.json.taskId).fetchHistory();
+    const failures = (history.events ?? []).map((e) => e.activityTaskFailedEventAttributes?.failure?.message);
+    expect(failures.some((m) => /is (registering|loading)/.test(m ?? ''))).toBe(true);
+    expect(final.info).toContain(`Model hash: ${sha256(newBytes).slice(0, 10)}`);
   });
 });
 
