@@ -582,7 +582,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_MAX_HEARTBEAT_THROTTLE_S: "The worker's heartbeat throttle: how fast a cancel reaches a running invoke.",
   SDFLOW_SEMAPHORE_LEASE_CHECK_S: "How often the semaphore checks that its holders' workflows are still open.",
   SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS: 'The semaphore continues as new after this many grants.',
-  SDFLOW_RECONCILE_PERIOD_S: 'How often the reconciler looks for open task rows whose workflow is closed.',
+  SDFLOW_RECONCILE_PERIOD_S:
+    'How often the reconciler looks for open task rows whose workflow is closed, and for stuck model registrations.',
   SDFLOW_RECONCILE_GRACE_S: 'The reconciler leaves task rows younger than this alone.',
   SDFLOW_FUNCTION_PREFIX:
     'Prefix of function names (`<prefix>sd_<hash>`), at most 20 characters; one per deployment sharing an FC account.',

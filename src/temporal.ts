@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Config } from './config.js';
@@ -36,6 +37,11 @@ export function temporalConnectionOptions(config: Config) {
       }
     : undefined;
   return { address: t.address, ...(tls ? { tls } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
+}
+
+/** One workflow id per model and deployment, so two registrations of a model never run at once. */
+export function registrationWorkflowId(deployment: string, name: string): string {
+  return `sdflow-model-${deployment}-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
 }
 
 export async function connectTemporal(config: Config): Promise<Client> {

@@ -5,7 +5,13 @@ import { createActivities } from './activities/index.js';
 import type { Config } from './config.js';
 import type { Logger } from './logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from './platform/index.js';
-import { connectTemporal, generationInputFor, startGeneration, temporalConnectionOptions } from './temporal.js';
+import {
+  connectTemporal,
+  generationInputFor,
+  registrationWorkflowId,
+  startGeneration,
+  temporalConnectionOptions,
+} from './temporal.js';
 import { emptySemaphoreState } from './types.js';
 import { setLimitSignal } from './workflows/definitions.js';
 import type { reconcilerWorkflow } from './workflows/reconciler.js';
@@ -79,6 +85,8 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     invokeIdleTimeoutS: config.invoke.idleTimeoutS,
     // Tasks the reconciler starts were validated at submit, references included.
     startGeneration: (task) => startGeneration(client, config, generationInputFor(config, task, true)),
+    registrationWorkflowId: (model) => registrationWorkflowId(config.deployment, model),
+    uploadTimeoutS: config.api.requestReceiveTimeoutS,
     logger,
   });
   const worker = await Worker.create({

@@ -22,6 +22,10 @@ export interface ActivityDeps {
   progressSignalMs: number;
   invokeIdleTimeoutS: number;
   startGeneration: GenerationStarter;
+  /** The id of a model's registration workflow in this deployment. */
+  registrationWorkflowId: (model: string) => string;
+  /** Longest an upload may take (the API's receive timeout): a registration not started by then never will be. */
+  uploadTimeoutS: number;
   logger: Logger;
 }
 

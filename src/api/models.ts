@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
   ApplicationFailure,
@@ -12,6 +11,7 @@ import type { Logger } from '../logging.js';
 import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
 import { type ModelType, ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
 import type { ObjectInfo, ObjectStore } from '../platform/object-store/port.js';
+import { registrationWorkflowId } from '../temporal.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
 import type { ModelRegistrationInput, modelRegistrationWorkflow } from '../workflows/registration.js';
 import type { Principal } from './auth.js';
@@ -41,11 +41,6 @@ export interface Registration {
 
 const UPLOAD_LIMIT_SETTING = 'SDFLOW_MAX_MODEL_UPLOAD_MB';
 const BUSY: ReadonlySet<string> = new Set(['registering', 'loading']);
-
-/** One workflow id per model and deployment, so two registrations of a model never run at once. */
-export function registrationWorkflowId(deployment: string, name: string): string {
-  return `sdflow-model-${deployment}-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
-}
 
 export function registrationView(r: Registration) {
   return { ...modelView(r.model), ...(r.workflowId ? { workflowId: r.workflowId } : {}) };

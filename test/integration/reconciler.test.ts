@@ -2,17 +2,25 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createMetaStore } from '../../src/platform/index.js';
+import type { ModelRecord } from '../../src/platform/meta-store/port.js';
+import { registrationWorkflowId } from '../../src/temporal.js';
 import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // Nothing stays open forever: a task whose workflow was terminated is marked failed with the reason, its slot comes
-// back, and a task row whose workflow never started (the API died between the two) is started.
+// back, a task row whose workflow never started (the API died between the two) is started, and a model left
+// registering with nothing to finish it is marked failed.
 
 let stack: Stack;
 let client: Client;
 
 beforeAll(async () => {
   stack = await startStack({
-    env: { SDFLOW_MAX_CONCURRENCY: '1', SDFLOW_RECONCILE_PERIOD_S: '1', SDFLOW_RECONCILE_GRACE_S: '1' },
+    env: {
+      SDFLOW_MAX_CONCURRENCY: '1',
+      SDFLOW_RECONCILE_PERIOD_S: '1',
+      SDFLOW_RECONCILE_GRACE_S: '1',
+      SDFLOW_REQUEST_RECEIVE_TIMEOUT_S: '1',
+    },
   });
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });
@@ -66,4 +74,56 @@ it('starts the workflow of an accepted task that has none', async () => {
   const final = await waitForFinal(stack.url, taskId, 30_000);
   expect(final.status).toBe('succeeded');
   expect(final.images).toEqual([`images/local/${taskId}_1.png`]);
+});
+
+it('settles model rows stuck registering, and leaves a running registration alone', async () => {
+  const config = loadConfig({ ...process.env, ...stack.env });
+  const meta = createMetaStore(config);
+  const tenSecondsAgo = new Date(Date.now() - 10_000).toISOString();
+  const row = (name: string): ModelRecord => ({
+    type: 'lora',
+    name,
+    ossPath: `models/lora/${name}`,
+    etag: '',
+    status: 'registering',
+    registeredTime: tenSecondsAgo,
+    lastModificationTime: tenSecondsAgo,
+  });
+  // Stand-ins for registration workflows: a type no worker serves, on a queue nobody polls.
+  const startStandIn = (name: string) =>
+    client.workflow.start('sdflowTestHolder', {
+      taskQueue: `nobody-${Date.now()}`,
+      workflowId: registrationWorkflowId(config.deployment, name),
+    });
+  const stamp = Date.now();
+  const cutOff = `cut-off-${stamp}.safetensors`;
+  const terminated = `terminated-${stamp}.safetensors`;
+  const live = `live-${stamp}.safetensors`;
+  // An upload the API never finished: no registration workflow at all.
+  expect(await meta.insertModel(row(cutOff))).toBe(true);
+  // A registration terminated by an operator before it settled its row.
+  await (await startStandIn(terminated)).terminate('operator stopped it');
+  expect(await meta.insertModel(row(terminated))).toBe(true);
+  // A registration still running, however long it takes.
+  const running = await startStandIn(live);
+  expect(await meta.insertModel(row(live))).toBe(true);
+  await meta.close();
+
+  const settledModel = async (name: string) => {
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const m = (await call(stack.url, 'GET', `/models/${name}`)).json;
+      if (m.status !== 'registering' || Date.now() > until) return m;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  };
+  const a = await settledModel(cutOff);
+  expect(a.status).toBe('failed');
+  expect(a.message).toMatch(/registration never started/);
+  const b = await settledModel(terminated);
+  expect(b.status).toBe('failed');
+  expect(b.message).toMatch(/ended as terminated/);
+  // Rounds have run past it, and it is still registering.
+  expect((await call(stack.url, 'GET', `/models/${live}`)).json.status).toBe('registering');
+  await running.terminate('test over');
 });

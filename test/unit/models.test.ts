@@ -11,10 +11,10 @@ import {
 import { describeZodError } from '../../src/api/errors.js';
 import { findLora, loraNames } from '../../src/api/lora-refs.js';
 import { registerModelBody, registerModelForm, updateModelBody } from '../../src/api/model-schemas.js';
-import { registrationWorkflowId } from '../../src/api/models.js';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
 import type { ModelRecord } from '../../src/platform/meta-store/port.js';
 import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
+import { registrationWorkflowId } from '../../src/temporal.js';
 
 // The pure parts of model management: LoRA references in prompts, the safetensors header check, the request
 // schemas, and the meta store's removal of an abandoned registration.
