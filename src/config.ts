@@ -149,6 +149,7 @@ const envSchema = z.object({
   SDFLOW_FUNCTION_MAX_INSTANCES: int(4, 1),
   SDFLOW_KEEP_ALIVE_S: num(180, 0),
   SDFLOW_SYNC_TIMEOUT_S: num(600, 0),
+  SDFLOW_A1111_SYNC_TIMEOUT_S: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().min(1).optional()),
   SDFLOW_TASK_DEADLINE_S: num(1800, 1),
   SDFLOW_MODEL_BUSY_RETRY_S: num(5, 0.1),
   SDFLOW_WORKFLOW_EXECUTION_TIMEOUT_S: num(86400, 60),
@@ -342,6 +343,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       port: e.PORT,
       publicUrl: (e.SDFLOW_PUBLIC_URL ?? `http://${publicHost}:${e.PORT}`).replace(/\/$/, ''),
       syncTimeoutS: e.SDFLOW_SYNC_TIMEOUT_S,
+      // A1111 clients wait for their images and know nothing of 202: by default they wait out the task's deadline
+      // (plus time for its final record), so they always get the outcome.
+      a1111SyncTimeoutS: e.SDFLOW_A1111_SYNC_TIMEOUT_S ?? e.SDFLOW_TASK_DEADLINE_S + 60,
       maxBodyBytes: Math.floor(e.SDFLOW_MAX_BODY_MB * 1024 * 1024),
       requestReceiveTimeoutS: e.SDFLOW_REQUEST_RECEIVE_TIMEOUT_S,
       queryTimeoutMs: e.SDFLOW_QUERY_TIMEOUT_MS,
@@ -555,6 +559,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_KEEP_ALIVE_S:
     'Local runtime: an idle instance is stopped after this long, unless the function sets keepAliveS.',
   SDFLOW_SYNC_TIMEOUT_S: 'A sync request waits this long for its task, then answers 202 and the client polls.',
+  SDFLOW_A1111_SYNC_TIMEOUT_S:
+    'How long a drop-in /sdapi/v1 generation waits before answering 202 (unset: the task deadline plus 60 s).',
   SDFLOW_TASK_DEADLINE_S: "A task still unfinished after this long fails, with the reason (the workflow's own timer).",
   SDFLOW_MODEL_BUSY_RETRY_S:
     'A task whose checkpoint is being re-registered (PUT /models) checks again this often; it runs once loaded.',

@@ -30,6 +30,28 @@ it('a sync wait longer than SDFLOW_SYNC_TIMEOUT_S answers 202 with the taskId; t
   expect((await waitForFinal(stack.url, r.json.taskId, 30_000)).status).toBe('succeeded');
 });
 
+it('a drop-in A1111 call waits past SDFLOW_SYNC_TIMEOUT_S for its images; one past the deadline gets the error', async () => {
+  const slow = await call(stack.url, 'POST', '/sdapi/v1/txt2img', {
+    prompt: 'slow',
+    steps: 250,
+    width: 512,
+    height: 512,
+  });
+  expect(slow.status, JSON.stringify(slow.json)).toBe(200);
+  expect(slow.json.images).toHaveLength(1);
+  const started = Date.now();
+  const endless = await call(stack.url, 'POST', '/sdapi/v1/txt2img', {
+    prompt: 'endless',
+    steps: 500,
+    width: 1024,
+    height: 1024,
+  });
+  expect(endless.status).toBe(500);
+  expect(endless.json).toMatchObject({ error: 'TaskFailed' });
+  expect(endless.json.detail).toMatch(/deadline/);
+  expect(Date.now() - started).toBeGreaterThan((DEADLINE_S - 1) * 1000);
+});
+
 it('a task past its deadline ends as failed with the reason, and its SD job is stopped', async () => {
   const submitted = Date.now();
   const r = await call(

@@ -97,7 +97,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
     }
     const gone = new AbortController();
     ctx.req.once('close', () => gone.abort());
-    const done = await waitForTask(deps, task.taskId, deps.config.api.syncTimeoutS * 1000, gone.signal);
+    const done = await waitForTask(deps, task.taskId, deps.config.api.a1111SyncTimeoutS * 1000, gone.signal);
     if (!isFinal(done.status)) {
       ctx.status = 202;
       ctx.body = { taskId: done.taskId, status: done.status };
