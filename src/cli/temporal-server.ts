@@ -82,7 +82,14 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const address = `${o.ip}:${o.port}`;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ready = waitForTemporal(address, o.namespace, 60_000);
-  const first = await Promise.race([ready.then(() => 'ready' as const), exited.then((code) => code)]);
+  let first: 'ready' | number | null;
+  try {
+    first = await Promise.race([ready.then(() => 'ready' as const), exited.then((code) => code)]);
+  } catch (err) {
+    // Never ready: a server left running would hold its ports and the data file.
+    child.kill('SIGKILL');
+    throw err;
+  }
   if (first !== 'ready') {
     throw new Error(`temporal dev server exited with code ${first}${o.logFile ? `; see ${o.logFile}` : ''}`);
   }

@@ -14,6 +14,25 @@ import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './
 // The GPU agent: one per function instance, next to SD. It pins the instance's checkpoint, serves one invoke at a
 // time as a stream of NDJSON events, treats a closed invoke connection as a cancel, and passes /sd/* through to SD.
 
+type CloudCredentials = Config['cloud']['credentials'];
+
+/** The role's temporary credentials FC sends with each request to a custom container, if any. */
+export function fcRequestCredentials(req: IncomingMessage): CloudCredentials | undefined {
+  const header = (name: string) => {
+    const value = req.headers[name];
+    return typeof value === 'string' && value.length > 0 ? value : undefined;
+  };
+  const accessKeyId = header('x-fc-access-key-id');
+  const accessKeySecret = header('x-fc-access-key-secret');
+  if (!accessKeyId || !accessKeySecret) return undefined;
+  return { accessKeyId, accessKeySecret, securityToken: header('x-fc-security-token') };
+}
+
+const sameCredentials = (a: CloudCredentials | undefined, b: CloudCredentials | undefined) =>
+  a?.accessKeyId === b?.accessKeyId &&
+  a?.accessKeySecret === b?.accessKeySecret &&
+  a?.securityToken === b?.securityToken;
+
 /** Serialises invokes: a second one waits for the first to wind down (SD returned) instead of failing. */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
@@ -65,10 +84,17 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     passthroughMs: Math.max(startTimeoutMs, 600_000),
   });
 
-  let storePromise: Promise<ObjectStore> | undefined;
+  // On FC, every request carries the function role's current STS credentials (x-fc-* headers). They are fresher
+  // than the copy FC put in the environment when the instance started, which expires on a long-lived instance.
+  let requestCredentials: CloudCredentials | undefined;
+  let storeFor: { credentials: CloudCredentials | undefined; store: Promise<ObjectStore> } | undefined;
   const store = () => {
-    storePromise ??= import('../platform/index.js').then((m) => m.createObjectStore(config));
-    return storePromise;
+    const credentials = requestCredentials;
+    if (!storeFor || !sameCredentials(storeFor.credentials, credentials)) {
+      const effective = credentials ? { ...config, cloud: { ...config.cloud, credentials } } : config;
+      storeFor = { credentials, store: import('../platform/index.js').then((m) => m.createObjectStore(effective)) };
+    }
+    return storeFor.store;
   };
 
   /** Loads the pinned checkpoint unless SD already has it. */
@@ -204,6 +230,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
   }
 
   const server = createServer((req, res) => {
+    requestCredentials = fcRequestCredentials(req) ?? requestCredentials;
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = `${req.method} ${url.pathname}`;
     const handle = async () => {

@@ -651,6 +651,32 @@ describe('invocation through the HTTP trigger', () => {
     await expect(collect(fcRuntime(), name, txt2img(MODELS[0]))).rejects.toBeInstanceOf(FunctionNotFoundError);
   });
 
+  it('uses the role credentials FC sends with each request, so a long-lived instance outlives its first token', async () => {
+    const first = { accessKeyId: 'STS.first', accessKeySecret: 'first-secret', securityToken: 'CAIS-first' };
+    const second = { accessKeyId: 'STS.second', accessKeySecret: 'second-secret', securityToken: 'CAIS-second' };
+    fc.rotateRoleCredentials(first);
+    oss.rotateCredentials(first);
+    try {
+      const runtime = fcRuntime();
+      const name = nameOf(MODELS[0]);
+      await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
+      expectResult(await collect(runtime, name, txt2img(MODELS[0])));
+      // The role's token rotates and the first one expires: OSS refuses it from now on. The instance keeps running
+      // with the first token in its environment.
+      fc.rotateRoleCredentials(second);
+      oss.rotateCredentials(second);
+      const before = oss.requests.length;
+      const result = expectResult(await collect(runtime, name, txt2img(MODELS[0])));
+      expect(fc.startedInstances).toHaveLength(1);
+      for (const key of result.images) expect(oss.stored(key)?.contentType).toBe('image/png');
+      const since = oss.requests.slice(before);
+      expect(since.filter((r) => r.operation === 'PutObject' && r.key === result.images[0])).toHaveLength(1);
+      expect(new Set(since.map((r) => r.headers['x-oss-security-token']))).toEqual(new Set(['CAIS-second']));
+    } finally {
+      oss.rotateCredentials(CREDENTIALS);
+    }
+  });
+
   it('serves later requests on new instances after a restart', async () => {
     const runtime = fcRuntime();
     const name = nameOf(MODELS[0]);

@@ -39,8 +39,8 @@ export interface InstanceOptions {
   maxPerFunction: number;
   startTimeoutMs: number;
   imageEnv: Record<string, string>;
-  /** The credentials FC injects into instances of a function with a role. */
-  roleCredentials?: FakeCredentials;
+  /** The role's current credentials, which FC injects into instances of a function with a role as they start. */
+  roleCredentials: () => FakeCredentials | undefined;
   buckets: Record<string, BucketSource>;
 }
 
@@ -244,7 +244,7 @@ export class FakeInstances {
       SDFLOW_AGENT_HOST: '127.0.0.1',
     };
     if (fnEnv.SDFLOW_DATA_DIR) env.SDFLOW_DATA_DIR = join(root, fnEnv.SDFLOW_DATA_DIR);
-    const role = this.o.roleCredentials;
+    const role = this.o.roleCredentials();
     if (typeof config.role === 'string' && role) {
       env.ALIBABA_CLOUD_ACCESS_KEY_ID = role.accessKeyId;
       env.ALIBABA_CLOUD_ACCESS_KEY_SECRET = role.accessKeySecret;

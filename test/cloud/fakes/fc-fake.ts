@@ -449,20 +449,30 @@ export class FcFake {
   private readonly nonces = new Map<string, number>();
   private readonly dir = mkdtempSync(join(tmpdir(), 'sdflow-fc-fake-'));
   private readonly pool: FakeInstances;
+  private roleCredentials: FakeCredentials | undefined;
   private port = 0;
 
   private constructor(
     private readonly options: FcFakeOptions,
     private readonly server: Server,
   ) {
+    this.roleCredentials = options.roleCredentials;
     this.pool = new FakeInstances({
       dir: this.dir,
       maxPerFunction: options.maxInstancesPerFunction ?? 4,
       startTimeoutMs: options.instanceStartTimeoutMs ?? 60_000,
       imageEnv: options.imageEnv ?? {},
-      roleCredentials: options.roleCredentials,
+      roleCredentials: () => this.roleCredentials,
       buckets: options.buckets ?? {},
     });
+  }
+
+  /**
+   * The role's STS credentials rotate, as real ones do before they expire: instances started from now on get the
+   * new ones in their environment, and every request to any instance carries them in x-fc-* headers.
+   */
+  rotateRoleCredentials(next: FakeCredentials): void {
+    this.roleCredentials = next;
   }
 
   static async start(options: FcFakeOptions): Promise<FcFake> {
@@ -967,6 +977,12 @@ export class FcFake {
       const passed: Record<string, string> = { 'x-fc-request-id': requestId };
       for (const name of ['content-type', 'content-length', 'accept']) {
         if (req.headers[name] !== undefined) passed[name] = String(req.headers[name]);
+      }
+      const role = this.roleCredentials;
+      if (typeof this.functions.get(instance.functionName)?.config.role === 'string' && role) {
+        passed['x-fc-access-key-id'] = role.accessKeyId;
+        passed['x-fc-access-key-secret'] = role.accessKeySecret;
+        if (role.securityToken) passed['x-fc-security-token'] = role.securityToken;
       }
       const upstream = httpRequest({
         host: '127.0.0.1',

@@ -250,6 +250,11 @@ export class OssFake {
     private readonly server: Server,
   ) {}
 
+  /** The bucket accepts only `next` from now on, as OSS does once rotated STS credentials have expired. */
+  rotateCredentials(next: OssFakeCredentials): void {
+    this.options.credentials = next;
+  }
+
   static async start(options: OssFakeOptions): Promise<OssFake> {
     const server = createServer();
     const fake = new OssFake(options, server);
