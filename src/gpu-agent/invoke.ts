@@ -128,6 +128,21 @@ export async function asPng(base64: string): Promise<Buffer> {
   return sharp(bytes).png().toBuffer();
 }
 
+/** Previews are for watching, not keeping: at most this many pixels a side. */
+const PREVIEW_MAX_SIDE = 1024;
+
+/**
+ * A live preview as stored: a JPEG, since an unfinished (noisy) image as PNG is several times larger and a preview
+ * is written every few seconds while a job runs.
+ */
+async function asPreviewJpeg(base64: string): Promise<Buffer> {
+  const { default: sharp } = await import('sharp');
+  return sharp(Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64'))
+    .resize({ width: PREVIEW_MAX_SIDE, height: PREVIEW_MAX_SIDE, fit: 'inside', withoutEnlargement: true })
+    .jpeg({ quality: 80 })
+    .toBuffer();
+}
+
 /**
  * Validates a request body and checks it is for this instance's checkpoint: instances never switch checkpoints, so a
  * request for another one was routed to the wrong function.
@@ -182,7 +197,7 @@ class LivePreviews {
     try {
       const store = await this.d.store();
       const key = objectKeyForPreview(this.request.user, this.request.taskId, ++this.count);
-      await store.put(key, await asPng(image), { contentType: 'image/png' });
+      await store.put(key, await asPreviewJpeg(image), { contentType: 'image/jpeg' });
       this.kept.push(key);
       while (this.kept.length > 2) await store.delete(this.kept.shift()!);
     } catch (err) {

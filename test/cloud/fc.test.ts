@@ -476,7 +476,7 @@ describe('invocation through the HTTP trigger', () => {
     expect(puts.filter((k) => k.startsWith('images/'))).toEqual(result.images);
     // Live previews, if SD offered any in time, went to OSS too; the agent removed them all when the job ended.
     const previews = puts.filter((k) => k.startsWith('previews/'));
-    for (const key of previews) expect(key).toMatch(/^previews\/alice\/t[0-9a-f]+\/\d+\.png$/);
+    for (const key of previews) expect(key).toMatch(/^previews\/alice\/t[0-9a-f]+\/\d+\.jpg$/);
     expect(previews.length + result.images.length).toBe(puts.length);
     expect(oss.requestsFor('DeleteObject').map((r) => r.key)).toEqual(expect.arrayContaining(previews));
     for (const key of previews) expect(oss.stored(key)).toBeUndefined();

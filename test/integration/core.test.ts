@@ -292,7 +292,7 @@ describe('cancellation', () => {
 });
 
 describe('live preview', () => {
-  it('a running task links its newest preview, a PNG of the picture so far; no preview is left once it ends', async () => {
+  it('a running task links its newest preview, a JPEG of the picture so far; no preview is left once it ends', async () => {
     // 500 steps of 10 ms: previews are read every 2 s (the default), so a few appear while it runs.
     const taskId = await submitAsync({
       stable_diffusion_model: DEMO_MODEL,
@@ -309,9 +309,9 @@ describe('live preview', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(p.status, JSON.stringify(p)).toBe('running');
-    expect(p.currentImage).toMatch(new RegExp(`^previews/local/${taskId}/\\d+\\.png$`));
+    expect(p.currentImage).toMatch(new RegExp(`^previews/local/${taskId}/\\d+\\.jpg$`));
     const preview = await download(p.currentImageUrl);
-    expect(await pngSize(preview)).toBe('512x384');
+    expect(await sharp(preview).metadata()).toMatchObject({ format: 'jpeg', width: 512, height: 384 });
 
     const final = await waitForFinal(stack.url, taskId, 30_000);
     expect(final.status).toBe('succeeded');

@@ -27,11 +27,11 @@ export function previewPrefix(user: string, taskId: string): string {
 }
 
 /**
- * `previews/<user>/<taskId>/<n>.png`: a task's n-th live preview. Each preview has its own key, so a signed link
+ * `previews/<user>/<taskId>/<n>.jpg`: a task's n-th live preview. Each preview has its own key, so a signed link
  * never changes content and may be cached.
  */
 export function objectKeyForPreview(user: string, taskId: string, n: number): string {
-  return `${previewPrefix(user, taskId)}${n}.png`;
+  return `${previewPrefix(user, taskId)}${n}.jpg`;
 }
 
 export function objectKeyForModel(type: ModelType, name: string): string {
