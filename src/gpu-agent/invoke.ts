@@ -12,7 +12,7 @@ import {
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
 import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
 import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
-import type { AgentEvent, ErrorEvent, InvokeRequest, ProgressEvent } from './protocol.js';
+import { type AgentEvent, type ErrorEvent, type InvokeRequest, type ProgressEvent, startingEvent } from './protocol.js';
 import {
   type SdClient,
   type SdGenerationResponse,
@@ -278,14 +278,7 @@ export class InvokeRunner {
 
   private async generate(request: InvokeRequest, emit: (event: AgentEvent) => void, cancel: AbortSignal) {
     const resolved = await this.resolveRefs(request);
-    let last: ProgressEvent = {
-      type: 'progress',
-      phase: 'starting',
-      progress: 0,
-      etaRelative: 0,
-      state: EMPTY_SD_STATE,
-      currentImage: null,
-    };
+    let last: ProgressEvent = startingEvent();
     if (request.kind !== 'extra') {
       await this.d.ensureCheckpoint(() => {
         this.d.logger.info({ model: this.d.model }, 'loading the pinned checkpoint before generating');

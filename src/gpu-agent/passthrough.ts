@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { errorMessage } from '../http-util.js';
 import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../platform/object-store/port.js';
-import { EMPTY_SD_STATE } from '../types.js';
 import { classifyImageRef, startsWithImageSignature } from './image-refs.js';
 import {
   asPng,
@@ -12,7 +11,7 @@ import {
   parsePinnedRequest,
   toErrorEvent,
 } from './invoke.js';
-import type { AgentEvent, InvokeRequest, PassthroughParams, ProgressEvent } from './protocol.js';
+import { type AgentEvent, type InvokeRequest, type PassthroughParams, startingEvent } from './protocol.js';
 import { SdHttpError, sdErrorDetail } from './sd-client.js';
 
 // A `passthrough` invoke: one A1111 request the API accepted as a task (POST/PUT/DELETE/PATCH on an allowed prefix),
@@ -94,22 +93,14 @@ export class PassthroughRunner {
   async run(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
     try {
       const request = this.parse(body);
-      const starting: ProgressEvent = {
-        type: 'progress',
-        phase: 'starting',
-        progress: 0,
-        etaRelative: 0,
-        state: EMPTY_SD_STATE,
-        currentImage: null,
-      };
       // The instance stays on its checkpoint, so routes that use the model see the pinned one.
-      await this.d.ensureCheckpoint(() => emit(starting));
+      await this.d.ensureCheckpoint(() => emit(startingEvent()));
       if (cancel.aborted) return;
       const answer = await this.forward(request, await this.requestBody(request), emit, cancel);
       if (cancel.aborted) return;
       const text = answer.body.toString('utf8');
       if (answer.status >= 500) throw new SdHttpError(answer.status, sdErrorDetail(text));
-      emit({ ...starting, phase: 'uploading', progress: 1 });
+      emit({ ...startingEvent(), phase: 'uploading', progress: 1 });
       const json = parseJson(text);
       const { body: rewritten, keys } = json.ok
         ? await offloadImages(json.value, (base64, n) => this.save(request, base64, n))
@@ -194,14 +185,7 @@ export class PassthroughRunner {
         .then((progress) => {
           polling = false;
           if (!cancel.aborted) {
-            emit({
-              type: 'progress',
-              phase: 'sampling',
-              progress,
-              etaRelative: 0,
-              state: EMPTY_SD_STATE,
-              currentImage: null,
-            });
+            emit({ ...startingEvent(), phase: 'sampling', progress });
           }
         });
     }, KEEPALIVE_MS);

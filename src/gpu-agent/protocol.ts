@@ -1,4 +1,11 @@
-import type { ErrorKind, SdParams, SdState, TaskKind, TaskPhase } from '../types.js';
+import {
+  EMPTY_SD_STATE,
+  type ErrorKind,
+  type SdParams,
+  type SdState,
+  type TaskKind,
+  type TaskPhase,
+} from '../types.js';
 
 // The one-request invoke protocol between the worker and a function instance's agent (DESIGN.md section 2).
 // The worker POSTs an InvokeRequest to the agent's /invoke. The agent answers 200 with NDJSON: zero or more
@@ -36,6 +43,18 @@ export interface ProgressEvent {
   etaRelative: number;
   state: SdState;
   currentImage: string | null;
+}
+
+/** The event of an invoke that has not reached SD yet: an instance or a checkpoint is still starting. */
+export function startingEvent(): ProgressEvent {
+  return {
+    type: 'progress',
+    phase: 'starting',
+    progress: 0,
+    etaRelative: 0,
+    state: EMPTY_SD_STATE,
+    currentImage: null,
+  };
 }
 
 export interface ResultEvent {

@@ -2,9 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import FcSdk, * as $fc from '@alicloud/fc20230330';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
 import type { Config } from '../../config.js';
-import { type AgentEvent, decodeEvents, type InvokeRequest, type ProgressEvent } from '../../gpu-agent/protocol.js';
+import { type AgentEvent, decodeEvents, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
 import { errorMessage } from '../../http-util.js';
-import { EMPTY_SD_STATE } from '../../types.js';
 import { backoffMs, type RetryPolicy } from '../retry.js';
 import { describeFailure, FcError, withRetries } from './fc-retry.js';
 import { canonicalPath, signTriggerRequest, type TriggerCredentials } from './fc-signing.js';
@@ -87,15 +86,6 @@ const STARTING_EVERY_MS = 1000;
 const PAGE_SIZE = 100;
 /** Statuses of FC's gateway, before the function answered, that a new attempt may not meet. */
 const GATEWAY_RETRY_STATUSES = new Set([429, 502, 503, 504]);
-
-const startingEvent = (): ProgressEvent => ({
-  type: 'progress',
-  phase: 'starting',
-  progress: 0,
-  etaRelative: 0,
-  state: EMPTY_SD_STATE,
-  currentImage: null,
-});
 
 /** The SDK's models as plain JSON, so they compare field by field with what sdflow wants. */
 const plain = (value: unknown): Record<string, unknown> =>

@@ -3,11 +3,10 @@ import { hostname } from 'node:os';
 import { type Config, ConfigError } from '../../config.js';
 import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
 import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
-import type { AgentEvent, InvokeRequest, ProgressEvent } from '../../gpu-agent/protocol.js';
+import { type AgentEvent, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
 import { checkpointMatches, SdClient, SdHttpError } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
 import type { Logger } from '../../logging.js';
-import { EMPTY_SD_STATE } from '../../types.js';
 import type { MetaStore } from '../meta-store/port.js';
 import type { ObjectStore } from '../object-store/port.js';
 import { functionNameFor } from './naming.js';
@@ -43,15 +42,6 @@ export interface StaticPoolDeps {
   meta: () => MetaStore;
   logger: Logger;
 }
-
-const waitingEvent = (): ProgressEvent => ({
-  type: 'progress',
-  phase: 'starting',
-  progress: 0,
-  etaRelative: 0,
-  state: EMPTY_SD_STATE,
-  currentImage: null,
-});
 
 /** Events from a running invoke to the generator that yields them. */
 class EventChannel {
@@ -257,7 +247,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
         ]);
         clearTimeout(tick);
         if (lease || waitFailure !== undefined) break;
-        yield waitingEvent();
+        yield startingEvent();
       }
       if (signal.aborted) throw signal.reason;
       if (!lease) {

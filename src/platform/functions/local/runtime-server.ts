@@ -6,11 +6,10 @@ import {
   decodeEvents,
   encodeEvent,
   NDJSON_CONTENT_TYPE,
-  type ProgressEvent,
+  startingEvent,
 } from '../../../gpu-agent/protocol.js';
 import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
-import { EMPTY_SD_STATE } from '../../../types.js';
 import { isFunctionName } from '../naming.js';
 import { FunctionNotFoundError } from '../port.js';
 import { RUNTIME_ERROR_HEADER } from './client.js';
@@ -35,15 +34,6 @@ const functionBodySchema = z.object({
       keepAliveS: z.coerce.number().min(0).optional(),
     })
     .optional(),
-});
-
-const startingEvent = (): ProgressEvent => ({
-  type: 'progress',
-  phase: 'starting',
-  progress: 0,
-  etaRelative: 0,
-  state: EMPTY_SD_STATE,
-  currentImage: null,
 });
 
 class HttpError extends Error {
