@@ -51,9 +51,35 @@ export function stripTitleHash(name: string): string {
   return name.replace(/\s*\[[0-9a-fA-F]{8,64}\]$/, '');
 }
 
-/** The checkpoint a request names, if it is registered and servable. */
+const stem = (name: string) => name.replace(/\.[^.]+$/, '');
+
+/**
+ * Whether `ref` names the checkpoint the way A1111 lets a client name one: its name without the extension, its
+ * short hash (the first 10 hex of its sha256, which is the etag), its whole sha256, or either name followed by a
+ * ` [hash]` (a hash that no longer matches, after the weights changed, still names it).
+ */
+export function isCheckpointAlias(model: ModelRecord, ref: string): boolean {
+  const wanted = ref.trim();
+  const bare = stripTitleHash(wanted);
+  if (bare === model.name || bare === stem(model.name)) return true;
+  const hash = wanted.toLowerCase();
+  return model.etag.length === 64 && /^[0-9a-f]{10}$|^[0-9a-f]{64}$/.test(hash) && model.etag.startsWith(hash);
+}
+
+/** A registered checkpoint by one of A1111's aliases; a loaded one first where two share an alias. */
+async function findCheckpointByAlias(meta: MetaStore, ref: string): Promise<ModelRecord | undefined> {
+  const matches = (await meta.listModels({ type: 'stableDiffusion' })).filter(
+    (m) => m.status !== 'deleted' && isCheckpointAlias(m, ref),
+  );
+  return matches.find((m) => m.status === 'loaded') ?? matches[0];
+}
+
+/** The checkpoint a request names (by name, A1111 title or alias), if it is registered and servable. */
 export async function resolveCheckpoint(meta: MetaStore, requested: string, field: string): Promise<ModelRecord> {
-  const model = (await meta.getModel(requested)) ?? (await meta.getModel(stripTitleHash(requested)));
+  const model =
+    (await meta.getModel(requested)) ??
+    (await meta.getModel(stripTitleHash(requested))) ??
+    (await findCheckpointByAlias(meta, requested));
   if (model?.type !== 'stableDiffusion' || model.status === 'deleted') {
     throw notFound(`${field}: unknown checkpoint ${requested}`);
   }

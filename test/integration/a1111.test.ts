@@ -63,6 +63,22 @@ describe('A1111 drop-in', () => {
     expect(JSON.parse(plain.json.info).sd_model_name).toBe(DEMO_MODEL.replace(/\.safetensors$/, ''));
   });
 
+  it("takes A1111's other checkpoint aliases: the name without extension, with [hash], the short hash", async () => {
+    const shortHash = /\[([0-9a-f]{10})\]$/.exec(title2)![1]!;
+    const bare = DEMO_MODEL_2.replace(/\.safetensors$/, '');
+    for (const alias of [bare, `${bare} [${shortHash}]`, shortHash]) {
+      const r = await api('POST', '/sdapi/v1/txt2img', {
+        prompt: 'x',
+        steps: 1,
+        width: 64,
+        height: 64,
+        override_settings: { sd_model_checkpoint: alias },
+      });
+      expect(r.status, `${alias}: ${JSON.stringify(r.json).slice(0, 200)}`).toBe(200);
+      expect(JSON.parse(r.json.info).sd_model_name, alias).toBe(bare);
+    }
+  });
+
   it('img2img and extra-single-image answer in A1111 shapes', async () => {
     const init = (
       await sharp({ create: { width: 96, height: 64, channels: 3, background: '#884422' } })

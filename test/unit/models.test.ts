@@ -11,6 +11,7 @@ import {
 import { describeZodError } from '../../src/api/errors.js';
 import { findLora, loraNames } from '../../src/api/lora-refs.js';
 import { registerModelBody, registerModelForm, updateModelBody } from '../../src/api/model-schemas.js';
+import { isCheckpointAlias } from '../../src/api/tasks.js';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
 import type { ModelRecord } from '../../src/platform/meta-store/port.js';
 import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
@@ -113,6 +114,51 @@ describe('model request schemas', () => {
     }
     expect(refusal(updateModelBody, { ossPath: '../x' })).toMatch(/^ossPath: object key must not contain '\.\.'/);
     expect(refusal(registerModelBody, [1])).toBe('body: must be a JSON object');
+  });
+});
+
+describe("A1111's checkpoint aliases", () => {
+  const sha = 'e815473ce9250fb2a1b1e5d7b4c0d2c6f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1';
+  const model: ModelRecord = {
+    type: 'stableDiffusion',
+    name: 'dream-v1.safetensors',
+    ossPath: 'models/stableDiffusion/dream-v1.safetensors',
+    etag: sha,
+    status: 'loaded',
+    registeredTime: '2024-01-01T00:00:00.000Z',
+    lastModificationTime: '2024-01-01T00:00:00.000Z',
+  };
+
+  it('name a checkpoint by file name, name without extension, short hash, sha256, or a name with [hash]', () => {
+    for (const ref of [
+      'dream-v1.safetensors',
+      'dream-v1',
+      'e815473ce9',
+      'E815473CE9',
+      sha,
+      'dream-v1.safetensors [e815473ce9]',
+      'dream-v1 [e815473ce9]',
+      'dream-v1.safetensors [0123456789]',
+      ' dream-v1 ',
+    ]) {
+      expect(isCheckpointAlias(model, ref), ref).toBe(true);
+    }
+  });
+
+  it('do not match another name, a partial name, or a hash of another length', () => {
+    for (const ref of [
+      'dream',
+      'dream-v1.ckpt',
+      'dream-v2',
+      'e815473c',
+      'e815473ce92',
+      'zz15473ce9',
+      '',
+      '[e815473ce9]',
+    ]) {
+      expect(isCheckpointAlias(model, ref), ref).toBe(false);
+    }
+    expect(isCheckpointAlias({ ...model, etag: '' }, 'e815473ce9')).toBe(false);
   });
 });
 
