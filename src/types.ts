@@ -9,6 +9,7 @@ export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cance
 export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';
 
 export const FINAL_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
+export const TASK_STATUSES: readonly TaskStatus[] = ['waiting', 'running', ...FINAL_STATUSES];
 export const isFinal = (s: TaskStatus): s is FinalStatus => FINAL_STATUSES.includes(s);
 
 /** Where a running task is; `phase` refines `running`. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
 import { functionAndOptionPaths } from './openapi-functions.js';
+import { taskListQuery } from './routes/tasks.js';
 import type { GenerationSchemas } from './schemas.js';
 
 // GET /openapi.json, generated from the same zod schemas the API validates with, so the spec cannot drift.
@@ -70,6 +71,16 @@ const registrationAnswers = {
   '500': { description: 'with wait: the registration failed for another reason, given in the message' },
 };
 
+/** A query object's fields as OpenAPI query parameters. */
+function queryParams(schema: z.ZodObject) {
+  const json = toSchema(schema) as { properties?: Record<string, object> };
+  return Object.entries(json.properties ?? {}).map(([name, fieldSchema]) => ({
+    name,
+    in: 'query',
+    schema: fieldSchema,
+  }));
+}
+
 const taskIdParam = [{ name: 'taskId', in: 'path', required: true, schema: { type: 'string' } }];
 
 export function openApiDocument(schemas: GenerationSchemas) {
@@ -85,6 +96,17 @@ export function openApiDocument(schemas: GenerationSchemas) {
       '/txt2img': submit('Generate images from a prompt', schemas.txt2img),
       '/img2img': submit('Generate images from images', schemas.img2img),
       '/extra_images': submit('Upscale one image', schemas.extraImages),
+      '/tasks': {
+        get: {
+          summary: "Your tasks, newest first, a page at a time (an admin's: every user's, or one user's)",
+          parameters: queryParams(taskListQuery),
+          responses: {
+            '200': { description: '{tasks:[…], cursor?}: pass cursor back for the next page' },
+            '400': { description: 'malformed query field or cursor; the message names it' },
+            '403': { description: "user: another user's tasks need an admin key" },
+          },
+        },
+      },
       '/tasks/{taskId}/result': {
         get: {
           summary: 'A task and its signed image URLs',
@@ -106,6 +128,18 @@ export function openApiDocument(schemas: GenerationSchemas) {
           responses: {
             '200': { description: 'cancelled or being cancelled' },
             '409': { description: 'the task is already final' },
+          },
+        },
+      },
+      '/tasks/{taskId}/retry': {
+        post: {
+          summary:
+            "Run a failed or cancelled task again as a new task (retryOf names the original), with the original's params",
+          parameters: [...taskIdParam, ...headers.filter((h) => h.name !== 'version')],
+          responses: {
+            ...answers,
+            '404': { description: 'unknown task, or its checkpoint is gone' },
+            '409': { description: 'the task is not failed or cancelled, or the new taskId exists' },
           },
         },
       },

@@ -153,7 +153,10 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
 
   const params: SdParams = { ...s.body };
   for (const f of PLATFORM_FIELDS) delete params[f];
-  if (TAKES_OPTIONS.includes(s.kind)) {
+  if (s.retryOf) {
+    // A retry's params already hold the options applied to the original, so it renders with the same settings.
+    if (s.body[OPTIONS_VERSION_FIELD] !== undefined) params[OPTIONS_VERSION_FIELD] = s.body[OPTIONS_VERSION_FIELD];
+  } else if (TAKES_OPTIONS.includes(s.kind)) {
     const options = await userOverrides(deps.meta, s.principal.user, s.optionsVersion);
     if (options) {
       // The request's own override_settings win over the stored options.
@@ -210,6 +213,33 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
   return task;
 }
 
+/**
+ * A new task with a failed or cancelled task's request: the same owner, kind, checkpoint, inputs and applied options,
+ * with `retryOf` naming the original. An admin retrying a user's task submits it as that user, so the images go under
+ * the user's keys and count against the user's limits.
+ */
+export async function retryTask(
+  deps: TaskDeps,
+  original: TaskRecord,
+  caller: Principal,
+  ids: { taskId?: string; idempotencyKey?: string },
+): Promise<TaskRecord> {
+  if (original.status !== 'failed' && original.status !== 'cancelled') {
+    throw conflict(`task ${original.taskId} is ${original.status}: only a failed or cancelled task can be retried`, {
+      taskId: original.taskId,
+      status: original.status,
+    });
+  }
+  const owner: Principal = caller.user === original.user ? caller : { user: original.user, role: 'user' };
+  return submitTask(deps, {
+    kind: original.kind,
+    principal: owner,
+    body: { ...original.params, stable_diffusion_model: original.model },
+    retryOf: original.taskId,
+    ...ids,
+  });
+}
+
 /** A task the caller may see; another user's task is reported as missing, never as forbidden. */
 export async function taskFor(deps: TaskDeps, taskId: string, principal: Principal): Promise<TaskRecord> {
   const task = await deps.meta.getTask(taskId);
@@ -248,6 +278,24 @@ export async function resultView(deps: TaskDeps, task: TaskRecord) {
     ossUrl: await Promise.all(task.images.map((key) => deps.store.signedUrl(key, ttl))),
     info: task.info ?? null,
     parameters: task.parameters ?? null,
+    ...(task.message ? { message: task.message } : {}),
+    ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+  };
+}
+
+/** A task as GET /tasks lists it: what it is and where it stands, without its params or signed links. */
+export function taskSummary(task: TaskRecord) {
+  return {
+    taskId: task.taskId,
+    user: task.user,
+    kind: task.kind,
+    model: task.model,
+    status: task.status,
+    images: task.images,
+    createdAt: task.createdAt,
+    updatedAt: task.updatedAt,
+    ...(task.startedAt ? { startedAt: task.startedAt } : {}),
+    ...(task.finishedAt ? { finishedAt: task.finishedAt } : {}),
     ...(task.message ? { message: task.message } : {}),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
   };

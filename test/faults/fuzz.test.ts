@@ -75,8 +75,11 @@ const path = fc.oneof(
     '/sdapi/v1/sd-models',
     '/sdapi/v1/options',
     '/controlnet/model_list',
+    '/tasks',
   ),
-  taskId.chain((id) => fc.constantFrom(`/tasks/${id}/result`, `/tasks/${id}/progress`, `/tasks/${id}/cancellation`)),
+  taskId.chain((id) =>
+    fc.constantFrom(`/tasks/${id}/result`, `/tasks/${id}/progress`, `/tasks/${id}/cancellation`, `/tasks/${id}/retry`),
+  ),
   segment.map((s) => `/models/${s}`),
   fc.array(segment, { minLength: 1, maxLength: 4 }).map((parts) => `/files/${parts.join('/')}`),
   fc.array(segment, { minLength: 1, maxLength: 4 }).map((parts) => `/sdapi/v1/${parts.join('/')}`),
@@ -84,12 +87,29 @@ const path = fc.oneof(
 );
 const query = fc.oneof(
   fc.constant(''),
-  fc.dictionary(fc.constantFrom('type', 'status', 'expires', 'signature', 'model', 'wait', 'x'), segment).map(
-    (q) =>
-      `?${Object.entries(q)
-        .map(([k, v]) => `${k}=${v}`)
-        .join('&')}`,
-  ),
+  fc
+    .dictionary(
+      fc.constantFrom(
+        'type',
+        'status',
+        'expires',
+        'signature',
+        'model',
+        'wait',
+        'x',
+        'limit',
+        'cursor',
+        'user',
+        'createdBefore',
+      ),
+      segment,
+    )
+    .map(
+      (q) =>
+        `?${Object.entries(q)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('&')}`,
+    ),
 );
 
 /** Values of every kind, including the awkward ones: huge, negative, fractional, NaN-like strings, deep nesting. */

@@ -262,6 +262,30 @@ describe('tasks commands', () => {
     expect((await json(['tasks', 'result', taskId])).status).toBe('cancelled');
   });
 
+  it('tasks retry runs a cancelled task again and saves its images; tasks list shows both, newest first', async () => {
+    // Long enough (about 6 s at 256×256) to be cancelled before it ends; its retry then runs it all.
+    const sized = ['--model', DEMO_MODEL, '--steps', '400', '--width', '256', '--height', '256'];
+    const id = (await ok(['txt2img', 'again', ...sized, '--async'])).trim();
+    expect(await ok(['tasks', 'cancel', id])).toMatch(/^status\s+cancelled$/m);
+    const out = dir('retry');
+    const r = await sdflow(['tasks', 'retry', id, '--task-id', 'cli-retry-1', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^taskId\s+cli-retry-1$/m);
+    expect(await json(['tasks', 'result', 'cli-retry-1'])).toMatchObject({ status: 'succeeded', retryOf: id });
+    expect(readdirSync(out)).toEqual(['cli-retry-1_1.png']);
+
+    const listed = await json(['tasks', 'list', '--limit', '2']);
+    expect(listed.tasks.map((t: { taskId: string }) => t.taskId)).toEqual(['cli-retry-1', id]);
+    expect(listed.cursor).toBeTruthy();
+    const table = await ok(['tasks', 'list', '--status', 'cancelled']);
+    expect(table).toMatch(/^TASK\s+STATUS\s+KIND\s+MODEL\s+USER\s+CREATED\s+MESSAGE$/m);
+    expect(table).toMatch(new RegExp(`^${id}\\s+cancelled\\s+txt2img`, 'm'));
+    expect(table).not.toMatch(/cli-retry-1/);
+    const twice = await sdflow(['tasks', 'retry', 'cli-retry-1']);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(/only a failed or cancelled task can be retried.*HTTP 409/);
+  });
+
   it('an unknown task exits 1 with the API message', async () => {
     const r = await sdflow(['tasks', 'result', 'never-submitted-42']);
     expect(r.code).toBe(1);

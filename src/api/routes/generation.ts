@@ -50,6 +50,22 @@ export async function syncAnswer(deps: TaskDeps, task: TaskRecord): Promise<{ st
   }
 }
 
+/** Answers an accepted task: at once with `Request-Type: async`, else once it is final or the sync cap passes. */
+export async function answerSubmission(ctx: Context, deps: TaskDeps, task: TaskRecord): Promise<void> {
+  ctx.set('taskId', task.taskId);
+  if (isAsync(ctx)) {
+    ctx.body = { status: task.status, taskId: task.taskId };
+    return;
+  }
+  // A client that goes away stops the wait, never the task.
+  const gone = new AbortController();
+  ctx.req.once('close', () => gone.abort());
+  const done = await waitForTask(deps, task.taskId, deps.config.api.syncTimeoutS * 1000, gone.signal);
+  const answer = await syncAnswer(deps, done);
+  ctx.status = answer.status;
+  ctx.body = answer.body;
+}
+
 export function generationRoutes(router: Router, deps: TaskDeps, schemas: GenerationSchemas) {
   const submit = (kind: TaskKind, schema: z.ZodType<SdParams>) => async (ctx: Context) => {
     const body = schema.parse(ctx.request.body ?? {});
@@ -61,18 +77,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
       idempotencyKey: idempotencyKey(ctx),
       optionsVersion: optionsVersionHeader(ctx),
     });
-    ctx.set('taskId', task.taskId);
-    if (isAsync(ctx)) {
-      ctx.body = { status: task.status, taskId: task.taskId };
-      return;
-    }
-    // A client that goes away stops the wait, never the task.
-    const gone = new AbortController();
-    ctx.req.once('close', () => gone.abort());
-    const done = await waitForTask(deps, task.taskId, deps.config.api.syncTimeoutS * 1000, gone.signal);
-    const answer = await syncAnswer(deps, done);
-    ctx.status = answer.status;
-    ctx.body = answer.body;
+    await answerSubmission(ctx, deps, task);
   };
 
   router.post('/txt2img', submit('txt2img', schemas.txt2img));

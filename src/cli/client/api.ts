@@ -63,6 +63,35 @@ export interface TaskResult {
   retryOf?: string;
 }
 
+/** One task as GET /tasks lists it. */
+export interface TaskSummary {
+  taskId: string;
+  user: string;
+  kind: string;
+  model: string;
+  status: TaskStatus;
+  images: string[];
+  createdAt: string;
+  updatedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  message?: string;
+  retryOf?: string;
+}
+
+export interface TaskPage {
+  tasks: TaskSummary[];
+  /** Present when there may be more: pass it back for the next page. */
+  cursor?: string;
+}
+
+export interface TaskFilter {
+  status?: string;
+  user?: string;
+  limit?: number;
+  cursor?: string;
+}
+
 export interface ProgressAnswer extends TaskProgress {
   queuePosition?: number;
 }
@@ -178,6 +207,21 @@ export class SdflowClient {
       headers,
       timeoutMs: options.async ? DEFAULT_TIMEOUT_MS : null,
     });
+  }
+
+  /** A new task with a failed or cancelled task's request (`POST /tasks/{id}/retry`), answered at once. */
+  async retry(taskId: string, options: { taskId?: string } = {}): Promise<SubmitAnswer & { retryOf: string }> {
+    const headers: Record<string, string> = { 'Request-Type': 'async' };
+    if (options.taskId) headers.taskId = options.taskId;
+    const path = `/tasks/${encodeURIComponent(taskId)}/retry`;
+    return (await this.call<SubmitAnswer & { retryOf: string }>('POST', path, { headers })).body;
+  }
+
+  async tasks(filter: TaskFilter = {}): Promise<TaskPage> {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(filter)) if (value !== undefined) query.set(name, String(value));
+    const qs = query.size > 0 ? `?${query}` : '';
+    return (await this.call<TaskPage>('GET', `/tasks${qs}`)).body;
   }
 
   async result(taskId: string): Promise<TaskResult> {

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { ExtraImagesRequest, Img2ImgRequest, Txt2ImgRequest } from '../../api/schemas.js';
-import { CliError, type GenerationBody, type GenerationKind } from './api.js';
+import { CliError, type GenerationBody, type GenerationKind, type SdflowClient, type SubmitAnswer } from './api.js';
 import { followTask } from './follow.js';
 import {
   action,
@@ -116,10 +116,16 @@ async function imageInput(value: string, option: string): Promise<string> {
   return value;
 }
 
-async function runTask(kind: GenerationKind, body: GenerationBody, o: TaskOptions): Promise<number> {
-  const client = clientFor(o);
-  const started = performance.now();
-  const { body: submitted } = await client.submit(kind, body, { async: true, taskId: o.taskId });
+/**
+ * After an async submit: prints the new taskId (`--async`), or follows the task with a progress bar (the first
+ * Ctrl-C cancels it) and reports its outcome, downloading the images into `out`.
+ */
+export async function printOrFollow(
+  client: SdflowClient,
+  submitted: SubmitAnswer,
+  o: GlobalOptions & { async?: boolean; out?: string },
+  started: number,
+): Promise<number> {
   if (o.async) {
     if (o.json) printJson(submitted);
     else printLines(submitted.taskId);
@@ -129,12 +135,15 @@ async function runTask(kind: GenerationKind, body: GenerationBody, o: TaskOption
     json: o.json === true,
     interruptCancels: true,
   });
-  await reportResult(client, result, {
-    json: o.json,
-    out: o.download ? o.out : undefined,
-    elapsedMs: performance.now() - started,
-  });
+  await reportResult(client, result, { json: o.json, out: o.out, elapsedMs: performance.now() - started });
   return exitCodeFor(result, interrupted);
+}
+
+async function runTask(kind: GenerationKind, body: GenerationBody, o: TaskOptions): Promise<number> {
+  const client = clientFor(o);
+  const started = performance.now();
+  const { body: submitted } = await client.submit(kind, body, { async: true, taskId: o.taskId });
+  return printOrFollow(client, submitted, { ...o, out: o.download ? o.out : undefined }, started);
 }
 
 export function registerGenerationCommands(program: Command): void {
