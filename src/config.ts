@@ -279,6 +279,7 @@ const envSchema = z.object({
   SDFLOW_DEMO_MODELS: bool(true),
   SDFLOW_DEFAULT_MODEL: optionalString,
   SDFLOW_MAX_MODEL_UPLOAD_MB: num(20480, 0.001),
+  SDFLOW_REGISTRATION_SETTLE_WAIT_S: num(15, 0),
 
   SDFLOW_MAX_WIDTH: int(2048, 8),
   SDFLOW_MAX_HEIGHT: int(2048, 8),
@@ -510,6 +511,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       demo: e.SDFLOW_DEMO_MODELS,
       defaultModel: e.SDFLOW_DEFAULT_MODEL,
       maxUploadBytes: Math.floor(e.SDFLOW_MAX_MODEL_UPLOAD_MB * 1024 * 1024),
+      registrationSettleWaitS: e.SDFLOW_REGISTRATION_SETTLE_WAIT_S,
     },
     limits: {
       maxWidth: e.SDFLOW_MAX_WIDTH,
@@ -681,6 +683,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
   SDFLOW_DEMO_MODELS: '`sdflow dev` registers the two simulator demo checkpoints.',
   SDFLOW_DEFAULT_MODEL: 'Checkpoint of requests that name none (A1111 drop-in and passthrough routes).',
   SDFLOW_MAX_MODEL_UPLOAD_MB: 'Largest model upload (413 past it).',
+  SDFLOW_REGISTRATION_SETTLE_WAIT_S:
+    "An update of a model whose row has settled waits this long for the earlier registration's workflow to close (409 after).",
   SDFLOW_MAX_WIDTH: 'Largest width of a request.',
   SDFLOW_MAX_HEIGHT: 'Largest height of a request.',
   SDFLOW_MAX_STEPS: 'Most sampling steps of a request.',

@@ -108,6 +108,13 @@ interface RegistrationPlan {
   previousKey?: string;
 }
 
+/** Waits up to `timeoutMs` for a workflow to close, however it ends. */
+async function workflowClosed(deps: ModelDeps, workflowId: string, timeoutMs: number): Promise<void> {
+  await deps.temporal.connection
+    .withAbortSignal(AbortSignal.timeout(timeoutMs), () => deps.temporal.workflow.getHandle(workflowId).result())
+    .catch(() => undefined);
+}
+
 async function startRegistration(
   deps: ModelDeps,
   model: ModelRecord,
@@ -124,8 +131,8 @@ async function startRegistration(
     ...(plan.previousKey ? { previousKey: plan.previousKey } : {}),
     warmTimeoutS: config.runtime.instanceStartTimeoutS + config.runtime.instanceQueueTimeoutS,
   };
-  try {
-    await deps.temporal.workflow.start<typeof modelRegistrationWorkflow>('modelRegistrationWorkflow', {
+  const start = () =>
+    deps.temporal.workflow.start<typeof modelRegistrationWorkflow>('modelRegistrationWorkflow', {
       workflowId,
       taskQueue: config.temporal.taskQueue,
       args: [input],
@@ -139,6 +146,16 @@ async function startRegistration(
       ],
       memo: { type: model.type, source: plan.source },
     });
+  try {
+    try {
+      await start();
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      // The claim saw the earlier registration's row settled, so its workflow is only finishing its last steps
+      // (the old file's removal, its final status): a client that just saw `loaded` may update at once.
+      await workflowClosed(deps, workflowId, config.models.registrationSettleWaitS * 1000);
+      await start();
+    }
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       throw conflict(`an earlier registration of ${model.name} is still winding down; try again shortly`, {

@@ -254,6 +254,8 @@ describe('cancellation', () => {
       width: 64,
       height: 64,
     });
+    // The queue is FIFO by arrival at the semaphore, not by submit: let the first join before the second is sent.
+    expect(await waitForQueuePosition(queued)).toBe(1);
     const behind = await submitAsync({
       stable_diffusion_model: DEMO_MODEL,
       prompt: 'behind',
@@ -262,8 +264,8 @@ describe('cancellation', () => {
       height: 64,
     });
     // Both wait for the one slot, in the order they came; the position shows once each has joined the queue.
-    expect(await waitForQueuePosition(queued)).toBe(1);
     expect(await waitForQueuePosition(behind)).toBe(2);
+    expect(await waitForQueuePosition(queued)).toBe(1);
     const c = await api('POST', `/tasks/${queued}/cancellation`);
     expect(c.status).toBe(200);
     expect((await waitForFinal(stack.url, queued, 15_000)).status).toBe('cancelled');

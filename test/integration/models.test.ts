@@ -11,6 +11,7 @@ import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';
 import type { ObjectStore } from '../../src/platform/object-store/port.js';
+import { registrationWorkflowId } from '../../src/temporal.js';
 import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // Model management end to end on the real stack (issue 3): registration as a workflow (uploads and object keys),
@@ -102,7 +103,11 @@ async function expectNothingLeft(type: string, name: string) {
 
 beforeAll(async () => {
   stack = await startStack({
-    env: { SDFLOW_MAX_MODEL_UPLOAD_MB: String(UPLOAD_LIMIT_MB), SDFLOW_MODEL_BUSY_RETRY_S: '0.5' },
+    env: {
+      SDFLOW_MAX_MODEL_UPLOAD_MB: String(UPLOAD_LIMIT_MB),
+      SDFLOW_MODEL_BUSY_RETRY_S: '0.5',
+      SDFLOW_REGISTRATION_SETTLE_WAIT_S: '3',
+    },
   });
   const config = loadConfig({ ...process.env, ...stack.env });
   runtimeUrl = config.runtime.url;
@@ -336,6 +341,49 @@ describe('a registration in progress', () => {
       .catch(() => undefined);
     expect((await api('GET', `/models/${name}`)).status).toBe(404);
     expect((await meta.getModel(name))?.status).toBe('deleted');
+  });
+});
+
+describe('an earlier registration winding down', () => {
+  // The row says loaded while the earlier registration's workflow has not closed yet (its last steps). A stand-in
+  // for it: a workflow of that id on a task queue no worker polls, so it stays open until the test ends it.
+  const name = 'winding.safetensors';
+  const lingering = async () => {
+    const workflowId = registrationWorkflowId(stack.env.SDFLOW_DEPLOYMENT ?? 'default', name);
+    return temporal.workflow.start('modelRegistrationWorkflow', {
+      workflowId,
+      taskQueue: 'sdflow-nobody-polls-this',
+      args: [],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+  };
+
+  it('an update waits for it to close, then registers', async () => {
+    expect((await upload('lora', name, safetensors(), '?wait=true')).status).toBe(200);
+    const earlier = await lingering();
+    setTimeout(() => void earlier.terminate('done winding down'), 1000);
+    const started = Date.now();
+    const updated = await form('PUT', `/models/${name}?wait=true`, [['file', safetensors(2048), 'v2.safetensors']]);
+    expect(updated.status, JSON.stringify(updated.json)).toBe(200);
+    expect(updated.json.status).toBe('loaded');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it('past SDFLOW_REGISTRATION_SETTLE_WAIT_S the update answers 409; once it closed, an update loads', async () => {
+    const earlier = await lingering();
+    try {
+      const updated = await form('PUT', `/models/${name}`, [['file', safetensors(4096), 'v3.safetensors']]);
+      expect(updated.status, JSON.stringify(updated.json)).toBe(409);
+      expect(updated.json.message).toMatch(/still winding down/);
+      // The upload already replaced the file, so the model says it is not servable as it stands, and why.
+      expect(await meta.getModel(name)).toMatchObject({ status: 'failed', message: expect.stringMatching(/winding/) });
+    } finally {
+      await earlier.terminate('test over');
+    }
+    const v4 = safetensors(4096);
+    const again = await form('PUT', `/models/${name}?wait=true`, [['file', v4, 'v4.safetensors']]);
+    expect(again.status, JSON.stringify(again.json)).toBe(200);
+    expect(again.json).toMatchObject({ status: 'loaded', etag: sha256(v4) });
   });
 });
 
