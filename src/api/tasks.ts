@@ -12,7 +12,7 @@ import type { Principal } from './auth.js';
 import { claimCheckImages } from './claim-check.js';
 import { conflict, HttpError, notFound } from './errors.js';
 import { enforceQueueLimit } from './limits.js';
-import { assertLorasUsable } from './lora-refs.js';
+import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
@@ -166,6 +166,15 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
   }
   if (typeof s.body.sd_vae === 'string') {
     params.override_settings = { ...(params.override_settings as object | undefined), sd_vae: s.body.sd_vae };
+  }
+  // Checked after the options are merged: a VAE may come from the request or from the user's stored options.
+  const settings = params.override_settings as Record<string, unknown> | undefined;
+  if (settings?.sd_vae !== undefined) {
+    await assertVaeUsable(
+      deps.meta,
+      settings.sd_vae,
+      s.body.sd_vae !== undefined ? 'sd_vae' : 'override_settings.sd_vae',
+    );
   }
   // A passthrough body goes to SD as it is (extension routes take many shapes): only a large one is set aside.
   const checked =

@@ -305,6 +305,31 @@ describe('registering from an object key', () => {
     expect(readFileSync(modelFile('sdVae', 'soft.safetensors')).equals(second)).toBe(true);
     for (const id of await live()) expect(before).not.toContain(id);
   });
+
+  it('a request may name a registered VAE (with or without extension); an unknown one is a 404 naming it', async () => {
+    const body = { stable_diffusion_model: DEMO_MODEL, prompt: 'x', steps: 1, width: 64, height: 64 };
+    for (const vae of ['soft.safetensors', 'soft']) {
+      const r = await api('POST', '/txt2img', { ...body, sd_vae: vae });
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      const info = JSON.parse((await api('GET', `/tasks/${r.json.taskId}/result`)).json.info);
+      expect(info.infotexts[0], vae).toMatch(/VAE: soft/);
+    }
+    for (const vae of ['Automatic', 'None']) {
+      expect((await api('POST', '/txt2img', { ...body, override_settings: { sd_vae: vae } })).status, vae).toBe(200);
+    }
+    const tasksBefore = (await meta.listTasks({ limit: 1000 })).items.length;
+    const unknown = await api('POST', '/txt2img', { ...body, sd_vae: 'sotf' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.message).toBe('sd_vae: unknown VAE "sotf"');
+    const viaSettings = await api('POST', '/txt2img', { ...body, override_settings: { sd_vae: 'no-such.pt' } });
+    expect(viaSettings.status).toBe(404);
+    expect(viaSettings.json.message).toBe('override_settings.sd_vae: unknown VAE "no-such.pt"');
+    const notText = await api('POST', '/txt2img', { ...body, override_settings: { sd_vae: 7 } });
+    expect(notText.status).toBe(400);
+    expect(notText.json.message).toBe('override_settings.sd_vae: must be a string');
+    // Refused at submit: no task was created, so no GPU slot was taken.
+    expect((await meta.listTasks({ limit: 1000 })).items.length).toBe(tasksBefore);
+  });
 });
 
 describe('changing type', () => {

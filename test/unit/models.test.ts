@@ -9,7 +9,7 @@ import {
   safetensorsHeaderLength,
 } from '../../src/activities/models.js';
 import { describeZodError } from '../../src/api/errors.js';
-import { findLora, loraNames } from '../../src/api/lora-refs.js';
+import { findByName, loraNames } from '../../src/api/model-refs.js';
 import { registerModelBody, registerModelForm, updateModelBody } from '../../src/api/model-schemas.js';
 import { isCheckpointAlias } from '../../src/api/tasks.js';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
@@ -36,11 +36,11 @@ describe('LoRA references in prompts', () => {
   it('matches a registered LoRA by file name or by name without its extension', () => {
     const lora = (name: string) => ({ name, type: 'lora', status: 'loaded' }) as ModelRecord;
     const loras = [lora('detail.safetensors'), lora('style.v2.pt'), lora('plain')];
-    expect(findLora(loras, 'detail')?.name).toBe('detail.safetensors');
-    expect(findLora(loras, 'detail.safetensors')?.name).toBe('detail.safetensors');
-    expect(findLora(loras, 'style.v2')?.name).toBe('style.v2.pt');
-    expect(findLora(loras, 'plain')?.name).toBe('plain');
-    expect(findLora(loras, 'style')).toBeUndefined();
+    expect(findByName(loras, 'detail')?.name).toBe('detail.safetensors');
+    expect(findByName(loras, 'detail.safetensors')?.name).toBe('detail.safetensors');
+    expect(findByName(loras, 'style.v2')?.name).toBe('style.v2.pt');
+    expect(findByName(loras, 'plain')?.name).toBe('plain');
+    expect(findByName(loras, 'style')).toBeUndefined();
   });
 });
 
