@@ -20,11 +20,12 @@ export function loraNames(prompt: string): string[] {
   return [...names];
 }
 
-const stem = (name: string) => name.replace(/\.[^./]+$/, '');
+/** A model's name without its extension, as A1111 lists LoRAs and accepts checkpoints and VAEs. */
+export const modelStem = (name: string) => name.replace(/\.[^./]+$/, '');
 
 /** The registered model a name refers to: its file name, or that name without its extension. */
 export function findByName(models: readonly ModelRecord[], ref: string): ModelRecord | undefined {
-  return models.find((m) => m.name === ref) ?? models.find((m) => stem(m.name) === ref);
+  return models.find((m) => m.name === ref) ?? models.find((m) => modelStem(m.name) === ref);
 }
 
 /** A1111's `sd_vae` values that name no file: the checkpoint's own VAE, or none. */

@@ -12,7 +12,7 @@ import type { Principal } from './auth.js';
 import { claimCheckImages } from './claim-check.js';
 import { conflict, HttpError, notFound } from './errors.js';
 import { enforceQueueLimit } from './limits.js';
-import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
+import { assertLorasUsable, assertVaeUsable, modelStem } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
@@ -51,8 +51,6 @@ export function stripTitleHash(name: string): string {
   return name.replace(/\s*\[[0-9a-fA-F]{8,64}\]$/, '');
 }
 
-const stem = (name: string) => name.replace(/\.[^.]+$/, '');
-
 /**
  * Whether `ref` names the checkpoint the way A1111 lets a client name one: its name without the extension, its
  * short hash (the first 10 hex of its sha256, which is the etag), its whole sha256, or either name followed by a
@@ -61,7 +59,7 @@ const stem = (name: string) => name.replace(/\.[^.]+$/, '');
 export function isCheckpointAlias(model: ModelRecord, ref: string): boolean {
   const wanted = ref.trim();
   const bare = stripTitleHash(wanted);
-  if (bare === model.name || bare === stem(model.name)) return true;
+  if (bare === model.name || bare === modelStem(model.name)) return true;
   const hash = wanted.toLowerCase();
   return model.etag.length === 64 && /^[0-9a-f]{10}$|^[0-9a-f]{64}$/.test(hash) && model.etag.startsWith(hash);
 }
@@ -129,6 +127,14 @@ async function userOverrides(meta: MetaStore, user: string, version?: number) {
   return { version: options.version, settings };
 }
 
+/** Where a task's VAE setting came from, for the message that refuses it. */
+function vaeField(body: SdParams, params: SdParams): string {
+  if (body.sd_vae !== undefined) return 'sd_vae';
+  const requested = body.override_settings as Record<string, unknown> | undefined;
+  if (requested?.sd_vae !== undefined) return 'override_settings.sd_vae';
+  return `override_settings.sd_vae (from your options, version ${params[OPTIONS_VERSION_FIELD]})`;
+}
+
 /** Validated body in, accepted task out: options, claim check, conditional insert, workflow start. */
 export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRecord> {
   const requested = s.body.stable_diffusion_model;
@@ -168,14 +174,8 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
     params.override_settings = { ...(params.override_settings as object | undefined), sd_vae: s.body.sd_vae };
   }
   // Checked after the options are merged: a VAE may come from the request or from the user's stored options.
-  const settings = params.override_settings as Record<string, unknown> | undefined;
-  if (settings?.sd_vae !== undefined) {
-    await assertVaeUsable(
-      deps.meta,
-      settings.sd_vae,
-      s.body.sd_vae !== undefined ? 'sd_vae' : 'override_settings.sd_vae',
-    );
-  }
+  const vae = (params.override_settings as Record<string, unknown> | undefined)?.sd_vae;
+  if (vae !== undefined) await assertVaeUsable(deps.meta, vae, vaeField(s.body, params));
   // A passthrough body goes to SD as it is (extension routes take many shapes): only a large one is set aside.
   const checked =
     s.kind === 'passthrough'

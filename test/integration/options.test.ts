@@ -137,6 +137,25 @@ describe('per-user options', () => {
     expect((await api('GET', '/options/0')).status).toBe(400);
   });
 
+  it('a VAE in the options must be registered: the refusal says it came from the options', async () => {
+    const stored = await api('POST', '/options', { data: { sd_vae: 'gone-vae.safetensors' } });
+    const r = await api('POST', '/txt2img', { stable_diffusion_model: DEMO_MODEL, prompt: 'x', steps: 1 });
+    expect(r.status).toBe(404);
+    expect(r.json.message).toBe(
+      `override_settings.sd_vae (from your options, version ${stored.json.version}): unknown VAE "gone-vae.safetensors"`,
+    );
+    // The request's own setting wins, and is the one checked.
+    const own = await api('POST', '/txt2img', {
+      stable_diffusion_model: DEMO_MODEL,
+      prompt: 'x',
+      steps: 1,
+      width: 64,
+      height: 64,
+      override_settings: { sd_vae: 'Automatic' },
+    });
+    expect(own.status, JSON.stringify(own.json)).toBe(200);
+  });
+
   it('sdflow options set | get', async () => {
     const set = await sdflow([
       'options',
