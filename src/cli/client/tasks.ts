@@ -51,7 +51,15 @@ export function registerTaskCommands(program: Command): Command {
               ]),
             ),
           );
-          if (page.cursor) printLines(`more: sdflow tasks list --cursor ${page.cursor}`);
+          if (page.cursor) {
+            // The next page keeps this one's filters.
+            const filters = [
+              o.status ? ` --status ${o.status}` : '',
+              o.user ? ` --user ${o.user}` : '',
+              o.limit ? ` --limit ${o.limit}` : '',
+            ].join('');
+            printLines(`more: sdflow tasks list${filters} --cursor ${page.cursor}`);
+          }
         }
         return 0;
       }),
