@@ -194,6 +194,7 @@ const envSchema = z.object({
   SDFLOW_INTERRUPT_POLL_MS: int(1000, 50),
   SDFLOW_PREVIEW_INTERVAL_MS: int(2000, 0),
   SD_MODEL: optionalString,
+  SDFLOW_SD_OPTIONS: jsonSetting(z.record(z.string(), z.unknown())),
 
   SDFLOW_SIM_PORT: int(7860, 0),
   SDFLOW_SIM_STEP_MS: num(65, 0),
@@ -435,6 +436,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       interruptPollMs: e.SDFLOW_INTERRUPT_POLL_MS,
       previewIntervalMs: e.SDFLOW_PREVIEW_INTERVAL_MS,
       model: e.SD_MODEL,
+      /** The function's WebUI settings (POST /functions/{name}/options), applied before the instance serves. */
+      sdOptions: e.SDFLOW_SD_OPTIONS,
     },
     sim: {
       port: e.SDFLOW_SIM_PORT,
@@ -616,6 +619,8 @@ const settingMeanings: Partial<Record<SettingName, string>> = {
     "How often a running job's live preview is read from SD and stored for progress readers (0: no previews).",
   SDFLOW_INTERRUPT_POLL_MS: 'How often a running job checks for an A1111-style interrupt (POST /sdapi/v1/interrupt).',
   SD_MODEL: "The agent's pinned checkpoint. The local runtime and FC set it.",
+  SDFLOW_SD_OPTIONS:
+    "The function's WebUI settings as a JSON object, applied to SD before the instance serves. The local runtime and FC set it from POST /functions/{name}/options.",
   SDFLOW_SIM_PORT: 'Default port of `sdflow sim`.',
   SDFLOW_SIM_STEP_MS: 'Simulator: time per sampling step at 512x512, scaled by pixels.',
   SDFLOW_SIM_LOAD_MS: 'Simulator: time to load a checkpoint other than the loaded one.',

@@ -36,9 +36,11 @@ export function normalizedPath(path: string): string {
 
 const INSTANCE_CHANGING = /^\/sdapi\/v1\/(reload-checkpoint|unload-checkpoint|server-[^/]+|refresh-[^/]+)$/;
 
-/** Routes that change an instance (settings, loaded checkpoint, the server itself, its lists): admin only. */
-export function changesInstance(method: string, normalized: string): boolean {
-  if (normalized === '/sdapi/v1/options') return method !== 'GET' && method !== 'HEAD';
+/**
+ * Routes that change an instance (its loaded checkpoint, the server itself, its lists): admin only. Settings are the
+ * caller's own (`/sdapi/v1/options`) or a function's (`/functions/{name}/options`), never one instance's.
+ */
+export function changesInstance(normalized: string): boolean {
   return INSTANCE_CHANGING.test(normalized);
 }
 

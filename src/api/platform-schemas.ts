@@ -12,6 +12,7 @@ export const RESERVED_ENV = [
   'SDFLOW_AGENT_PORT',
   'SDFLOW_DATA_DIR',
   'SDFLOW_SD_EXTRA_ARGS',
+  'SDFLOW_SD_OPTIONS',
 ] as const;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_NAMES = 1000;
@@ -105,14 +106,28 @@ export const deleteFunctionsBody = z.strictObject(
 
 export const MAX_OPTIONS_BYTES = 64 * 1024;
 
-/** `POST /options`: the caller's WebUI settings, applied to their requests as override_settings. */
-export const optionsBody = z.object({
-  data: z
-    .record(z.string(), z.unknown(), {
-      error: 'must be an object of WebUI settings, e.g. {"CLIP_stop_at_last_layers": 2}',
-    })
-    .refine(
-      (data) => Buffer.byteLength(JSON.stringify(data)) <= MAX_OPTIONS_BYTES,
-      `must be at most ${MAX_OPTIONS_BYTES / 1024} KB of JSON`,
-    ),
+const webUiSettings = z
+  .record(z.string(), z.unknown(), {
+    error: 'must be an object of WebUI settings, e.g. {"CLIP_stop_at_last_layers": 2}',
+  })
+  .refine(
+    (data) => Buffer.byteLength(JSON.stringify(data)) <= MAX_OPTIONS_BYTES,
+    `must be at most ${MAX_OPTIONS_BYTES / 1024} KB of JSON`,
+  );
+
+/**
+ * `POST /functions/{name}/options`: WebUI settings for every instance of one function, as A1111's options body. A
+ * null puts a setting back to the WebUI's default. The checkpoint is the function's own and cannot be set here.
+ */
+export const functionOptionsBody = webUiSettings.superRefine((data, ctx) => {
+  if (data.sd_model_checkpoint !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sd_model_checkpoint'],
+      message: 'is the checkpoint the function is pinned to; it cannot be changed',
+    });
+  }
 });
+
+/** `POST /options`: the caller's WebUI settings, applied to their requests as override_settings. */
+export const optionsBody = z.object({ data: webUiSettings });

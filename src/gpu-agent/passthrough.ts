@@ -14,7 +14,7 @@ import {
 import { type AgentEvent, type InvokeRequest, type PassthroughParams, startingEvent } from './protocol.js';
 import { SdHttpError, sdErrorDetail } from './sd-client.js';
 
-// A `passthrough` invoke: one A1111 request the API accepted as a task (POST/PUT/DELETE/PATCH on an allowed prefix),
+// A `passthrough` invoke: one A1111 request the API accepted as a task (any method but a plain GET on an allowed prefix),
 // forwarded to SD. SD's 2xx and 4xx answers are the result, recorded as they are; a 5xx is a retryable failure.
 // Base64 images in a JSON answer go to the object store under the task's output keys, as the reference did.
 
@@ -28,7 +28,7 @@ export const MAX_PASSTHROUGH_INFO_BYTES = 512 * 1024;
 const passthroughRequestSchema = invokeRequestSchema.extend({
   kind: z.literal('passthrough'),
   params: z.looseObject({
-    method: z.enum(['POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be POST, PUT, PATCH or DELETE' }),
+    method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be GET, POST, PUT, PATCH or DELETE' }),
     path: z.string().regex(/^\/[^\s]*$/, 'must be an absolute path'),
     body: z.unknown().optional(),
     bodyKey: z.string().min(1).optional(),

@@ -60,6 +60,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
   const startTimeoutMs = config.agent.sdStartTimeoutS * 1000;
 
   const mutex = new Mutex();
+  const instanceSettings = config.agent.sdOptions;
+  let settingsApplied = false;
   let pinned = false;
   let activeInvokes = 0;
   let closing = false;
@@ -71,8 +73,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     startTimeoutMs,
     logger: log,
     onReady: () => {
-      // A (re)started backend may hold any checkpoint: pin again before serving.
+      // A (re)started backend may hold any checkpoint and settings: pin and apply again before serving.
       pinned = false;
+      settingsApplied = false;
       void pinUnderLock().catch((err) => log.error({ err: errorMessage(err) }, 'could not pin the checkpoint'));
     },
   });
@@ -97,8 +100,25 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     return storeFor.store;
   };
 
-  /** Loads the pinned checkpoint unless SD already has it. */
+  /** The function's own WebUI settings, once per backend start; SD refusing them fails the request, with SD's reason. */
+  async function applyInstanceSettings(): Promise<void> {
+    if (settingsApplied || !instanceSettings || Object.keys(instanceSettings).length === 0) return;
+    try {
+      await sd.setOptions(instanceSettings);
+    } catch (err) {
+      if (err instanceof SdHttpError && err.status < 500) {
+        throw new InvokeFailure('internal', `SD refused the function's settings: ${err.detail}`, false, err.status);
+      }
+      if (err instanceof SdUnavailableError) backend.markUnreachable(err.message);
+      throw err;
+    }
+    settingsApplied = true;
+    log.info({ settings: Object.keys(instanceSettings) }, "applied the function's settings");
+  }
+
+  /** Loads the pinned checkpoint unless SD already has it, after the function's settings. */
   async function ensureCheckpoint(onLoad: () => void): Promise<void> {
+    await applyInstanceSettings();
     try {
       if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model!)) {
         pinned = true;

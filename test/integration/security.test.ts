@@ -58,8 +58,8 @@ describe('keys', () => {
       ['POST', '/models', { type: 'lora', name: 'x.safetensors', ossPath: 'models/lora/x.safetensors' }],
       ['PUT', `/models/${DEMO_MODEL}`, { ossPath: `models/stableDiffusion/${DEMO_MODEL}` }],
       ['DELETE', `/models/${DEMO_MODEL}`, undefined],
-      ['POST', '/sdapi/v1/options', { sd_model_checkpoint: DEMO_MODEL }],
-      ['POST', '/sdapi/v1/refresh-checkpoints', {}],
+      ['POST', `/functions/${DEMO_MODEL}/options`, { CLIP_stop_at_last_layers: 2 }],
+      ['POST', '/sdapi/v1/reload-checkpoint', {}],
     ];
     for (const [method, path, body] of changes) {
       const r = await alice(method, path, body);

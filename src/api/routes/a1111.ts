@@ -7,21 +7,16 @@ import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../../platform/object-store/port.js';
 import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind } from '../../types.js';
 import { principalOf } from '../auth.js';
+import { callersCheckpoint, callersOptionsView, mergeCallersOptions, registryLists } from '../drop-in.js';
 import type { GenerationSchemas } from '../schemas.js';
-import {
-  defaultCheckpoint,
-  progressView,
-  resolveCheckpoint,
-  submitTask,
-  type TaskDeps,
-  waitForTask,
-} from '../tasks.js';
+import { progressView, resolveCheckpoint, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
 import { clientTaskId, idempotencyKey, isAsync } from './generation.js';
 import { optionsVersionHeader } from './options.js';
 
-// A1111 drop-in (DESIGN.md section 5): existing A1111 clients point at sdflow unchanged. The generation routes
-// become queued, routed tasks that answer in A1111's own shapes; progress and interrupt act on the caller's latest
-// task. `Prefer: respond-async` returns the taskId instead of waiting.
+// A1111 drop-in: existing A1111 clients point at sdflow unchanged. The generation routes become queued, routed tasks
+// that answer in A1111's own shapes; progress and interrupt act on the caller's latest task; options are the
+// caller's own, and choose the checkpoint of generations that name none; the model lists come from the registry.
+// `Prefer: respond-async` returns the taskId instead of waiting.
 
 const CHECKPOINT_FIELD = 'override_settings.sd_model_checkpoint';
 
@@ -29,6 +24,12 @@ function requestedCheckpoint(body: SdParams): string | undefined {
   const settings = body.override_settings as Record<string, unknown> | undefined;
   const value = settings?.sd_model_checkpoint;
   return typeof value === 'string' && value.trim() ? value.trim() : undefined;
+}
+
+/** A1111's answer `null`: koa would send an empty 204 for a null body. */
+function sendJsonNull(ctx: Context): void {
+  ctx.type = 'application/json';
+  ctx.body = 'null';
 }
 
 /** A1111's error body: `{error, detail, body, errors}`. */
@@ -76,17 +77,19 @@ async function latestTask(deps: TaskDeps, user: string): Promise<TaskRecord | un
 export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationSchemas) {
   const submit = (kind: TaskKind, schema: z.ZodType<SdParams>) => async (ctx: Context) => {
     const body = schema.parse(ctx.request.body ?? {});
+    const principal = principalOf(ctx);
+    const optionsVersion = optionsVersionHeader(ctx);
     const requested = requestedCheckpoint(body);
     const model = requested
       ? await resolveCheckpoint(deps.meta, requested, CHECKPOINT_FIELD)
-      : await defaultCheckpoint(deps);
+      : await callersCheckpoint(deps, principal.user, optionsVersion);
     const task = await submitTask(deps, {
       kind,
-      principal: principalOf(ctx),
+      principal,
       body: { ...body, stable_diffusion_model: model.name },
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
-      optionsVersion: optionsVersionHeader(ctx),
+      optionsVersion,
     });
     ctx.set('taskId', task.taskId);
     if (isAsync(ctx)) {
@@ -111,6 +114,29 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
   router.post('/sdapi/v1/txt2img', submit('txt2img', schemas.a1111.txt2img));
   router.post('/sdapi/v1/img2img', submit('img2img', schemas.a1111.img2img));
   router.post('/sdapi/v1/extra-single-image', submit('extra', schemas.extraImages));
+
+  router.get('/sdapi/v1/options', async (ctx) => {
+    ctx.body = await callersOptionsView(deps, principalOf(ctx).user);
+  });
+
+  router.post('/sdapi/v1/options', async (ctx) => {
+    await mergeCallersOptions(deps, principalOf(ctx).user, ctx.request.body);
+    sendJsonNull(ctx);
+  });
+
+  const list = (answer: (meta: TaskDeps['meta']) => Promise<unknown>) => async (ctx: Context) => {
+    ctx.body = await answer(deps.meta);
+  };
+  router.get('/sdapi/v1/sd-models', list(registryLists['sd-models']));
+  router.get('/sdapi/v1/sd-vae', list(registryLists['sd-vae']));
+  router.get('/sdapi/v1/loras', list(registryLists.loras));
+  router.get('/sdapi/v1/hypernetworks', list(registryLists.hypernetworks));
+  router.get('/sdapi/v1/embeddings', list(registryLists.embeddings));
+  router.get('/controlnet/model_list', list(registryLists['controlnet-models']));
+  // The lists come from the registry, which is always current: there is nothing to refresh.
+  for (const refresh of ['checkpoints', 'vae', 'loras', 'embeddings']) {
+    router.post(`/sdapi/v1/refresh-${refresh}`, sendJsonNull);
+  }
 
   router.get('/sdapi/v1/progress', async (ctx) => {
     const task = await latestTask(deps, principalOf(ctx).user);

@@ -5,13 +5,16 @@ import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/f
 import type { FunctionRecord } from '../../platform/meta-store/port.js';
 import type { ApiDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
-import { HttpError } from '../errors.js';
-import { batchUpdateBody, deleteFunctionsBody, type ResourceUpdate } from '../platform-schemas.js';
+import { mergeSettings, unknownOptionKeys } from '../drop-in.js';
+import { badRequest, HttpError, notFound } from '../errors.js';
+import { assertVaeUsable } from '../model-refs.js';
+import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, type ResourceUpdate } from '../platform-schemas.js';
 import { stripTitleHash } from '../tasks.js';
 
 // The function admin routes of the reference: batch update of resources, delete, restart. Each item of a batch is
 // applied on its own; the answer lists the ones that failed. HTTP status: 200 when all applied; 404 when every
-// failure was an unknown name (a client error); 500 when the runtime failed on any.
+// failure was an unknown name (a client error); 500 when the runtime failed on any. Besides them, one function's
+// WebUI settings, which every instance of it starts with.
 
 type Deps = Pick<ApiDeps, 'config' | 'meta' | 'functions' | 'logger'>;
 
@@ -106,23 +109,62 @@ export function functionRoutes(router: Router, deps: Deps) {
     return { targets: [...targets.values()], failures };
   }
 
+  /** Applies resources to a function: the runtime first, so that when it refuses, the record still describes what runs. */
+  async function applyResources(target: Target, resources: Record<string, unknown>): Promise<void> {
+    await functions.ensureFunction({ functionName: target.functionName, model: target.model, resources });
+    const now = new Date().toISOString();
+    await meta.putFunction({
+      functionName: target.functionName,
+      model: target.model,
+      resources,
+      createdAt: target.record?.createdAt ?? now,
+      updatedAt: now,
+    });
+  }
+
+  /** The one function a route's `:name` denotes: a function name, or a checkpoint name (whose function may be new). */
+  async function selectOne(name: string): Promise<Target> {
+    const { targets, failures } = isFunctionName(name)
+      ? await select(undefined, [name])
+      : await select([name], undefined);
+    if (failures.length > 0 || !targets[0]) throw notFound(failures[0]?.message ?? `${name}: unknown function`);
+    return targets[0];
+  }
+
+  const settingsOf = (target: Target) => (target.current.sdOptions ?? {}) as Record<string, unknown>;
+
+  router.get('/functions/:name/options', async (ctx) => {
+    const target = await selectOne(ctx.params.name ?? '');
+    ctx.body = { functionName: target.functionName, model: target.model, options: settingsOf(target) };
+  });
+
+  // A1111's options body, for every instance of one function: new instances start with it, and the running ones are
+  // replaced (idle ones now, busy ones after their request), as for a change of env.
+  router.post('/functions/:name/options', async (ctx) => {
+    requireAdmin(ctx);
+    const changes = functionOptionsBody.parse(ctx.request.body ?? {});
+    const unknown = unknownOptionKeys(changes);
+    if (unknown.length > 0) throw badRequest(`${unknown.join(', ')}: not a setting of A1111`);
+    if (changes.sd_vae !== undefined && changes.sd_vae !== null) await assertVaeUsable(meta, changes.sd_vae, 'sd_vae');
+    const target = await selectOne(ctx.params.name ?? '');
+    const { sdOptions: _previous, ...rest } = target.current;
+    const settings = mergeSettings(settingsOf(target), changes);
+    try {
+      await applyResources(target, Object.keys(settings).length > 0 ? { ...rest, sdOptions: settings } : rest);
+    } catch (err) {
+      if (err instanceof FunctionUnavailableError) throw new HttpError(503, err.message);
+      throw err;
+    }
+    ctx.body = { status: 'success', functionName: target.functionName, model: target.model, options: settings };
+  });
+
   router.post('/batch_update_sd_resource', async (ctx) => {
     requireAdmin(ctx);
     const { models, functions: names, ...update } = batchUpdateBody.parse(ctx.request.body ?? {});
     const { targets, failures } = await select(models, names);
     for (const target of targets) {
-      const resources = mergeResources(target.current, update);
       try {
-        // The runtime first: when it refuses, the record keeps describing what actually runs.
-        await functions.ensureFunction({ functionName: target.functionName, model: target.model, resources });
-        const now = new Date().toISOString();
-        await meta.putFunction({
-          functionName: target.functionName,
-          model: target.model,
-          resources,
-          createdAt: target.record?.createdAt ?? now,
-          updatedAt: now,
-        });
+        await applyResources(target, mergeResources(target.current, update));
       } catch (err) {
         deps.logger.warn({ err: errorMessage(err), functionName: target.functionName }, 'batch update failed');
         failures.push({

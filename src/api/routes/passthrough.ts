@@ -10,16 +10,20 @@ import { provideCheckpointFunction } from '../../platform/functions/records.js';
 import type { ModelRecord, TaskRecord } from '../../platform/meta-store/port.js';
 import type { ApiDeps } from '../app.js';
 import { principalOf, requireAdmin } from '../auth.js';
+import { callersCheckpoint } from '../drop-in.js';
 import { badRequest, HttpError } from '../errors.js';
 import { answerStatus, changesInstance, failedStatus, isPassthroughPath, normalizedPath } from '../passthrough.js';
-import { defaultCheckpoint, resolveCheckpoint, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
+import { resolveCheckpoint, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
 import { clientTaskId, idempotencyKey, isAsync, syncAnswer } from './generation.js';
 
-// The passthrough (DESIGN.md section 5, item 3): A1111 routes under the allowed prefixes that no platform or drop-in
-// route claimed go to an agent of the named (or default) checkpoint. A GET is a cheap read, forwarded at once. Any
-// other method may use the GPU, so it runs as a task through the queue and the global cap; its answer is SD's own.
+// The passthrough: A1111 routes under the allowed prefixes that no platform or drop-in route claimed go to an agent of
+// the named (or the caller's, or the default) checkpoint. A GET is a cheap read, forwarded at once, unless it carries
+// `Task-Flag: true`. Any other method may use the GPU, so it runs as a task through the queue and the global cap; its
+// answer is SD's own.
 
-const TASK_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const TASK_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
+const taskFlag = (ctx: Context) => ctx.get('Task-Flag').toLowerCase() === 'true';
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -53,7 +57,10 @@ function sendRecorded(ctx: Context, body: unknown): void {
 export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: string, method: string) => boolean) {
   const prefixes = deps.config.api.passthroughPrefixes;
 
-  /** 1. `stable_diffusion_model`, 2. `override_settings.sd_model_checkpoint`, 3. for a GET `?model=`, 4. the default. */
+  /**
+   * 1. `stable_diffusion_model`, 2. `override_settings.sd_model_checkpoint`, 3. for a GET `?model=`, 4. the caller's
+   * checkpoint (their options' `sd_model_checkpoint`), 5. the default.
+   */
   async function modelFor(ctx: Context, body: unknown): Promise<ModelRecord> {
     const fromBody = isRecord(body) ? nonEmpty(body.stable_diffusion_model) : undefined;
     if (fromBody) return resolveCheckpoint(deps.meta, fromBody, 'stable_diffusion_model');
@@ -62,7 +69,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     if (fromSettings) return resolveCheckpoint(deps.meta, fromSettings, 'override_settings.sd_model_checkpoint');
     const fromQuery = ctx.method === 'GET' || ctx.method === 'HEAD' ? nonEmpty(ctx.query.model) : undefined;
     if (fromQuery) return resolveCheckpoint(deps.meta, fromQuery, 'model');
-    return defaultCheckpoint(deps);
+    return callersCheckpoint(deps, principalOf(ctx).user);
   }
 
   /** A GET goes straight to an instance of the checkpoint's function: no task, no slot. */
@@ -126,7 +133,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
     });
-    if (ctx.get('Task-Flag').toLowerCase() === 'true' || isAsync(ctx)) ctx.set('taskId', task.taskId);
+    if (taskFlag(ctx) || isAsync(ctx)) ctx.set('taskId', task.taskId);
     if (isAsync(ctx)) {
       ctx.body = { status: task.status, taskId: task.taskId };
       return;
@@ -157,9 +164,9 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     const method = ctx.method.toUpperCase();
     const normalized = normalizedPath(ctx.path);
     if (claimed(normalized, method)) throw badRequest(`path: ${ctx.path} is another spelling of ${normalized}`);
-    if (changesInstance(method, normalized)) requireAdmin(ctx);
+    if (changesInstance(normalized)) requireAdmin(ctx);
     const pathAndQuery = `${ctx.path}${ctx.search}`;
-    if (method === 'GET' || method === 'HEAD') return read(ctx, pathAndQuery);
+    if (method === 'HEAD' || (method === 'GET' && !taskFlag(ctx))) return read(ctx, pathAndQuery);
     if (!TASK_METHODS.has(method)) throw new HttpError(405, `${method} is not passed through`);
     return run(ctx, pathAndQuery);
   };

@@ -11,6 +11,7 @@ import {
   fcOssMountConfigSchema,
   fcVpcConfigSchema,
 } from '../../config.js';
+import { resourceEnv, resourcesFromEnv } from './instance-env.js';
 import { MAX_FUNCTION_NAME_LENGTH } from './naming.js';
 import type { FunctionSpec, RuntimeFunction } from './port.js';
 
@@ -34,7 +35,7 @@ export const RESTART_ENV = 'SDFLOW_RESTART_AT';
  * store settings are the deployment's own, so the agent reads inputs and writes images where the API expects them;
  * its credentials come from the function's role (FC injects them as ALIBABA_CLOUD_*), never from this environment.
  */
-function platformEnv(config: Config, spec: FunctionSpec, extraArgs: string | undefined): Record<string, string> {
+function platformEnv(config: Config, spec: FunctionSpec, resources: Record<string, unknown>): Record<string, string> {
   const { fc, oss } = config.cloud;
   const env: Record<string, string> = {
     SD_MODEL: spec.model,
@@ -57,8 +58,7 @@ function platformEnv(config: Config, spec: FunctionSpec, extraArgs: string | und
   oneOf('SDFLOW_OSS_INTERNAL', oss.internal ? '1' : undefined);
   oneOf('SDFLOW_OSS_TIMEOUT_S', oss.timeoutS);
   oneOf('SDFLOW_OSS_MAX_ATTEMPTS', oss.maxAttempts);
-  oneOf('SDFLOW_SD_EXTRA_ARGS', extraArgs);
-  return env;
+  return { ...env, ...resourceEnv(resources) };
 }
 
 /** The batch-update resources FC applies (platform-schemas.ts validates them at the API; checked again here). */
@@ -196,7 +196,7 @@ export function desiredFunction(config: Config, spec: FunctionSpec): DesiredFunc
     diskSize: fc.diskSize,
     timeout: r.timeout ?? fc.timeoutS,
     instanceConcurrency: fc.instanceConcurrency,
-    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(config, spec, r.extraArgs) },
+    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(config, spec, r) },
     // For a custom container the initializer is an HTTP call: FC POSTs /initialize to the container once per instance,
     // before its first request; the agent pins (loads) its checkpoint there. The handler only has to be set.
     instanceLifecycleConfig: { initializer: { handler: 'initialize', timeout: fc.initializerTimeoutS } },
@@ -268,7 +268,7 @@ export function runtimeFunctionOf(fn: Record<string, unknown>): RuntimeFunction 
     gpuMemorySize: gpu.gpuMemorySize,
     instanceType: gpu.gpuType,
     timeout: fn.timeout,
-    ...(env.SDFLOW_SD_EXTRA_ARGS !== undefined ? { extraArgs: env.SDFLOW_SD_EXTRA_ARGS } : {}),
+    ...resourcesFromEnv(env),
   };
   return {
     functionName: String(fn.functionName),

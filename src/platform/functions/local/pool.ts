@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { logsDir } from '../../object-store/local-paths.js';
+import { resourceEnv } from '../instance-env.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
 import { isAlive, isInstanceProcess, signalGroup, stopGroup } from './processes.js';
 import { type FunctionEntry, type InstanceRecord, RuntimeState } from './state.js';
@@ -86,7 +87,8 @@ async function initialize(port: number, timeoutMs: number): Promise<void> {
 
 /** What an instance is spawned with: changing it means new instances. */
 function spawnSpec(fn: FunctionEntry): string {
-  return JSON.stringify([fn.model, fn.resources.env ?? null, fn.resources.extraArgs ?? null]);
+  const { env, extraArgs, sdOptions } = fn.resources;
+  return JSON.stringify([fn.model, env ?? null, extraArgs ?? null, sdOptions ?? null]);
 }
 
 /** Which instances give way first when a function's maximum is lowered: idle, then starting, then busy. */
@@ -452,7 +454,6 @@ export class InstancePool {
     const logFile = join(this.instanceLogDir, `${instance.id}.log`);
     const fd = openSync(logFile, 'a');
     const extraEnv = fn.resources.env;
-    const extraArgs = fn.resources.extraArgs;
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
@@ -465,8 +466,8 @@ export class InstancePool {
           SD_MODEL: fn.model,
           SDFLOW_INSTANCE_ID: instance.id,
           SDFLOW_FUNCTION_NAME: fn.functionName,
-          // WebUI launch arguments, for an agent that starts a real WebUI; the simulator has no use for them.
-          ...(typeof extraArgs === 'string' ? { SDFLOW_SD_EXTRA_ARGS: extraArgs } : {}),
+          // WebUI launch arguments (for an agent that starts a real WebUI) and the function's WebUI settings.
+          ...resourceEnv(fn.resources),
           ...(typeof extraEnv === 'object' && extraEnv !== null ? (extraEnv as Record<string, string>) : {}),
         },
       });
