@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { batchUpdateBody, deleteFunctionsBody, optionsBody } from './platform-schemas.js';
+import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, optionsBody } from './platform-schemas.js';
 
-// The OpenAPI paths of the function admin routes, per-user options and the passthrough, generated from the same zod
-// schemas the routes validate with. openapi.ts merges them into /openapi.json.
+// The OpenAPI paths of the function admin routes, per-user options, the drop-in's options and lists, and the
+// passthrough, generated from the same zod schemas the routes validate with. openapi.ts merges them into /openapi.json.
 
 const jsonBody = (schema: z.ZodType) => ({
   required: true,
@@ -30,8 +30,10 @@ const passthroughHeaders = [
 
 const passthrough = (prefix: string) => ({
   get: {
-    summary: `A1111 read under ${prefix}, forwarded to an agent of the checkpoint named by ?model= (else the default)`,
-    parameters: [{ name: 'model', in: 'query', schema: { type: 'string' } }],
+    summary:
+      `A1111 read under ${prefix}, forwarded to an agent of the checkpoint named by ?model= (else yours, else the ` +
+      'default); with Task-Flag: true it runs as a task behind the cap, as a POST does',
+    parameters: [{ name: 'model', in: 'query', schema: { type: 'string' } }, ...passthroughHeaders],
     responses: {
       '2XX': { description: "SD's answer as it is" },
       '4XX': { description: "SD's answer as it is; 404 for an unknown checkpoint or path; 403 admin-only route" },
@@ -54,6 +56,26 @@ const passthrough = (prefix: string) => ({
     },
   },
 });
+
+/** A drop-in list answered from the registry: loaded models only, in A1111's shape, object keys for paths. */
+const registryList = (what: string) => ({
+  get: {
+    summary: `${what}, from the registry (loaded models only; no instance is involved)`,
+    responses: { '200': { description: "A1111's shape, with the object key where A1111 has a path" } },
+  },
+});
+
+const refresh = {
+  post: {
+    summary: 'Nothing to refresh: the lists come from the registry, which is always current',
+    responses: { '200': { description: 'null' } },
+  },
+};
+
+const settingsBody = {
+  required: true,
+  content: { 'application/json': { schema: { type: 'object', additionalProperties: true } } },
+};
 
 export function functionAndOptionPaths() {
   const versionParam = [{ name: 'version', in: 'path', required: true, schema: { type: 'integer', minimum: 1 } }];
@@ -103,6 +125,56 @@ export function functionAndOptionPaths() {
         responses: { '200': { description: '{version, data}' }, '404': { description: 'no such version' } },
       },
     },
+    '/functions/{name}/options': {
+      get: {
+        summary: "One function's WebUI settings (by function or checkpoint name)",
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': { description: '{functionName, model, options}' }, '404': { description: 'unknown' } },
+      },
+      post: {
+        summary:
+          "Merge WebUI settings into one function's (admin): every instance starts with them, running ones are " +
+          'replaced (idle now, busy after their request). A null puts a setting back to its default.',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: jsonBody(functionOptionsBody),
+        responses: {
+          '200': { description: '{status: "success", functionName, model, options}' },
+          '400': { description: 'an unknown setting, or sd_model_checkpoint (the function is pinned to its own)' },
+          '403': { description: 'needs an admin key' },
+          '404': { description: 'unknown function or checkpoint, or an unknown sd_vae' },
+        },
+      },
+    },
+    '/sdapi/v1/options': {
+      get: {
+        summary:
+          "A1111's whole option set, your values over the defaults; sd_model_checkpoint is the title of the " +
+          'checkpoint your drop-in generations use',
+        responses: { '200': { description: 'the options' } },
+      },
+      post: {
+        summary:
+          "Merge settings into a new version of your options, as A1111 merges; sd_model_checkpoint (any of A1111's " +
+          'aliases) chooses the checkpoint of your drop-in generations that name none. No instance is touched.',
+        requestBody: settingsBody,
+        responses: {
+          '200': { description: 'null' },
+          '404': { description: 'unknown checkpoint or VAE' },
+          '409': { description: 'the checkpoint or VAE is not loaded' },
+          '422': { description: "an unknown setting: A1111's {detail}" },
+        },
+      },
+    },
+    '/sdapi/v1/sd-models': registryList('Checkpoints'),
+    '/sdapi/v1/sd-vae': registryList('VAEs'),
+    '/sdapi/v1/loras': registryList('LoRAs'),
+    '/sdapi/v1/hypernetworks': registryList('Hypernetworks (the registry has none: [])'),
+    '/sdapi/v1/embeddings': registryList('Embeddings (the registry has none: {loaded: {}, skipped: {}})'),
+    '/controlnet/model_list': registryList('ControlNet models'),
+    '/sdapi/v1/refresh-checkpoints': refresh,
+    '/sdapi/v1/refresh-vae': refresh,
+    '/sdapi/v1/refresh-loras': refresh,
+    '/sdapi/v1/refresh-embeddings': refresh,
     '/sdapi/v1/{path}': passthrough('/sdapi/v1/'),
     '/controlnet/{path}': passthrough('/controlnet/'),
   };
