@@ -207,7 +207,7 @@ describe('POST /restart', () => {
 });
 
 describe('the command line and a failing runtime', () => {
-  it('sdflow functions update | delete | restart', async () => {
+  it('sdflow functions update | restart | options | delete', async () => {
     await generate(DEMO_MODEL);
     const update = await sdflow(['functions', 'update', '--model', DEMO_MODEL, '--keep-alive', '200', '--env', 'X=1']);
     expect(update.code, update.stderr).toBe(0);
@@ -216,6 +216,16 @@ describe('the command line and a failing runtime', () => {
     expect(partial.code).toBe(1);
     expect(JSON.parse(partial.stdout)).toMatchObject({ status: 'fail', failFuncList: [UNKNOWN_FN] });
     expect((await sdflow(['functions', 'restart'])).code).toBe(0);
+    const settings = await sdflow(['functions', 'options', DEMO_MODEL, '--set', 'CLIP_stop_at_last_layers=2']);
+    expect(settings.code, settings.stderr).toBe(0);
+    expect(settings.stdout).toMatch(/"CLIP_stop_at_last_layers": 2/);
+    expect((await meta.getFunction(FN_1))?.resources).toEqual({
+      keepAliveS: 200,
+      env: { X: '1' },
+      sdOptions: { CLIP_stop_at_last_layers: 2 },
+    });
+    const shown = await sdflow(['functions', 'options', FN_1, '--json']);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ model: DEMO_MODEL, options: { CLIP_stop_at_last_layers: 2 } });
     const del = await sdflow(['functions', 'delete', DEMO_MODEL]);
     expect(del.code, del.stderr).toBe(0);
     expect(await meta.getFunction(FN_1)).toBeNull();

@@ -14,8 +14,8 @@ import {
 } from './options.js';
 import { fields, printJson, printLines, table } from './output.js';
 
-// sdflow functions update | delete | restart (admin), attached to the `functions` command, and sdflow options
-// get | set: the caller's WebUI settings, applied to their generations as override_settings.
+// sdflow functions update | delete | restart | options (admin), attached to the `functions` command, and sdflow
+// options get | set: the caller's WebUI settings, applied to their generations as override_settings.
 
 interface BatchAnswer {
   status: string;
@@ -26,6 +26,12 @@ interface BatchAnswer {
 interface DeleteAnswer {
   status: string;
   fails: { functionName: string; message: string }[];
+}
+
+interface FunctionOptionsAnswer {
+  functionName: string;
+  model: string;
+  options: Record<string, unknown>;
 }
 
 interface OptionsAnswer {
@@ -139,6 +145,33 @@ export function registerFunctionAdminCommands(functions: Command): void {
       return 0;
     }),
   );
+
+  clientCommand(
+    functions
+      .command('options')
+      .description("show one function's WebUI settings, or merge --set ones into them (admin); null resets one"),
+  )
+    .argument('<name>', 'a function name, or the checkpoint name of its function')
+    .option('--set <key=value>', 'a WebUI setting; the value is JSON when it parses (repeatable)', collectField)
+    .action(
+      action(async (name: string, o: GlobalOptions & { set?: Record<string, unknown> }) => {
+        const path = `/functions/${encodeURIComponent(name)}/options`;
+        const client = clientFor(o);
+        const answer = o.set
+          ? await client.call<FunctionOptionsAnswer>('POST', path, { body: o.set })
+          : await client.call<FunctionOptionsAnswer>('GET', path);
+        if (o.json) printJson(answer.body);
+        else
+          printLines(
+            fields([
+              ['function', answer.body.functionName],
+              ['model', answer.body.model],
+              ['options', JSON.stringify(answer.body.options, null, 2).split('\n')],
+            ]),
+          );
+        return 0;
+      }),
+    );
 }
 
 function printOptions(o: GlobalOptions, answer: OptionsAnswer): void {
