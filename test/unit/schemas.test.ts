@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { describeZodError } from '../../src/api/errors.js';
+import { openApiDocument } from '../../src/api/openapi.js';
 import { generationSchemas, TASK_ID } from '../../src/api/schemas.js';
 import { loadConfig } from '../../src/config.js';
 
@@ -202,5 +203,34 @@ describe("A1111's coercions", () => {
     [{ init_images: 'k' }, /^init_images: must be an array$/],
   ])('still refuses %j, naming the field', (fields, message) => {
     expect(refusal(img2img, { ...model, init_images: [image], ...fields })).toMatch(message);
+  });
+});
+
+describe('the OpenAPI document', () => {
+  const doc = openApiDocument(schemas);
+  type JsonSchema = { anyOf?: JsonSchema[]; type?: string; pattern?: string; nullable?: boolean };
+  const bodyOf = (route: '/txt2img' | '/img2img' | '/extra_images') =>
+    doc.paths[route].post.requestBody.content['application/json'].schema as {
+      properties: Record<string, JsonSchema>;
+      required: string[];
+    };
+
+  it.each(['/txt2img', '/img2img', '/extra_images'] as const)('%s marks every optional field nullable', (route) => {
+    const body = bodyOf(route);
+    for (const [field, schema] of Object.entries(body.properties)) {
+      const nullable = schema.anyOf?.some((option) => option.type === 'null') ?? false;
+      expect(nullable, field).toBe(!body.required.includes(field));
+      // OpenAPI 3.1 spells a null as JSON Schema does: `nullable` belongs to 3.0.
+      expect(schema.nullable, field).toBeUndefined();
+    }
+  });
+
+  it('shows that numbers may also be numeric strings', () => {
+    const { seed, cfg_scale } = bodyOf('/txt2img').properties;
+    const pattern = (schema: JsonSchema) => new RegExp(schema.anyOf!.find((o) => o.type === 'string')!.pattern!);
+    expect(seed.anyOf).toContainEqual({ type: 'number' });
+    expect(pattern(seed).test('1234')).toBe(true);
+    expect(pattern(seed).test('12.5')).toBe(false);
+    expect(pattern(cfg_scale).test('7.5')).toBe(true);
   });
 });
