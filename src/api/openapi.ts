@@ -6,9 +6,19 @@ import type { GenerationSchemas } from './schemas.js';
 
 // GET /openapi.json, generated from the same zod schemas the API validates with, so the spec cannot drift.
 
+/** `anyOf: [{anyOf: [a, b]}, c]` as `anyOf: [a, b, c]`: a nullable number reads number | numeric string | null. */
+function flattenAnyOf({ jsonSchema }: { jsonSchema: z.core.JSONSchema.BaseSchema }) {
+  jsonSchema.anyOf &&= jsonSchema.anyOf.flatMap((option) =>
+    Object.keys(option).length === 1 && option.anyOf ? option.anyOf : [option],
+  );
+}
+
+const toSchema = (schema: z.ZodType) =>
+  z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', override: flattenAnyOf });
+
 const jsonBody = (schema: z.ZodType) => ({
   required: true,
-  content: { 'application/json': { schema: z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) } },
+  content: { 'application/json': { schema: toSchema(schema) } },
 });
 
 const headers = [
@@ -33,8 +43,6 @@ const answers = {
   '422': { description: 'SD rejected the input' },
   '500': { description: 'the task failed; the message says why' },
 };
-
-const toSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
 
 /** A model request body: JSON naming an object already in the store, or a form whose file part comes last. */
 const modelBody = (json: z.ZodType, form: z.ZodType, fileRequired: boolean) => {

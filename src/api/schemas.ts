@@ -2,28 +2,68 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 
 // The request schemas: the API validates with them, /openapi.json is generated from them, and the CLI's types
-// come from them. A1111 bodies are loose objects: unknown fields pass through to SD unchanged. Numbers may be
-// integers or floats wherever A1111 accepts either; integer fields are truncated like A1111's pydantic does.
+// come from them. A1111 bodies are loose objects: unknown fields pass through to SD. Values are read the way
+// A1111's pydantic (v1) models read them, and the typed value is what goes on to SD:
+// - an optional field may be null, meaning its default: the body drops it (`withoutNulls`);
+// - a number may be an int, a float or a numeric string; an int field truncates a float (12.5 → 12) but refuses
+//   the string "12.5", as pydantic's int() does;
+// - a bool may be 1 / 0 or a word such as "yes" or "off";
+// - an A1111 str field may be a number (5 → "5"). Images and sdflow's own names stay strings: no number is one.
 
 export type Limits = Config['limits'];
 
-const number = () => z.number({ error: 'must be a number' }).refine(Number.isFinite, 'must be a finite number');
+/** A number as pydantic v1's float() reads a string: " 7.5", "-1", "1e3". */
+const DECIMAL_TEXT = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/;
+/** An integer as pydantic v1's int() reads a string: "12", never "12.5". */
+const INTEGER_TEXT = /^\s*[-+]?\d+\s*$/;
+
+/** "12.5" for an int field is a number, just not an integer. */
+const numberError = (issue: { input?: unknown }) =>
+  typeof issue.input === 'string' && DECIMAL_TEXT.test(issue.input) ? 'must be an integer' : 'must be a number';
+
+/** pydantic v1 also reads a bool as 1 or 0 (Python's bool is an int); the spec leaves that spelling out. */
+const boolAsNumber = (value: unknown) => (typeof value === 'boolean' ? Number(value) : value);
+
+/** A number, or a string holding one as `textForm` says. */
+function number(textForm: RegExp) {
+  return z
+    .preprocess(
+      boolAsNumber,
+      z.union([z.number(), z.string().regex(textForm).transform(Number)], { error: numberError }),
+    )
+    .refine(Number.isFinite, 'must be a finite number');
+}
 
 function integer(min: number, max: number) {
-  return number()
+  return number(INTEGER_TEXT)
     .transform(Math.trunc)
     .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 }
 
 function decimal(min: number, max: number) {
-  return number().pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+  return number(DECIMAL_TEXT).pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 }
 
-/** A message for a required field: absent, or of the wrong type. */
-const required = (what: string, type: string) => (issue: { input?: unknown }) =>
-  issue.input === undefined ? `is required: ${what}` : `must be ${type}`;
+/** pydantic v1's bool: true / false, 1 / 0, or one of its words in any case. */
+const boolean = () =>
+  z.union(
+    [
+      z.boolean(),
+      z.literal([0, 1]).transform((n) => n === 1),
+      z.stringbool({ truthy: ['1', 'on', 't', 'true', 'y', 'yes'], falsy: ['0', 'off', 'f', 'false', 'n', 'no'] }),
+    ],
+    { error: 'must be true or false' },
+  );
 
-const text = (max: number) => z.string({ error: 'must be a string' }).max(max, `must be at most ${max} characters`);
+/** A message for a required field: absent (or null, which asks for a default it has not got), or of the wrong type. */
+const required = (what: string, type: string) => (issue: { input?: unknown }) =>
+  issue.input == null ? `is required: ${what}` : `must be ${type}`;
+
+/** An A1111 str field: a number is taken as its text. */
+const text = (max: number) =>
+  z.union([z.string().max(max, `must be at most ${max} characters`), z.number().transform(String)], {
+    error: 'must be a string',
+  });
 const name = z
   .string({ error: 'must be a string' })
   .min(1, 'must not be empty')
@@ -32,6 +72,18 @@ const name = z
 const imageRef = z
   .string({ error: required('an image (base64 or an object key)', 'a string: base64 or an object key') })
   .min(1, 'must not be empty');
+
+type WithoutNulls<T> = { [K in keyof T]: Exclude<T[K], null> };
+
+/**
+ * A validated body without its null fields. A null asks for the field's default, as in A1111, so the field is left
+ * out: SD applies its own default, and the claim check, the model checks and the stored params never see it. An
+ * unknown field's null is left out too: absent is how SD is asked for any field's default, whereas a null passed on
+ * would reach A1111's code as None, which not every field there handles.
+ */
+function withoutNulls<T extends Record<string, unknown>>(body: T): WithoutNulls<T> {
+  return Object.fromEntries(Object.entries(body).filter(([, value]) => value !== null)) as WithoutNulls<T>;
+}
 
 /** Extension arguments (ControlNet and others): free-form, but images inside are checked by the claim check. */
 const alwaysonScripts = z.record(z.string(), z.looseObject({ args: z.array(z.unknown()).optional() }), {
@@ -44,33 +96,33 @@ export function generationSchemas(limits: Limits) {
     stable_diffusion_model: z
       .string({ error: required('the checkpoint to render with', 'a string') })
       .min(1, 'must not be empty'),
-    sd_vae: name.optional(),
-    prompt: text(limits.maxPromptChars).optional(),
-    negative_prompt: text(limits.maxPromptChars).optional(),
-    styles: z.array(text(200)).max(50).optional(),
-    seed: integer(-1, Number.MAX_SAFE_INTEGER).optional(),
-    subseed: integer(-1, Number.MAX_SAFE_INTEGER).optional(),
-    subseed_strength: decimal(0, 1).optional(),
-    seed_resize_from_h: integer(-1, maxSide).optional(),
-    seed_resize_from_w: integer(-1, maxSide).optional(),
-    sampler_name: text(100).optional(),
-    sampler_index: text(100).optional(),
-    scheduler: text(100).optional(),
-    batch_size: integer(1, limits.maxImagesPerTask).optional(),
-    n_iter: integer(1, limits.maxImagesPerTask).optional(),
-    steps: integer(1, limits.maxSteps).optional(),
-    cfg_scale: decimal(0, 100).optional(),
-    width: integer(8, limits.maxWidth).optional(),
-    height: integer(8, limits.maxHeight).optional(),
-    denoising_strength: decimal(0, 1).optional(),
-    restore_faces: z.boolean({ error: 'must be true or false' }).optional(),
-    tiling: z.boolean({ error: 'must be true or false' }).optional(),
-    override_settings: z.record(z.string(), z.unknown(), { error: 'must be an object' }).optional(),
-    alwayson_scripts: alwaysonScripts.optional(),
-    script_name: text(200).optional(),
-    script_args: z.array(z.unknown()).optional(),
+    sd_vae: name.nullish(),
+    prompt: text(limits.maxPromptChars).nullish(),
+    negative_prompt: text(limits.maxPromptChars).nullish(),
+    styles: z.array(text(200)).max(50).nullish(),
+    seed: integer(-1, Number.MAX_SAFE_INTEGER).nullish(),
+    subseed: integer(-1, Number.MAX_SAFE_INTEGER).nullish(),
+    subseed_strength: decimal(0, 1).nullish(),
+    seed_resize_from_h: integer(-1, maxSide).nullish(),
+    seed_resize_from_w: integer(-1, maxSide).nullish(),
+    sampler_name: text(100).nullish(),
+    sampler_index: text(100).nullish(),
+    scheduler: text(100).nullish(),
+    batch_size: integer(1, limits.maxImagesPerTask).nullish(),
+    n_iter: integer(1, limits.maxImagesPerTask).nullish(),
+    steps: integer(1, limits.maxSteps).nullish(),
+    cfg_scale: decimal(0, 100).nullish(),
+    width: integer(8, limits.maxWidth).nullish(),
+    height: integer(8, limits.maxHeight).nullish(),
+    denoising_strength: decimal(0, 1).nullish(),
+    restore_faces: boolean().nullish(),
+    tiling: boolean().nullish(),
+    override_settings: z.record(z.string(), z.unknown(), { error: 'must be an object' }).nullish(),
+    alwayson_scripts: alwaysonScripts.nullish(),
+    script_name: text(200).nullish(),
+    script_args: z.array(z.unknown()).nullish(),
   };
-  const imagesPerTask = (body: { batch_size?: number; n_iter?: number }, ctx: z.RefinementCtx) => {
+  const imagesPerTask = (body: { batch_size?: number | null; n_iter?: number | null }, ctx: z.RefinementCtx) => {
     const total = (body.batch_size ?? 1) * (body.n_iter ?? 1);
     if (total > limits.maxImagesPerTask) {
       ctx.addIssue({
@@ -86,39 +138,47 @@ export function generationSchemas(limits: Limits) {
       .array(imageRef, { error: required('an array of images (base64 or object keys)', 'an array') })
       .min(1, 'must hold at least one image')
       .max(limits.maxInputImages, `must hold at most ${limits.maxInputImages} images`),
-    mask: imageRef.optional(),
-    resize_mode: integer(0, 3).optional(),
-    mask_blur: integer(0, 64).optional(),
-    inpainting_fill: integer(0, 3).optional(),
-    inpaint_full_res: z.union([z.boolean(), integer(0, 1)]).optional(),
+    mask: imageRef.nullish(),
+    resize_mode: integer(0, 3).nullish(),
+    mask_blur: integer(0, 64).nullish(),
+    inpainting_fill: integer(0, 3).nullish(),
+    inpaint_full_res: boolean().nullish(),
   };
   // A1111's own routes name the checkpoint in override_settings.sd_model_checkpoint (or not at all).
-  const a1111Common = { ...common, stable_diffusion_model: common.stable_diffusion_model.optional() };
+  const a1111Common = { ...common, stable_diffusion_model: common.stable_diffusion_model.nullish() };
 
-  const txt2img = z.looseObject(common).superRefine(imagesPerTask);
-  const img2img = z.looseObject({ ...common, ...img2imgFields }).superRefine(imagesPerTask);
-  const extraImages = z.looseObject({
-    stable_diffusion_model: z.string().min(1, 'must not be empty').optional(),
-    image: imageRef.describe('the image to upscale: base64 or an object key'),
-    resize_mode: integer(0, 1).optional(),
-    upscaling_resize: decimal(1, 8).optional(),
-    upscaling_resize_w: integer(1, limits.maxWidth * 4).optional(),
-    upscaling_resize_h: integer(1, limits.maxHeight * 4).optional(),
-    upscaling_crop: z.boolean({ error: 'must be true or false' }).optional(),
-    upscaler_1: text(100).optional(),
-    upscaler_2: text(100).optional(),
-    extras_upscaler_2_visibility: decimal(0, 1).optional(),
-    gfpgan_visibility: decimal(0, 1).optional(),
-    codeformer_visibility: decimal(0, 1).optional(),
-    codeformer_weight: decimal(0, 1).optional(),
-  });
+  const txt2img = z.looseObject(common).superRefine(imagesPerTask).transform(withoutNulls);
+  const img2img = z
+    .looseObject({ ...common, ...img2imgFields })
+    .superRefine(imagesPerTask)
+    .transform(withoutNulls);
+  const extraImages = z
+    .looseObject({
+      stable_diffusion_model: z.string().min(1, 'must not be empty').nullish(),
+      image: imageRef.describe('the image to upscale: base64 or an object key'),
+      resize_mode: integer(0, 1).nullish(),
+      upscaling_resize: decimal(1, 8).nullish(),
+      upscaling_resize_w: integer(1, limits.maxWidth * 4).nullish(),
+      upscaling_resize_h: integer(1, limits.maxHeight * 4).nullish(),
+      upscaling_crop: boolean().nullish(),
+      upscaler_1: text(100).nullish(),
+      upscaler_2: text(100).nullish(),
+      extras_upscaler_2_visibility: decimal(0, 1).nullish(),
+      gfpgan_visibility: decimal(0, 1).nullish(),
+      codeformer_visibility: decimal(0, 1).nullish(),
+      codeformer_weight: decimal(0, 1).nullish(),
+    })
+    .transform(withoutNulls);
   return {
     txt2img,
     img2img,
     extraImages,
     a1111: {
-      txt2img: z.looseObject(a1111Common).superRefine(imagesPerTask),
-      img2img: z.looseObject({ ...a1111Common, ...img2imgFields }).superRefine(imagesPerTask),
+      txt2img: z.looseObject(a1111Common).superRefine(imagesPerTask).transform(withoutNulls),
+      img2img: z
+        .looseObject({ ...a1111Common, ...img2imgFields })
+        .superRefine(imagesPerTask)
+        .transform(withoutNulls),
     },
   };
 }
