@@ -117,7 +117,11 @@ export function generationSchemas(limits: Limits) {
     denoising_strength: decimal(0, 1).nullish(),
     restore_faces: boolean().nullish(),
     tiling: boolean().nullish(),
-    override_settings: z.record(z.string(), z.unknown(), { error: 'must be an object' }).nullish(),
+    // A setting set to null is not overridden: the instance's own value stays, as for a null field.
+    override_settings: z
+      .record(z.string(), z.unknown(), { error: 'must be an object' })
+      .transform(withoutNulls)
+      .nullish(),
     alwayson_scripts: alwaysonScripts.nullish(),
     script_name: text(200).nullish(),
     script_args: z.array(z.unknown()).nullish(),

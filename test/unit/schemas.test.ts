@@ -138,6 +138,13 @@ describe.each(bodies)('$route: null means the default', ({ schema, minimal, requ
     for (const field of required)
       expect(refusal(schema, { ...minimal, [field]: null })).toMatch(`${field}: is required`);
   });
+
+  if (fields.optional.includes('override_settings')) {
+    it('leaves out a setting that override_settings sets to null: it is not overridden', () => {
+      const body = { ...minimal, override_settings: { sd_vae: null, CLIP_stop_at_last_layers: 2 } };
+      expect(schema.parse(body)).toStrictEqual({ ...minimal, override_settings: { CLIP_stop_at_last_layers: 2 } });
+    });
+  }
 });
 
 describe("A1111's coercions", () => {
