@@ -1,42 +1,18 @@
 import { a1111OptionDefaults } from '../a1111/options.js';
-import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
+import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
+import type { Answer } from './answers.js';
+import { callersCheckpoint, checkpointTitle, resolveCheckpoint, sha256Of } from './checkpoints.js';
 import { HttpError } from './errors.js';
 import { assertVaeUsable, modelStem } from './model-refs.js';
 import { MAX_OPTIONS_BYTES } from './platform-schemas.js';
-import { defaultCheckpoint, resolveCheckpoint, type TaskDeps } from './tasks.js';
+import type { TaskDeps } from './tasks.js';
 
-// What the A1111 drop-in answers from sdflow's own records rather than from an instance: the caller's options
-// (`/sdapi/v1/options` is the same store as `/options`, one version per change), the checkpoint they choose, and
-// the model lists, which come from the registry. No instance is involved, so every API replica answers the same.
-
-/** A registered file's sha256: its etag, unless it was registered some other way. */
-const sha256Of = (model: ModelRecord) => (/^[0-9a-f]{64}$/.test(model.etag) ? model.etag : null);
-
-/** A1111's title of a registered checkpoint: `name [short hash]`, the short hash being 10 hex of its sha256. */
-export function checkpointTitle(model: ModelRecord): string {
-  const sha256 = sha256Of(model);
-  return sha256 ? `${model.name} [${sha256.slice(0, 10)}]` : model.name;
-}
+// What the A1111 drop-in answers in A1111's shapes: a finished task, and, from sdflow's own records rather than from
+// an instance, the caller's options (`/sdapi/v1/options` is the same store as `/options`, one version per change)
+// and the model lists, which come from the registry. No instance is involved, so every API replica answers the same.
 
 /** A1111's answer to a request it refuses: FastAPI's `{detail}`, plus the `message` every sdflow error carries. */
 export const a1111Refusal = (status: number, detail: string) => new HttpError(status, detail, { detail });
-
-/**
- * The checkpoint of a drop-in request that names none in `override_settings`: the `sd_model_checkpoint` of the
- * caller's options (the version the request applies), else the deployment's default.
- */
-export async function callersCheckpoint(deps: TaskDeps, user: string, optionsVersion?: number): Promise<ModelRecord> {
-  const options = await deps.meta.getUserOptions(user, optionsVersion);
-  const chosen = options?.data.sd_model_checkpoint;
-  if (typeof chosen === 'string' && chosen.trim()) {
-    return resolveCheckpoint(
-      deps.meta,
-      chosen.trim(),
-      `sd_model_checkpoint (from your options, version ${options!.version})`,
-    );
-  }
-  return defaultCheckpoint(deps);
-}
 
 /**
  * `GET /sdapi/v1/options`: A1111's whole option set, the caller's values over the defaults. `sd_model_checkpoint` is
@@ -135,3 +111,25 @@ export const registryLists = {
     model_list: (await loaded(meta, 'controlNet')).map((m) => modelStem(m.name)),
   }),
 };
+
+/** A1111's error body: `{error, detail, body, errors}`. */
+const a1111Error = (error: string, detail: string) => ({ error, detail, body: '', errors: '' });
+
+/** The answer A1111 would give for a finished task: its images as base64, in A1111's shapes. */
+export async function a1111Answer(deps: TaskDeps, task: TaskRecord): Promise<Answer> {
+  if (task.status === 'failed') {
+    return {
+      status: task.errorKind === 'bad_input' ? 422 : 500,
+      body: a1111Error('TaskFailed', task.message ?? 'failed'),
+    };
+  }
+  if (task.status === 'cancelled') {
+    return { status: 409, body: a1111Error('TaskCancelled', task.message ?? 'cancelled') };
+  }
+  const images = await Promise.all(task.images.map(async (key) => (await deps.store.get(key)).toString('base64')));
+  if (task.kind === 'extra') {
+    const info = JSON.parse(task.info ?? '{}') as { html_info?: string };
+    return { status: 200, body: { html_info: info.html_info ?? '', image: images[0] ?? '' } };
+  }
+  return { status: 200, body: { images, parameters: task.parameters ?? {}, info: task.info ?? '{}' } };
+}

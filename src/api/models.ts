@@ -17,8 +17,8 @@ import type { ModelRegistrationInput, modelRegistrationWorkflow } from '../workf
 import type { Principal } from './auth.js';
 import { badRequest, conflict, HttpError, notFound } from './errors.js';
 import { registerModelForm, type UpdateModelBody, updateModelForm } from './model-schemas.js';
-import { modelView } from './routes/catalog.js';
 import { receiveForm } from './upload.js';
+import { waitForWorkflow } from './workflow-wait.js';
 
 // What the model routes do (issue 3): register, update and delete models. A model's file lives at its canonical key
 // `models/<type>/<name>`, the local model directory every instance sees. The API claims the name (a conditional
@@ -41,6 +41,20 @@ export interface Registration {
 
 const UPLOAD_LIMIT_SETTING = 'SDFLOW_MAX_MODEL_UPLOAD_MB';
 const BUSY: ReadonlySet<string> = new Set(['registering', 'loading']);
+
+/** A model as the API shows it. */
+export function modelView(m: ModelRecord) {
+  return {
+    type: m.type,
+    name: m.name,
+    ossPath: m.ossPath,
+    etag: m.etag,
+    status: m.status,
+    registeredTime: m.registeredTime,
+    lastModificationTime: m.lastModificationTime,
+    ...(m.message ? { message: m.message } : {}),
+  };
+}
 
 export function registrationView(r: Registration) {
   return { ...modelView(r.model), ...(r.workflowId ? { workflowId: r.workflowId } : {}) };
@@ -108,13 +122,6 @@ interface RegistrationPlan {
   previousKey?: string;
 }
 
-/** Waits up to `timeoutMs` for a workflow to close, however it ends. */
-async function workflowClosed(deps: ModelDeps, workflowId: string, timeoutMs: number): Promise<void> {
-  await deps.temporal.connection
-    .withAbortSignal(AbortSignal.timeout(timeoutMs), () => deps.temporal.workflow.getHandle(workflowId).result())
-    .catch(() => undefined);
-}
-
 async function startRegistration(
   deps: ModelDeps,
   model: ModelRecord,
@@ -153,7 +160,7 @@ async function startRegistration(
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       // The claim saw the earlier registration's row settled, so its workflow is only finishing its last steps
       // (the old file's removal, its final status): a client that just saw `loaded` may update at once.
-      await workflowClosed(deps, workflowId, config.models.registrationSettleWaitS * 1000);
+      await waitForWorkflow(deps.temporal, workflowId, config.models.registrationSettleWaitS * 1000);
       await start();
     }
   } catch (err) {
@@ -355,21 +362,9 @@ export async function waitForRegistration(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<{ status: number; body: object }> {
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), timeoutMs);
-  const onAbort = () => stop.abort();
-  signal?.addEventListener('abort', onAbort);
-  let failure: string | undefined;
-  try {
-    await deps.temporal.connection.withAbortSignal(stop.signal, () =>
-      deps.temporal.workflow.getHandle(registration.workflowId).result(),
-    );
-  } catch (err) {
-    if (err instanceof WorkflowFailedError) failure = failureTypeOf(err.cause);
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-  }
+  const wait = await waitForWorkflow(deps.temporal, registration.workflowId, timeoutMs, signal);
+  const failure =
+    wait.closed && wait.failure instanceof WorkflowFailedError ? failureTypeOf(wait.failure.cause) : undefined;
   const name = registration.model.name;
   const model = await deps.meta.getModel(name);
   if (!model || model.status === 'deleted') return { status: 404, body: { message: `model ${name} was deleted` } };

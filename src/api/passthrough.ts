@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { isJsonObject } from '../json.js';
+import type { TaskRecord } from '../platform/meta-store/port.js';
 import { objectKeyForInput } from '../platform/object-store/keys.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import type { ErrorKind, SdParams } from '../types.js';
-import { badRequest } from './errors.js';
+import type { Answer } from './answers.js';
+import { badRequest, HttpError } from './errors.js';
+import type { TaskDeps } from './tasks.js';
 
 // The rules of the passthrough (DESIGN.md section 5, item 3): which paths pass, which need an admin, how SD's
 // statuses are answered, and where a large body goes. The route in routes/passthrough.ts applies them.
@@ -55,6 +59,32 @@ export function failedStatus(kind: ErrorKind | undefined): number {
   if (kind === 'not_found') return 404;
   if (kind === 'deadline') return 504;
   return 502;
+}
+
+/** The recorded answer of a passthrough task: SD's status and its body, images replaced by keys. */
+function recordedAnswer(task: TaskRecord): Answer {
+  try {
+    const info = JSON.parse(task.info ?? '') as { status?: unknown; body?: unknown };
+    if (typeof info.status === 'number') return { status: info.status, body: info.body };
+  } catch {
+    // fall through: a task recorded without SD's answer
+  }
+  throw new HttpError(502, `task ${task.taskId} recorded no answer from SD`, { taskId: task.taskId });
+}
+
+/** A finished passthrough task's answer: SD's own (with signed links to any images it made), or why it failed. */
+export async function passthroughAnswer(deps: TaskDeps, task: TaskRecord): Promise<Answer> {
+  if (task.status === 'succeeded') {
+    const recorded = recordedAnswer(task);
+    const ttl = deps.config.stores.urlTtlS;
+    const ossUrl = await Promise.all(task.images.map((key) => deps.store.signedUrl(key, ttl)));
+    const body = recorded.body;
+    const withLinks = isJsonObject(body) && ossUrl.length > 0 ? { ...body, ossUrl } : body;
+    return { status: answerStatus(recorded.status), body: withLinks };
+  }
+  const message = task.message ?? task.status;
+  if (task.status === 'cancelled') return { status: 200, body: { status: task.status, taskId: task.taskId, message } };
+  return { status: failedStatus(task.errorKind), body: { status: task.status, taskId: task.taskId, message } };
 }
 
 /** Moves a large JSON body out of the task's params into the caller's inputs; the agent reads it back. */

@@ -9,13 +9,15 @@ import { generationInputFor, startGeneration } from '../temporal.js';
 import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind, type TaskProgress } from '../types.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { Principal } from './auth.js';
+import { resolveCheckpoint } from './checkpoints.js';
 import { claimCheckImages } from './claim-check.js';
 import { conflict, HttpError, notFound } from './errors.js';
 import { enforceQueueLimit } from './limits.js';
-import { assertLorasUsable, assertVaeUsable, modelStem } from './model-refs.js';
+import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
+import { waitForWorkflow } from './workflow-wait.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
 
@@ -46,61 +48,11 @@ export function newTaskId(): string {
   return `${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 }
 
-/** A1111 titles carry a ` [hash]` suffix; the registry's names do not. */
-export function stripTitleHash(name: string): string {
-  return name.replace(/\s*\[[0-9a-fA-F]{8,64}\]$/, '');
-}
-
-/**
- * Whether `ref` names the checkpoint the way A1111 lets a client name one: its name without the extension, its
- * short hash (the first 10 hex of its sha256, which is the etag), its whole sha256, or either name followed by a
- * ` [hash]` (a hash that no longer matches, after the weights changed, still names it).
- */
-export function isCheckpointAlias(model: ModelRecord, ref: string): boolean {
-  const wanted = ref.trim();
-  const bare = stripTitleHash(wanted);
-  if (bare === model.name || bare === modelStem(model.name)) return true;
-  const hash = wanted.toLowerCase();
-  return model.etag.length === 64 && /^[0-9a-f]{10}$|^[0-9a-f]{64}$/.test(hash) && model.etag.startsWith(hash);
-}
-
-/** A registered checkpoint by one of A1111's aliases; a loaded one first where two share an alias. */
-async function findCheckpointByAlias(meta: MetaStore, ref: string): Promise<ModelRecord | undefined> {
-  const matches = (await meta.listModels({ type: 'stableDiffusion' })).filter(
-    (m) => m.status !== 'deleted' && isCheckpointAlias(m, ref),
-  );
-  return matches.find((m) => m.status === 'loaded') ?? matches[0];
-}
-
-/** The checkpoint a request names (by name, A1111 title or alias), if it is registered and servable. */
-export async function resolveCheckpoint(meta: MetaStore, requested: string, field: string): Promise<ModelRecord> {
-  const model =
-    (await meta.getModel(requested)) ??
-    (await meta.getModel(stripTitleHash(requested))) ??
-    (await findCheckpointByAlias(meta, requested));
-  if (model?.type !== 'stableDiffusion' || model.status === 'deleted') {
-    throw notFound(`${field}: unknown checkpoint ${requested}`);
-  }
-  if (model.status !== 'loaded') {
-    throw new HttpError(409, `${field}: checkpoint ${model.name} is ${model.status}, not loaded`);
-  }
-  return model;
-}
-
-/** The checkpoint used when a request names none: the configured default, else the oldest loaded checkpoint. */
-export async function defaultCheckpoint(deps: TaskDeps): Promise<ModelRecord> {
-  if (deps.config.models.defaultModel) {
-    return resolveCheckpoint(deps.meta, deps.config.models.defaultModel, 'SDFLOW_DEFAULT_MODEL');
-  }
-  const loaded = await deps.meta.listModels({ type: 'stableDiffusion', status: 'loaded' });
-  const first = loaded.sort((a, b) => a.registeredTime.localeCompare(b.registeredTime))[0];
-  if (!first) throw new HttpError(503, 'no checkpoint is loaded yet');
-  return first;
-}
-
 export interface Submission {
   kind: TaskKind;
   principal: Principal;
+  /** The checkpoint, resolved once by the route (`checkpoints.ts`). */
+  model: ModelRecord;
   body: SdParams;
   taskId?: string;
   idempotencyKey?: string;
@@ -137,11 +89,6 @@ function vaeField(body: SdParams, params: SdParams): string {
 
 /** Validated body in, accepted task out: options, claim check, conditional insert, workflow start. */
 export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRecord> {
-  const requested = s.body.stable_diffusion_model;
-  const model =
-    typeof requested === 'string'
-      ? await resolveCheckpoint(deps.meta, requested, 'stable_diffusion_model')
-      : await defaultCheckpoint(deps);
   await assertLorasUsable(deps.meta, s.body);
 
   if (s.idempotencyKey) {
@@ -188,23 +135,22 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
           limits: deps.limits,
         });
 
-  const inserted = await deps.meta.insertTask({
+  const task = await deps.meta.insertTask({
     taskId,
     user: s.principal.user,
     kind: s.kind,
-    model: model.name,
+    model: s.model.name,
     params: checked,
     ...(s.retryOf ? { retryOf: s.retryOf } : {}),
     ...(s.idempotencyKey ? { idempotencyKey: s.idempotencyKey, requestHash: requestHash(s.kind, s.body) } : {}),
   });
-  if (!inserted) {
+  if (!task) {
     if (s.idempotencyKey) {
       const winner = await deps.meta.findTaskByIdempotencyKey(s.principal.user, s.idempotencyKey);
       if (winner) return winner;
     }
     throw conflict(`taskId ${taskId} already exists`);
   }
-  const task = (await deps.meta.getTask(taskId))!;
   try {
     await startGeneration(
       deps.temporal,
@@ -243,6 +189,7 @@ export async function retryTask(
   return submitTask(deps, {
     kind: original.kind,
     principal: owner,
+    model: await resolveCheckpoint(deps.meta, original.model, 'model'),
     body: { ...original.params, stable_diffusion_model: original.model },
     retryOf: original.taskId,
     ...ids,
@@ -261,20 +208,8 @@ export async function taskFor(deps: TaskDeps, taskId: string, principal: Princip
  * Waiting follows the workflow's result; the row is what is returned, as it is the record.
  */
 export async function waitForTask(deps: TaskDeps, taskId: string, timeoutMs: number, signal?: AbortSignal) {
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), timeoutMs);
-  const onAbort = () => stop.abort();
-  signal?.addEventListener('abort', onAbort);
-  try {
-    await deps.temporal.connection.withAbortSignal(stop.signal, () =>
-      deps.temporal.workflow.getHandle(taskId).result(),
-    );
-  } catch {
-    // Failed, cancelled, timed out or aborted: the row says which.
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-  }
+  // However the wait ends, the row says where the task stands.
+  await waitForWorkflow(deps.temporal, taskId, timeoutMs, signal);
   return (await deps.meta.getTask(taskId))!;
 }
 

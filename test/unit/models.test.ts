@@ -8,10 +8,10 @@ import {
   MAX_SAFETENSORS_HEADER_BYTES,
   safetensorsHeaderLength,
 } from '../../src/activities/models.js';
+import { isCheckpointAlias } from '../../src/api/checkpoints.js';
 import { describeZodError } from '../../src/api/errors.js';
 import { findByName, loraNames } from '../../src/api/model-refs.js';
 import { registerModelBody, registerModelForm, updateModelBody } from '../../src/api/model-schemas.js';
-import { isCheckpointAlias } from '../../src/api/tasks.js';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
 import type { ModelRecord } from '../../src/platform/meta-store/port.js';
 import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';

@@ -6,38 +6,21 @@ import type { TaskRecord } from '../../platform/meta-store/port.js';
 import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../../platform/object-store/port.js';
 import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind } from '../../types.js';
+import { answerTask, send } from '../answers.js';
 import { principalOf } from '../auth.js';
-import { callersCheckpoint, callersOptionsView, mergeCallersOptions, registryLists } from '../drop-in.js';
+import { requestCheckpoint } from '../checkpoints.js';
+import { a1111Answer, callersOptionsView, mergeCallersOptions, registryLists } from '../drop-in.js';
+import { clientTaskId, idempotencyKey, optionsVersionHeader } from '../request-headers.js';
 import type { GenerationSchemas } from '../schemas.js';
-import { progressView, resolveCheckpoint, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
-import { clientTaskId, idempotencyKey, isAsync } from './generation.js';
-import { optionsVersionHeader } from './options.js';
+import { progressView, submitTask, type TaskDeps } from '../tasks.js';
 
 // A1111 drop-in: existing A1111 clients point at sdflow unchanged. The generation routes become queued, routed tasks
 // that answer in A1111's own shapes; progress and interrupt act on the caller's latest task; options are the
 // caller's own, and choose the checkpoint of generations that name none; the model lists come from the registry.
 // `Prefer: respond-async` returns the taskId instead of waiting.
 
-const CHECKPOINT_FIELD = 'override_settings.sd_model_checkpoint';
-
-function requestedCheckpoint(body: SdParams): string | undefined {
-  const settings = body.override_settings as Record<string, unknown> | undefined;
-  const value = settings?.sd_model_checkpoint;
-  return typeof value === 'string' && value.trim() ? value.trim() : undefined;
-}
-
-/** A1111's answer `null`: koa would send an empty 204 for a null body. */
-function sendJsonNull(ctx: Context): void {
-  ctx.type = 'application/json';
-  ctx.body = 'null';
-}
-
-/** A1111's error body: `{error, detail, body, errors}`. */
-const a1111Error = (error: string, detail: string) => ({ error, detail, body: '', errors: '' });
-
-async function imagesAsBase64(deps: TaskDeps, task: TaskRecord): Promise<string[]> {
-  return Promise.all(task.images.map(async (key) => (await deps.store.get(key)).toString('base64')));
-}
+/** A1111's answer `null`. */
+const sendNull = (ctx: Context) => send(ctx, { status: 200, body: null });
 
 /** A live preview as A1111's progress sends it: plain base64, or null (none yet, or already superseded). */
 async function previewBase64(deps: TaskDeps, key: string | null): Promise<string | null> {
@@ -50,25 +33,6 @@ async function previewBase64(deps: TaskDeps, key: string | null): Promise<string
   }
 }
 
-/** The answer A1111 would give for a finished task. */
-async function a1111Answer(deps: TaskDeps, task: TaskRecord): Promise<{ status: number; body: object }> {
-  if (task.status === 'failed') {
-    return {
-      status: task.errorKind === 'bad_input' ? 422 : 500,
-      body: a1111Error('TaskFailed', task.message ?? 'failed'),
-    };
-  }
-  if (task.status === 'cancelled') {
-    return { status: 409, body: a1111Error('TaskCancelled', task.message ?? 'cancelled') };
-  }
-  const images = await imagesAsBase64(deps, task);
-  if (task.kind === 'extra') {
-    const info = JSON.parse(task.info ?? '{}') as { html_info?: string };
-    return { status: 200, body: { html_info: info.html_info ?? '', image: images[0] ?? '' } };
-  }
-  return { status: 200, body: { images, parameters: task.parameters ?? {}, info: task.info ?? '{}' } };
-}
-
 /** The caller's most recent task, which A1111's progress and interrupt act on. */
 async function latestTask(deps: TaskDeps, user: string): Promise<TaskRecord | undefined> {
   return (await deps.meta.listTasks({ user, limit: 1 })).items[0];
@@ -79,36 +43,24 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
     const body = schema.parse(ctx.request.body ?? {});
     const principal = principalOf(ctx);
     const optionsVersion = optionsVersionHeader(ctx);
-    const requested = requestedCheckpoint(body);
-    const model = requested
-      ? await resolveCheckpoint(deps.meta, requested, CHECKPOINT_FIELD)
-      : await callersCheckpoint(deps, principal.user, optionsVersion);
+    const model = await requestCheckpoint(deps, { body, user: principal.user, optionsVersion });
     const task = await submitTask(deps, {
       kind,
       principal,
-      body: { ...body, stable_diffusion_model: model.name },
+      model,
+      body,
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
       optionsVersion,
     });
-    ctx.set('taskId', task.taskId);
-    if (isAsync(ctx)) {
-      ctx.status = 202;
-      ctx.set('Preference-Applied', 'respond-async');
-      ctx.body = { taskId: task.taskId, status: task.status };
-      return;
-    }
-    const gone = new AbortController();
-    ctx.req.once('close', () => gone.abort());
-    const done = await waitForTask(deps, task.taskId, deps.config.api.a1111SyncTimeoutS * 1000, gone.signal);
-    if (!isFinal(done.status)) {
-      ctx.status = 202;
-      ctx.body = { taskId: done.taskId, status: done.status };
-      return;
-    }
-    const answer = await a1111Answer(deps, done);
-    ctx.status = answer.status;
-    ctx.body = answer.body;
+    await answerTask(ctx, deps, task, {
+      waitMs: deps.config.api.a1111SyncTimeoutS * 1000,
+      final: (done) => a1111Answer(deps, done),
+      open: (open, accepted) => {
+        if (accepted) ctx.set('Preference-Applied', 'respond-async');
+        return { status: 202, body: { taskId: open.taskId, status: open.status } };
+      },
+    });
   };
 
   router.post('/sdapi/v1/txt2img', submit('txt2img', schemas.a1111.txt2img));
@@ -121,7 +73,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
 
   router.post('/sdapi/v1/options', async (ctx) => {
     await mergeCallersOptions(deps, principalOf(ctx).user, ctx.request.body);
-    sendJsonNull(ctx);
+    sendNull(ctx);
   });
 
   const list = (answer: (meta: TaskDeps['meta']) => Promise<unknown>) => async (ctx: Context) => {
@@ -135,7 +87,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
   router.get('/controlnet/model_list', list(registryLists['controlnet-models']));
   // The lists come from the registry, which is always current: there is nothing to refresh.
   for (const refresh of ['checkpoints', 'vae', 'loras', 'embeddings']) {
-    router.post(`/sdapi/v1/refresh-${refresh}`, sendJsonNull);
+    router.post(`/sdapi/v1/refresh-${refresh}`, sendNull);
   }
 
   router.get('/sdapi/v1/progress', async (ctx) => {

@@ -1,9 +1,10 @@
 import type Router from '@koa/router';
 import type { RouterContext } from '@koa/router';
 import { z } from 'zod';
-import type { MetaStore, ModelRecord } from '../../platform/meta-store/port.js';
+import type { MetaStore } from '../../platform/meta-store/port.js';
 import { MODEL_TYPES } from '../../platform/object-store/keys.js';
 import { notFound } from '../errors.js';
+import { modelView } from '../models.js';
 
 // Reading the model registry and the function list. Changing them (admin) is in the management routes.
 
@@ -13,19 +14,6 @@ const modelFilter = z.object({
     .enum(['registering', 'loading', 'loaded', 'failed', 'unloaded', 'deleted'], { error: 'is not a model status' })
     .optional(),
 });
-
-export function modelView(m: ModelRecord) {
-  return {
-    type: m.type,
-    name: m.name,
-    ossPath: m.ossPath,
-    etag: m.etag,
-    status: m.status,
-    registeredTime: m.registeredTime,
-    lastModificationTime: m.lastModificationTime,
-    ...(m.message ? { message: m.message } : {}),
-  };
-}
 
 export function catalogRoutes(router: Router, meta: MetaStore) {
   router.get('/models', async (ctx) => {

@@ -5,11 +5,11 @@ import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/f
 import type { FunctionRecord } from '../../platform/meta-store/port.js';
 import type { ApiDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
+import { stripTitleHash } from '../checkpoints.js';
 import { mergeSettings, unknownOptionKeys } from '../drop-in.js';
 import { badRequest, HttpError, notFound } from '../errors.js';
 import { assertVaeUsable } from '../model-refs.js';
 import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, type ResourceUpdate } from '../platform-schemas.js';
-import { stripTitleHash } from '../tasks.js';
 
 // The function admin routes of the reference: batch update of resources, delete, restart. Each item of a batch is
 // applied on its own; the answer lists the ones that failed. HTTP status: 200 when all applied; 404 when every

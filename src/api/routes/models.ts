@@ -1,10 +1,12 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
+import { clientGone } from '../answers.js';
 import { requireAdmin } from '../auth.js';
 import { registerModelBody, updateModelBody } from '../model-schemas.js';
 import {
   deleteModel,
   type ModelDeps,
+  modelView,
   type Registration,
   registerFromKey,
   registerUpload,
@@ -12,7 +14,6 @@ import {
   updateModel,
   waitForRegistration,
 } from '../models.js';
-import { modelView } from './catalog.js';
 
 // Model management (admin): POST /models, PUT /models/{name}, DELETE /models/{name}. Reading is in catalog.ts.
 // A registration is asynchronous: 202 with the workflowId at once; `?wait=true` or `Request-Type: sync` waits for it.
@@ -37,13 +38,11 @@ export function modelRoutes(router: Router, deps: ModelDeps) {
       return;
     }
     // A client that goes away stops the wait, never the registration.
-    const gone = new AbortController();
-    ctx.res.once('close', () => gone.abort());
     const done = await waitForRegistration(
       deps,
       { ...registration, workflowId },
       deps.config.api.syncTimeoutS * 1000,
-      gone.signal,
+      clientGone(ctx),
     );
     ctx.status = done.status;
     ctx.body = done.body;

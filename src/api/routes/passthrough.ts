@@ -1,20 +1,21 @@
 import type { Context, Next } from 'koa';
 import { sdErrorDetail } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
+import { isJsonObject } from '../../json.js';
 import {
   CheckpointNotServedError,
   FunctionNotFoundError,
   FunctionUnavailableError,
 } from '../../platform/functions/port.js';
 import { provideCheckpointFunction } from '../../platform/functions/records.js';
-import type { ModelRecord, TaskRecord } from '../../platform/meta-store/port.js';
+import { answerTask, clientGone } from '../answers.js';
 import type { ApiDeps } from '../app.js';
 import { principalOf, requireAdmin } from '../auth.js';
-import { callersCheckpoint } from '../drop-in.js';
+import { requestCheckpoint } from '../checkpoints.js';
 import { badRequest, HttpError } from '../errors.js';
-import { answerStatus, changesInstance, failedStatus, isPassthroughPath, normalizedPath } from '../passthrough.js';
-import { resolveCheckpoint, submitTask, type TaskDeps, waitForTask } from '../tasks.js';
-import { clientTaskId, idempotencyKey, isAsync, syncAnswer } from './generation.js';
+import { answerStatus, changesInstance, isPassthroughPath, normalizedPath, passthroughAnswer } from '../passthrough.js';
+import { clientTaskId, idempotencyKey, isAsync, taskFlag } from '../request-headers.js';
+import { submitTask, type TaskDeps } from '../tasks.js';
 
 // The passthrough: A1111 routes under the allowed prefixes that no platform or drop-in route claimed go to an agent of
 // the named (or the caller's, or the default) checkpoint. A GET is a cheap read, forwarded at once, unless it carries
@@ -23,33 +24,6 @@ import { clientTaskId, idempotencyKey, isAsync, syncAnswer } from './generation.
 
 const TASK_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
-const taskFlag = (ctx: Context) => ctx.get('Task-Flag').toLowerCase() === 'true';
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-const nonEmpty = (v: unknown): string | undefined => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
-
-/** The recorded answer of a passthrough task: SD's status and its body, images replaced by keys. */
-function recordedAnswer(task: TaskRecord): { status: number; body: unknown } {
-  try {
-    const info = JSON.parse(task.info ?? '') as { status?: unknown; body?: unknown };
-    if (typeof info.status === 'number') return { status: info.status, body: info.body };
-  } catch {
-    // fall through: a task recorded without SD's answer
-  }
-  throw new HttpError(502, `task ${task.taskId} recorded no answer from SD`, { taskId: task.taskId });
-}
-
-/** SD's body as it was: JSON for JSON values (`null` included), text for a text answer. */
-function sendRecorded(ctx: Context, body: unknown): void {
-  if (typeof body === 'string' || (typeof body === 'object' && body !== null)) {
-    ctx.body = body;
-  } else {
-    ctx.type = 'application/json';
-    ctx.body = JSON.stringify(body ?? null);
-  }
-}
-
 /**
  * `claimed(path, method)` tells whether a platform or drop-in route serves that path: a percent-encoded spelling of
  * one (`/sdapi/v1/txt%32img`) must not reach SD around that route's validation and limits.
@@ -57,31 +31,21 @@ function sendRecorded(ctx: Context, body: unknown): void {
 export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: string, method: string) => boolean) {
   const prefixes = deps.config.api.passthroughPrefixes;
 
-  /**
-   * 1. `stable_diffusion_model`, 2. `override_settings.sd_model_checkpoint`, 3. for a GET `?model=`, 4. the caller's
-   * checkpoint (their options' `sd_model_checkpoint`), 5. the default.
-   */
-  async function modelFor(ctx: Context, body: unknown): Promise<ModelRecord> {
-    const fromBody = isRecord(body) ? nonEmpty(body.stable_diffusion_model) : undefined;
-    if (fromBody) return resolveCheckpoint(deps.meta, fromBody, 'stable_diffusion_model');
-    const settings = isRecord(body) && isRecord(body.override_settings) ? body.override_settings : undefined;
-    const fromSettings = nonEmpty(settings?.sd_model_checkpoint);
-    if (fromSettings) return resolveCheckpoint(deps.meta, fromSettings, 'override_settings.sd_model_checkpoint');
-    const fromQuery = ctx.method === 'GET' || ctx.method === 'HEAD' ? nonEmpty(ctx.query.model) : undefined;
-    if (fromQuery) return resolveCheckpoint(deps.meta, fromQuery, 'model');
-    return callersCheckpoint(deps, principalOf(ctx).user);
-  }
+  /** The checkpoint a passthrough request names, or the caller's, or the default; `?model=` only on a read. */
+  const modelFor = (ctx: Context, body: unknown) =>
+    requestCheckpoint(deps, {
+      body,
+      query: ctx.method === 'GET' || ctx.method === 'HEAD' ? String(ctx.query.model ?? '') : undefined,
+      user: principalOf(ctx).user,
+    });
 
   /** A GET goes straight to an instance of the checkpoint's function: no task, no slot. */
   async function read(ctx: Context, pathAndQuery: string): Promise<void> {
     const model = await modelFor(ctx, undefined);
     const prefix = deps.config.functions.prefix;
-    const gone = new AbortController();
-    ctx.res.once('close', () => {
-      if (!ctx.res.writableFinished) gone.abort();
-    });
+    const signal = clientGone(ctx);
     const send = async (functionName: string) =>
-      deps.functions.passthrough(functionName, { method: 'GET', path: pathAndQuery, signal: gone.signal });
+      deps.functions.passthrough(functionName, { method: 'GET', path: pathAndQuery, signal });
     let answer: Awaited<ReturnType<typeof send>>;
     try {
       const functionName = await provideCheckpointFunction(deps.meta, deps.functions, model.name, prefix);
@@ -118,14 +82,14 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     const hasBody = typeof raw === 'string' && raw.trim() !== '';
     const body: unknown = hasBody ? ctx.request.body : undefined;
     const model = await modelFor(ctx, body);
-    const forwarded = isRecord(body) ? { ...body } : body;
+    const forwarded = isJsonObject(body) ? { ...body } : body;
     // The platform's own field: it chose the function, SD has no use for it.
-    if (isRecord(forwarded)) delete forwarded.stable_diffusion_model;
+    if (isJsonObject(forwarded)) delete forwarded.stable_diffusion_model;
     const task = await submitTask(deps, {
       kind: 'passthrough',
       principal: principalOf(ctx),
+      model,
       body: {
-        stable_diffusion_model: model.name,
         method: ctx.method,
         path: pathAndQuery,
         ...(hasBody ? { body: forwarded } : {}),
@@ -133,30 +97,11 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
     });
-    if (taskFlag(ctx) || isAsync(ctx)) ctx.set('taskId', task.taskId);
-    if (isAsync(ctx)) {
-      ctx.body = { status: task.status, taskId: task.taskId };
-      return;
-    }
-    // A client that goes away stops the wait, never the task.
-    const gone = new AbortController();
-    ctx.res.once('close', () => {
-      if (!ctx.res.writableFinished) gone.abort();
+    await answerTask(ctx, deps, task, {
+      waitMs: deps.config.api.syncTimeoutS * 1000,
+      final: (done) => passthroughAnswer(deps, done),
+      taskIdHeader: taskFlag(ctx) || isAsync(ctx),
     });
-    const done = await waitForTask(deps, task.taskId, deps.config.api.syncTimeoutS * 1000, gone.signal);
-    if (done.status === 'succeeded') {
-      const recorded = recordedAnswer(done);
-      const ossUrl = await Promise.all(done.images.map((key) => deps.store.signedUrl(key, deps.config.stores.urlTtlS)));
-      ctx.status = answerStatus(recorded.status);
-      sendRecorded(ctx, isRecord(recorded.body) && ossUrl.length > 0 ? { ...recorded.body, ossUrl } : recorded.body);
-    } else if (done.status === 'failed') {
-      ctx.status = failedStatus(done.errorKind);
-      ctx.body = { status: done.status, taskId: done.taskId, message: done.message ?? 'failed' };
-    } else {
-      const answer = await syncAnswer(deps, done);
-      ctx.status = answer.status;
-      ctx.body = answer.body;
-    }
   }
 
   return async (ctx: Context, next: Next) => {

@@ -2,11 +2,12 @@ import type Router from '@koa/router';
 import { z } from 'zod';
 import { InvalidCursorError, MAX_PAGE_LIMIT } from '../../platform/meta-store/cursor.js';
 import { TASK_STATUSES, type TaskStatus } from '../../types.js';
+import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { badRequest, forbidden } from '../errors.js';
+import { clientTaskId, idempotencyKey } from '../request-headers.js';
 import { TASK_ID } from '../schemas.js';
 import { cancelTask, progressView, resultView, retryTask, type TaskDeps, taskFor, taskSummary } from '../tasks.js';
-import { answerSubmission, clientTaskId, idempotencyKey } from './generation.js';
 
 // GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry.
 
@@ -72,7 +73,14 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
     });
-    await answerSubmission(ctx, deps, task);
-    ctx.body = { ...(ctx.body as object), retryOf: original.taskId };
+    const retryOf = (answer: Answer): Answer => ({
+      ...answer,
+      body: { ...(answer.body as object), retryOf: original.taskId },
+    });
+    await answerTask(ctx, deps, task, {
+      waitMs: deps.config.api.syncTimeoutS * 1000,
+      final: async (done) => retryOf(await platformAnswer(deps, done)),
+      open: (open, accepted) => retryOf(openAnswer(open, accepted)),
+    });
   });
 }

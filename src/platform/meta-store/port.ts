@@ -25,6 +25,11 @@ export interface TaskRecord {
 
 export type NewTask = Omit<TaskRecord, 'status' | 'images' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'>;
 
+/** The row a new task is, once inserted at `createdAt`. */
+export function insertedTask(task: NewTask, createdAt: string): TaskRecord {
+  return { ...task, status: 'waiting', images: [], createdAt, updatedAt: createdAt };
+}
+
 export interface TaskFinal {
   status: FinalStatus;
   images: string[];
@@ -86,7 +91,11 @@ export interface UserOptions {
  */
 export interface MetaStore {
   /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
-  insertTask(task: NewTask): Promise<boolean>;
+  /**
+   * The stored row; null when a task with this taskId exists, or when the user already has a task with this
+   * idempotency key (a concurrent submit won the race), which the caller tells apart with findTaskByIdempotencyKey.
+   */
+  insertTask(task: NewTask): Promise<TaskRecord | null>;
   getTask(taskId: string): Promise<TaskRecord | null>;
   findTaskByIdempotencyKey(user: string, idempotencyKey: string): Promise<TaskRecord | null>;
   /** Moves an open task to `running`; no-op on a final task. */

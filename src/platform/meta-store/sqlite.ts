@@ -16,6 +16,7 @@ import type {
   TaskRecord,
   UserOptions,
 } from './port.js';
+import { insertedTask } from './port.js';
 
 // The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
 // connection runs in WAL mode with a busy timeout, and every write that must be atomic is one statement or an
@@ -322,11 +323,8 @@ export class SqliteMetaStore implements MetaStore {
     }
   }
 
-  /**
-   * False when a task with this taskId exists, or when the user already has a task with this idempotency key (a
-   * concurrent submit won the race); the caller tells the two apart with findTaskByIdempotencyKey.
-   */
-  async insertTask(task: NewTask): Promise<boolean> {
+  async insertTask(task: NewTask): Promise<TaskRecord | null> {
+    const createdAt = now();
     const result = this.stmt.insertTask.run({
       taskId: task.taskId,
       user: task.user,
@@ -340,9 +338,9 @@ export class SqliteMetaStore implements MetaStore {
       retryOf: task.retryOf ?? null,
       idempotencyKey: task.idempotencyKey ?? null,
       requestHash: task.requestHash ?? null,
-      now: now(),
+      now: createdAt,
     });
-    return result.changes === 1;
+    return result.changes === 1 ? insertedTask(task, createdAt) : null;
   }
 
   async getTask(taskId: string): Promise<TaskRecord | null> {

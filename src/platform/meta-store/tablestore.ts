@@ -16,6 +16,7 @@ import type {
   TaskRecord,
   UserOptions,
 } from './port.js';
+import { insertedTask } from './port.js';
 import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './tablestore-client.js';
 import {
   attributeColumns,
@@ -218,11 +219,7 @@ export class TablestoreMetaStore implements MetaStore {
 
   // ---- tasks ----
 
-  /**
-   * False when a task with this taskId exists, or when the user already has a task with this idempotency key (a
-   * concurrent submit won the race); the caller tells the two apart with findTaskByIdempotencyKey.
-   */
-  async insertTask(task: NewTask): Promise<boolean> {
+  async insertTask(task: NewTask): Promise<TaskRecord | null> {
     const createdAt = now();
     const writeId = randomUUID();
     const pointers = taskScopes(task.user, 'waiting').map((scope) => this.indexKey(scope, createdAt, task.taskId));
@@ -235,7 +232,7 @@ export class TablestoreMetaStore implements MetaStore {
     if (claim && !(await this.claimIdempotencyKey(claim))) {
       // A holder with our taskId may have written these very pointer rows: leave them to it.
       if (!(await this.idempotencyHolderIs(claim, task.taskId))) await this.deletePointers(pointers);
-      return false;
+      return null;
     }
 
     let written: boolean;
@@ -253,14 +250,14 @@ export class TablestoreMetaStore implements MetaStore {
       if (claim && err instanceof MetaStoreError && !err.mayHaveApplied) await this.releaseIdempotencyKey(claim);
       throw err;
     }
-    if (written) return true;
+    if (written) return insertedTask(task, createdAt);
 
     const stored = await this.getRow(TABLES.tasks, [{ taskId: task.taskId }]);
     // Our own row, written by an attempt whose response was lost.
-    if (stored && writeIdOf(stored) === writeId) return true;
+    if (stored && writeIdOf(stored) === writeId) return insertedTask(task, createdAt);
     if (claim) await this.releaseIdempotencyKey(claim);
     if (!stored || stored.user !== task.user || stored.createdAt !== createdAt) await this.deletePointers(pointers);
-    return false;
+    return null;
   }
 
   async getTask(taskId: string): Promise<TaskRecord | null> {
