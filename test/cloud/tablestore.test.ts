@@ -189,7 +189,7 @@ describe('tables', () => {
     const blue = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'blue-1' }), TUNING);
     const green = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'green' }), TUNING);
     open.push(blue, green);
-    expect(await blue.insertTask(newTask('t1'))).toBe(true);
+    expect(await blue.insertTask(newTask('t1'))).not.toBeNull();
     expect(await green.getTask('t1')).toBeNull();
     expect(fake.tableNames()).toEqual(
       [...ALL.map((n) => `sdflow_blue_1_${n}`), ...ALL.map((n) => `sdflow_green_${n}`)].sort(),
@@ -199,11 +199,11 @@ describe('tables', () => {
   it("of two prefixes on one instance do not see each other's rows", async () => {
     const a = openStore({ SDFLOW_TABLESTORE_TABLE_PREFIX: 'a_' });
     const b = openStore({ SDFLOW_TABLESTORE_TABLE_PREFIX: 'b_' });
-    expect(await a.insertTask(newTask('t1'))).toBe(true);
+    expect(await a.insertTask(newTask('t1'))).not.toBeNull();
     await a.putModel(model('sd15'));
     await a.setConfigValueOnce('secret', 'A');
     expect(await b.getTask('t1')).toBeNull();
-    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).toBe(true);
+    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).not.toBeNull();
     expect((await a.getTask('t1'))?.user).toBe('alice');
     expect(await b.listModels()).toEqual([]);
     expect((await b.listTasks({})).items.map((t) => t.user)).toEqual(['bob']);
@@ -216,7 +216,7 @@ describe('tables', () => {
     const a = openStore();
     const b = openStore();
     const [ra, rb] = await Promise.all([a.insertTask(newTask('t1')), b.insertTask(newTask('t2'))]);
-    expect([ra, rb]).toEqual([true, true]);
+    expect([ra?.taskId, rb?.taskId]).toEqual(['t1', 't2']);
     const creates = fake.recorded('CreateTable', table('tasks'));
     expect(creates.length).toBeGreaterThanOrEqual(2);
     expect(creates.filter((r) => r.status === 200)).toHaveLength(0);
@@ -262,8 +262,10 @@ describe('tasks', () => {
     const store = openStore();
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(new Date('2024-05-01T10:00:00.000Z'));
-    expect(await store.insertTask(newTask('t1', { retryOf: 't0', requestHash: 'h' }))).toBe(true);
+    const inserted = await store.insertTask(newTask('t1', { retryOf: 't0', requestHash: 'h' }));
     const task = await store.getTask('t1');
+    // What insertTask answers is the stored row.
+    expect(inserted).toEqual(task);
     expect(task).toEqual<TaskRecord>({
       taskId: 't1',
       user: 'alice',
@@ -284,9 +286,9 @@ describe('tasks', () => {
   it('refuses a duplicate taskId, also from a second store, and keeps the first row', async () => {
     const a = openStore();
     const b = openStore();
-    expect(await a.insertTask(newTask('t1'))).toBe(true);
-    expect(await a.insertTask(newTask('t1', { model: 'other' }))).toBe(false);
-    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).toBe(false);
+    expect(await a.insertTask(newTask('t1'))).not.toBeNull();
+    expect(await a.insertTask(newTask('t1', { model: 'other' }))).toBeNull();
+    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).toBeNull();
     expect(await b.getTask('t1')).toMatchObject({ user: 'alice', model: 'sd15' });
     // The losers' listing pointers were taken back: bob has no tasks, alice one.
     expect((await a.listTasks({ user: 'bob' })).items).toEqual([]);
@@ -298,7 +300,7 @@ describe('tasks', () => {
     const store = openStore();
     await store.insertTask(newTask('t1'));
     await store.finalizeTask('t1', { status: 'succeeded', images: [] });
-    expect(await store.insertTask(newTask('t1'))).toBe(false);
+    expect(await store.insertTask(newTask('t1'))).toBeNull();
     expect((await store.getTask('t1'))?.status).toBe('succeeded');
   });
 
@@ -423,13 +425,13 @@ describe('tasks', () => {
 
   it('refuses a second task with the same idempotency key of the same user', async () => {
     const store = openStore();
-    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).toBe(true);
-    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBe(false);
+    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).not.toBeNull();
+    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBeNull();
     expect(await store.getTask('t2')).toBeNull();
     expect((await store.findTaskByIdempotencyKey('alice', 'k1'))?.taskId).toBe('t1');
     // Tasks without a key never collide.
-    expect(await store.insertTask(newTask('t3'))).toBe(true);
-    expect(await store.insertTask(newTask('t4'))).toBe(true);
+    expect(await store.insertTask(newTask('t3'))).not.toBeNull();
+    expect(await store.insertTask(newTask('t4'))).not.toBeNull();
     expect(fake.recorded('PutRow', table('idempotency')).map((r) => [r.rowExistence, r.status])).toEqual([
       ['EXPECT_NOT_EXIST', 200],
       ['EXPECT_NOT_EXIST', 403],
@@ -443,7 +445,7 @@ describe('tasks', () => {
     fake.inject(FAULTS.authFailed, { operation: 'PutRow', table: table('tasks') });
     await rejection(store.insertTask(newTask('t1', { idempotencyKey: 'k1' })));
     expect(fake.rows(table('idempotency'))).toEqual([]);
-    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBe(true);
+    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).not.toBeNull();
     expect((await store.findTaskByIdempotencyKey('alice', 'k1'))?.taskId).toBe('t2');
   });
 
@@ -457,10 +459,10 @@ describe('tasks', () => {
     expect((await rejection(store.insertTask(newTask('t1', { idempotencyKey: 'k1' })))).mayHaveApplied).toBe(true);
     expect(fake.rows(table('idempotency'))).toMatchObject([{ idempotencyKey: 'k1', taskId: 't1' }]);
     // While the claim may still belong to a live insert, the key is not free.
-    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBe(false);
+    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBeNull();
     // Long after every attempt of that insert must have ended, the claim is taken over.
     vi.setSystemTime(new Date('2024-05-01T11:00:00.000Z'));
-    expect(await store.insertTask(newTask('t3', { idempotencyKey: 'k1' }))).toBe(true);
+    expect(await store.insertTask(newTask('t3', { idempotencyKey: 'k1' }))).not.toBeNull();
     expect((await store.findTaskByIdempotencyKey('alice', 'k1'))?.taskId).toBe('t3');
   });
 });
@@ -836,7 +838,7 @@ describe('retries and errors', () => {
   it('retries throttling with backoff: twice OTSServerBusy, then the write succeeds', async () => {
     const store = await warmStore();
     fake.inject(FAULTS.throttled, { count: 2, operation: 'PutRow', table: table('tasks') });
-    expect(await store.insertTask(newTask('t1'))).toBe(true);
+    expect(await store.insertTask(newTask('t1'))).not.toBeNull();
     expect(fake.recorded('PutRow', table('tasks')).map((r) => [r.status, r.errorCode])).toEqual([
       [503, 'OTSServerBusy'],
       [503, 'OTSServerBusy'],
@@ -894,7 +896,7 @@ describe('retries and errors', () => {
   it('never retries a failed condition', async () => {
     const store = await warmStore();
     await store.insertTask(newTask('t1'));
-    expect(await store.insertTask(newTask('t1'))).toBe(false);
+    expect(await store.insertTask(newTask('t1'))).toBeNull();
     expect(fake.recorded('PutRow', table('tasks')).map((r) => r.errorCode)).toEqual([
       undefined,
       'OTSConditionCheckFail',
@@ -904,7 +906,7 @@ describe('retries and errors', () => {
   it('reports an insert as inserted when its first attempt was applied but the response was lost', async () => {
     const store = await warmStore();
     fake.inject(FAULTS.drop, { operation: 'PutRow', table: table('tasks') });
-    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).toBe(true);
+    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).not.toBeNull();
     expect(fake.recorded('PutRow', table('tasks')).map((r) => [r.fault ?? r.status, r.errorCode])).toEqual([
       ['drop', undefined],
       [403, 'OTSConditionCheckFail'],
@@ -912,13 +914,13 @@ describe('retries and errors', () => {
     expect(fake.rows(table('tasks'))).toHaveLength(1);
     expect((await store.findTaskByIdempotencyKey('alice', 'k1'))?.taskId).toBe('t1');
     // A real duplicate is still refused.
-    expect(await store.insertTask(newTask('t1'))).toBe(false);
+    expect(await store.insertTask(newTask('t1'))).toBeNull();
   });
 
   it('recognizes its own lost writes for idempotency keys, models, config, options and transitions', async () => {
     const store = await warmStore();
     fake.inject(FAULTS.drop, { operation: 'PutRow', table: table('idempotency') });
-    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).toBe(true);
+    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).not.toBeNull();
 
     fake.inject(FAULTS.drop, { operation: 'PutRow', table: table('models') });
     expect(await store.insertModel(model('sd15'))).toBe(true);

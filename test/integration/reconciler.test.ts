@@ -69,7 +69,7 @@ it('starts the workflow of an accepted task that has none', async () => {
       model: DEMO_MODEL,
       params: { prompt: 'never started', steps: 2, width: 64, height: 64 },
     }),
-  ).toBe(true);
+  ).toMatchObject({ taskId, status: 'waiting' });
   await meta.close();
   const final = await waitForFinal(stack.url, taskId, 30_000);
   expect(final.status).toBe('succeeded');

@@ -328,9 +328,9 @@ describe('the static GPU pool', () => {
     expect(img.status, JSON.stringify(img.json)).toBe(200);
     expect(img.json.status).toBe('succeeded');
 
-    const models = await call(stack.url, 'GET', `/sdapi/v1/sd-models?model=${DEMO_MODEL_2}`);
-    expect(models.status).toBe(200);
-    expect(models.json.map((m: { title: string }) => m.title.split(' ')[0]).sort()).toEqual([DEMO_MODEL, DEMO_MODEL_2]);
+    const samplers = await call(stack.url, 'GET', `/sdapi/v1/samplers?model=${DEMO_MODEL_2}`);
+    expect(samplers.status).toBe(200);
+    expect(samplers.json.map((s: { name: string }) => s.name)).toContain('Euler a');
   });
 
   it('never puts two jobs on one WebUI, with more tasks than WebUIs', async () => {
@@ -464,7 +464,7 @@ describe('the static GPU pool', () => {
     expect(r.json.message).toMatch(new RegExp(`no GPU serves checkpoint ${UNSERVED.replace(/\./g, '\\.')}`));
     // Not retried: a retry cannot help until the pool file changes.
     expect(Date.now() - started).toBeLessThan(15_000);
-    const read = await call(stack.url, 'GET', `/sdapi/v1/sd-models?model=${encodeURIComponent(UNSERVED)}`);
+    const read = await call(stack.url, 'GET', `/sdapi/v1/samplers?model=${encodeURIComponent(UNSERVED)}`);
     expect(read.status).toBe(503);
     expect(read.json.message).toMatch(/no GPU serves checkpoint/);
 

@@ -89,8 +89,10 @@ describe('tasks', () => {
     const store = openStore();
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(new Date('2024-05-01T10:00:00.000Z'));
-    expect(await store.insertTask(newTask('t1', { retryOf: 't0', requestHash: 'h' }))).toBe(true);
+    const inserted = await store.insertTask(newTask('t1', { retryOf: 't0', requestHash: 'h' }));
     const task = await store.getTask('t1');
+    // What insertTask answers is the stored row.
+    expect(inserted).toEqual(task);
     expect(task).toEqual<TaskRecord>({
       taskId: 't1',
       user: 'alice',
@@ -110,9 +112,9 @@ describe('tasks', () => {
   it('refuses a duplicate taskId, also from a second connection, and keeps the first row', async () => {
     const a = openStore();
     const b = openStore();
-    expect(await a.insertTask(newTask('t1'))).toBe(true);
-    expect(await a.insertTask(newTask('t1', { model: 'other' }))).toBe(false);
-    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).toBe(false);
+    expect(await a.insertTask(newTask('t1'))).not.toBeNull();
+    expect(await a.insertTask(newTask('t1', { model: 'other' }))).toBeNull();
+    expect(await b.insertTask(newTask('t1', { user: 'bob' }))).toBeNull();
     expect(await b.getTask('t1')).toMatchObject({ user: 'alice', model: 'sd15' });
   });
 
@@ -120,7 +122,7 @@ describe('tasks', () => {
     const store = openStore();
     await store.insertTask(newTask('t1'));
     await store.finalizeTask('t1', { status: 'succeeded', images: [] });
-    expect(await store.insertTask(newTask('t1'))).toBe(false);
+    expect(await store.insertTask(newTask('t1'))).toBeNull();
     expect((await store.getTask('t1'))?.status).toBe('succeeded');
   });
 
@@ -219,13 +221,13 @@ describe('tasks', () => {
 
   it('refuses a second task with the same idempotency key of the same user', async () => {
     const store = openStore();
-    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).toBe(true);
-    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBe(false);
+    expect(await store.insertTask(newTask('t1', { idempotencyKey: 'k1' }))).not.toBeNull();
+    expect(await store.insertTask(newTask('t2', { idempotencyKey: 'k1' }))).toBeNull();
     expect(await store.getTask('t2')).toBeNull();
     expect((await store.findTaskByIdempotencyKey('alice', 'k1'))?.taskId).toBe('t1');
     // Tasks without a key never collide.
-    expect(await store.insertTask(newTask('t3'))).toBe(true);
-    expect(await store.insertTask(newTask('t4'))).toBe(true);
+    expect(await store.insertTask(newTask('t3'))).not.toBeNull();
+    expect(await store.insertTask(newTask('t4'))).not.toBeNull();
   });
 });
 
