@@ -1,4 +1,3 @@
-import { queryFlag } from '../http-util.js';
 import type { Simulator } from './engine.js';
 import { validationError } from './errors.js';
 import { runExtras } from './extras.js';
@@ -28,6 +27,9 @@ export interface RouteContext {
 }
 
 export type Handler = (ctx: RouteContext) => unknown | Promise<unknown>;
+
+/** A boolean query parameter as FastAPI (A1111's framework) reads one. */
+const queryFlag = (value: string | null) => ['true', '1', 'yes', 'on'].includes(value?.toLowerCase() ?? '');
 
 const CONTROLNET_MODULES = [
   'none',
