@@ -1,3 +1,4 @@
+import { A1111_SCRIPT_NAMES } from '../a1111/scripts.js';
 import type { Simulator } from './engine.js';
 import { validationError } from './errors.js';
 import { runExtras } from './extras.js';
@@ -125,7 +126,7 @@ const lists: Record<string, Handler> = {
   'GET /sdapi/v1/hypernetworks': () => [],
   'GET /sdapi/v1/prompt-styles': () => [],
   'GET /sdapi/v1/embeddings': () => ({ loaded: {}, skipped: {} }),
-  'GET /sdapi/v1/scripts': () => ({ txt2img: [], img2img: [] }),
+  'GET /sdapi/v1/scripts': () => A1111_SCRIPT_NAMES,
   'GET /sdapi/v1/script-info': () => [],
   'GET /sdapi/v1/extensions': () => [],
   'POST /sdapi/v1/refresh-checkpoints': async ({ sim }) => {
