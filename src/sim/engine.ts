@@ -1,7 +1,12 @@
 import pino, { type Logger } from 'pino';
+import {
+  A1111_API_RESTRICTED_OPTIONS,
+  A1111_EXPLANATION_KEYS,
+  A1111_OPTION_KEYS,
+  a1111OptionDefaults,
+} from '../a1111/options.js';
 import { type Checkpoint, ModelCatalog, type ModelFile } from './catalog.js';
 import { apiError, validationError } from './errors.js';
-import { defaultOptions } from './lists.js';
 import type { SimOptions } from './server.js';
 import { JobQueue, SdState } from './state.js';
 import { type JobKind, SimStats } from './stats.js';
@@ -21,7 +26,7 @@ export class Simulator {
   readonly stats: SimStats;
   readonly catalog: ModelCatalog;
   readonly log: Logger;
-  readonly options: Record<string, unknown> = defaultOptions();
+  readonly options: Record<string, unknown> = a1111OptionDefaults();
   loaded: Checkpoint | null = null;
 
   constructor(readonly opts: SimOptions) {
@@ -111,19 +116,27 @@ export class Simulator {
     return {
       ...this.options,
       sd_model_checkpoint: this.options.sd_model_checkpoint ?? this.loaded?.title ?? null,
-      sd_checkpoint_hash: this.loaded?.sha256 ?? null,
+      sd_checkpoint_hash: this.loaded?.sha256 ?? this.options.sd_checkpoint_hash,
     };
   }
 
   /**
    * POST /sdapi/v1/options: merges the body. A new sd_model_checkpoint loads it under the lock, as A1111's queued
-   * reload does; the answer comes once it is loaded.
+   * reload does; the answer comes once it is loaded. A key that is no A1111 setting is a 422 naming it, and nothing
+   * is applied (A1111 1.10.1 itself fails with a 500 KeyError, after applying the keys before it). Settings the API
+   * may not change, and the settings page's explanations, are ignored, as A1111 ignores them.
    */
   async setOptions(body: unknown): Promise<null> {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw validationError([{ loc: ['body'], msg: 'value is not a valid dict', type: 'type_error.dict' }]);
     }
-    const { sd_model_checkpoint: ckptRef, sd_vae: vaeRef, ...rest } = body as Record<string, unknown>;
+    const unknown = Object.keys(body).filter((k) => !A1111_OPTION_KEYS.has(k) && !A1111_EXPLANATION_KEYS.has(k));
+    if (unknown.length > 0)
+      throw apiError(422, `unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
+    const settable = Object.entries(body).filter(
+      ([k]) => !A1111_API_RESTRICTED_OPTIONS.has(k) && !A1111_EXPLANATION_KEYS.has(k),
+    );
+    const { sd_model_checkpoint: ckptRef, sd_vae: vaeRef, ...rest } = Object.fromEntries(settable);
     const ckpt =
       ckptRef === undefined || ckptRef === null
         ? undefined

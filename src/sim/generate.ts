@@ -4,16 +4,18 @@ import { apiError } from './errors.js';
 import { type DecodedImage, decodeImage, type Fit, toRawMask, toRawRgb } from './images.js';
 import { formatInfotext, type InfotextParams } from './infotext.js';
 import { resolveSampler } from './lists.js';
-import { type GenerationKind, type GenerationRequest, LIMITS, parseGenerationBody } from './params.js';
+import { checkJobPixels, type GenerationKind, type GenerationRequest, parseGenerationBody } from './params.js';
 import { insertTextChunks } from './png.js';
 import { hash32, randomSeed } from './random.js';
 import { blendWithInit, encodePng, gridRaw, renderPattern } from './render.js';
+import { planScript, type ScriptPlan, type ScriptRunContext } from './scripts/index.js';
 import { SdState } from './state.js';
 
 // txt2img and img2img, shaped like A1111's processing: seeds resolved up front, n_iter iterations of `steps`
 // simulated sampling steps over batch_size images each, then a VAE decode per image. Interrupt ends the job at the
 // next step boundary and returns what was made (the current iteration partially sampled); skip ends only the
-// current iteration. PNGs are encoded after the lock is released, as A1111 encodes its API answer.
+// current iteration. A selected script (script_name) runs instead, calling that processing once per pass it
+// makes. PNGs are encoded after the lock is released, as A1111 encodes its API answer.
 
 export const SIM_VERSION = 'sdflow-sim';
 
@@ -24,7 +26,7 @@ export interface GenerationResponse {
 }
 
 /** Everything a job needs that can be checked before it queues: a bad input is rejected without waiting. */
-interface PreparedJob {
+export interface PreparedJob {
   kind: GenerationKind;
   request: GenerationRequest;
   parameters: Record<string, unknown>;
@@ -32,9 +34,14 @@ interface PreparedJob {
   scheduler: string;
   overrideCheckpoint?: Checkpoint;
   overrideVae?: { name: string; file?: ModelFile };
+  /** img2img: the init images as sent (scripts that tile or extend read them at their own size). */
+  sources: DecodedImage[];
   /** img2img: init images and mask at exactly the output size, raw. */
   inits: Buffer[];
   mask?: Buffer;
+  /** A1111's all_prompts and all_negative_prompts: one per image. */
+  prompts: string[];
+  negativePrompts: string[];
   seeds: number[];
   subseeds: number[];
   /** The image size A1111 decodes to: the requested size rounded down to a multiple of 8. */
@@ -42,6 +49,38 @@ interface PreparedJob {
   height: number;
   /** Sampling steps per iteration (img2img runs a denoising-strength share of them, as A1111 does). */
   samplingSteps: number;
+  /** A script's extra_generation_params, written into the infotext. */
+  extraParams: InfotextParams;
+  /** One pass of a script: the script sets job_count, and the ETA comes from progress, as in A1111. */
+  scriptPass: boolean;
+  /** The selected script, its arguments already checked. */
+  script?: ScriptPlan;
+}
+
+/** What a script changes in A1111's `p` before one process_images pass. */
+export interface JobChanges {
+  request?: Partial<GenerationRequest>;
+  /** One prompt per image (prompt matrix): the pass makes as many images. */
+  prompts?: string[];
+  negativePrompts?: string[];
+  seeds?: number[];
+  inits?: Buffer[];
+  extraParams?: InfotextParams;
+}
+
+/** One image of an answer: raw RGB, its size and its infotext. */
+export interface OutputImage {
+  raw: Buffer;
+  width: number;
+  height: number;
+  text: string;
+}
+
+/** What A1111's process_images (or a script's run) returns; `job` holds the parameters the info JSON reports. */
+export interface Processed {
+  job: PreparedJob;
+  images: OutputImage[];
+  indexOfFirstImage: number;
 }
 
 interface RenderedImage {
@@ -49,24 +88,31 @@ interface RenderedImage {
   index: number;
 }
 
-interface JobResult {
-  images: RenderedImage[];
+/** The job's settings once its checkpoint is loaded: the VAE, clip skip and the options in effect. */
+export interface JobSetup {
   checkpoint: Checkpoint;
   vaeName: string | null;
   vaeHash: string | null;
   clipSkip: number;
   settings: Record<string, unknown>;
+}
+
+interface JobResult extends JobSetup {
+  processed: Processed;
   jobTimestamp: string;
 }
 
 const floor8 = (n: number) => Math.max(8, Math.floor(n / 8) * 8);
 const RESIZE_FITS: Record<number, Fit> = { 0: 'fill', 1: 'cover', 2: 'contain', 3: 'fill' };
 
-/** A1111's all_seeds/all_subseeds: seed, seed+1, … (or one seed for all when a variation strength is set). */
+/**
+ * A1111's all_seeds/all_subseeds for `count` images: seed, seed+1, … (or one seed for all when a variation
+ * strength is set).
+ */
 export function resolveSeeds(
   r: Pick<GenerationRequest, 'seed' | 'subseed' | 'subseed_strength' | 'batch_size' | 'n_iter'>,
+  count = r.batch_size * r.n_iter,
 ) {
-  const count = r.batch_size * r.n_iter;
   const seed = r.seed === -1 ? randomSeed() : r.seed;
   const subseed = r.subseed === -1 ? randomSeed() : r.subseed;
   const seeds = Array.from({ length: count }, (_, i) => seed + (r.subseed_strength === 0 ? i : 0));
@@ -74,27 +120,22 @@ export function resolveSeeds(
   return { seeds, subseeds };
 }
 
+const samplingStepsOf = (kind: GenerationKind, r: GenerationRequest) =>
+  kind === 'img2img' ? Math.trunc(Math.min(r.denoising_strength, 0.999) * r.steps) + 1 : r.steps;
+
 async function prepareImg2img(r: GenerationRequest, width: number, height: number) {
   if (!r.init_images || r.init_images.length === 0) throw apiError(422, 'init_images: Init image not found');
   const fit = RESIZE_FITS[r.resize_mode] ?? 'fill';
-  const decoded: DecodedImage[] = [];
-  for (const [i, img] of r.init_images.entries()) decoded.push(await decodeImage(img, `init_images[${i}]`));
-  const inits = await Promise.all(decoded.map((d) => toRawRgb(d, width, height, fit)));
+  const sources: DecodedImage[] = [];
+  for (const [i, img] of r.init_images.entries()) sources.push(await decodeImage(img, `init_images[${i}]`));
+  const inits = await Promise.all(sources.map((d) => toRawRgb(d, width, height, fit)));
   let mask: Buffer | undefined;
   if (r.mask) {
     const blur = r.mask_blur ?? r.mask_blur_x ?? 4;
     mask = await toRawMask(await decodeImage(r.mask, 'mask'), width, height, blur);
     if (r.inpainting_mask_invert) for (let i = 0; i < mask.length; i++) mask[i] = 255 - mask[i];
   }
-  return { inits, mask };
-}
-
-/** A1111 holds a job's images in memory until it ends; so does the simulator, within a limit. */
-function checkJobSize(r: GenerationRequest, width: number, height: number): void {
-  const pixels = r.batch_size * r.n_iter * width * height;
-  if (pixels <= LIMITS.maxJobPixels) return;
-  const detail = `batch_size × n_iter × width × height is ${pixels} pixels; the simulator's limit is ${LIMITS.maxJobPixels}`;
-  throw apiError(422, detail);
+  return { sources, inits, mask };
 }
 
 /** The checkpoint and VAE named in override_settings, resolved now so an unknown name is a 422 before queueing. */
@@ -111,32 +152,65 @@ async function resolveOverrides(sim: Simulator, r: GenerationRequest) {
   };
 }
 
+/** A script's pass: the job with the script's changes, its seeds, steps and sampler worked out again. */
+function deriveJob(job: PreparedJob, changes: JobChanges): PreparedJob {
+  const request = { ...job.request, ...changes.request };
+  const count = changes.prompts?.length ?? request.batch_size * request.n_iter;
+  const { seeds, subseeds } = resolveSeeds(request, count);
+  const { sampler, scheduler } = resolveSampler(request.sampler_name ?? request.sampler_index, request.scheduler);
+  const width = floor8(request.width);
+  const height = floor8(request.height);
+  return {
+    ...job,
+    request,
+    sampler,
+    scheduler,
+    width,
+    height,
+    inits: changes.inits ?? job.inits,
+    mask: width === job.width && height === job.height ? job.mask : undefined,
+    prompts: changes.prompts ?? Array(count).fill(request.prompt),
+    negativePrompts: changes.negativePrompts ?? Array(count).fill(request.negative_prompt),
+    seeds: changes.seeds ?? seeds,
+    subseeds,
+    samplingSteps: samplingStepsOf(job.kind, request),
+    extraParams: { ...job.extraParams, ...changes.extraParams },
+    scriptPass: true,
+    script: undefined,
+  };
+}
+
 async function prepare(sim: Simulator, kind: GenerationKind, body: unknown): Promise<PreparedJob> {
   const { parameters, request: r } = parseGenerationBody(kind, body);
   const width = floor8(r.width);
   const height = floor8(r.height);
-  checkJobSize(r, width, height);
+  if (!r.script_name) checkJobPixels(r.batch_size * r.n_iter * width * height, 'batch_size × n_iter × width × height');
   const overrides = await resolveOverrides(sim, r);
   const { sampler, scheduler } = resolveSampler(r.sampler_name ?? r.sampler_index, r.scheduler);
-  const { inits, mask } = kind === 'img2img' ? await prepareImg2img(r, width, height) : { inits: [], mask: undefined };
-  const samplingSteps = kind === 'img2img' ? Math.trunc(Math.min(r.denoising_strength, 0.999) * r.steps) + 1 : r.steps;
+  const img2img = kind === 'img2img' ? await prepareImg2img(r, width, height) : { sources: [], inits: [] };
   if (kind === 'img2img' && !r.include_init_images) Object.assign(parameters, { init_images: null, mask: null });
   const { seeds, subseeds } = resolveSeeds(r);
-  return {
+  const job: PreparedJob = {
     kind,
     request: r,
     parameters,
     sampler,
     scheduler,
     ...overrides,
-    inits,
-    mask,
+    ...img2img,
+    prompts: Array(seeds.length).fill(r.prompt),
+    negativePrompts: Array(seeds.length).fill(r.negative_prompt),
     seeds,
     subseeds,
     width,
     height,
-    samplingSteps,
+    samplingSteps: samplingStepsOf(kind, r),
+    extraParams: {},
+    scriptPass: false,
   };
+  if (!r.script_name) return job;
+  job.script = planScript({ job, settings: effectiveSettings(sim, job), derive: (changes) => deriveJob(job, changes) });
+  return job;
 }
 
 /** The options in effect for this job: the global ones with the request's override_settings on top. */
@@ -155,15 +229,17 @@ function persistOverrides(sim: Simulator, job: PreparedJob, checkpoint: Checkpoi
   if (vaeName !== undefined) sim.options.sd_vae = vaeName;
 }
 
-function styleHashes(
-  job: PreparedJob,
-  checkpoint: Checkpoint,
-  vaeName: string | null,
-  clipSkip: number,
-  index: number,
-) {
+function styleHashes(job: PreparedJob, setup: JobSetup, index: number) {
   const r = job.request;
-  const style = hash32('style', r.prompt, r.negative_prompt, checkpoint.sha256, vaeName ?? '', clipSkip);
+  const { checkpoint, vaeName, clipSkip } = setup;
+  const style = hash32(
+    'style',
+    job.prompts[index],
+    job.negativePrompts[index],
+    checkpoint.sha256,
+    vaeName ?? '',
+    clipSkip,
+  );
   const detail = hash32(
     'detail',
     job.sampler,
@@ -177,9 +253,9 @@ function styleHashes(
   return { style, detail: job.kind === 'img2img' ? hash32(detail, index % Math.max(1, job.inits.length)) : detail };
 }
 
-function renderImage(job: PreparedJob, result: JobSetup, index: number, done: number): Buffer {
+function renderImage(job: PreparedJob, setup: JobSetup, index: number, done: number): Buffer {
   const r = job.request;
-  const { style, detail } = styleHashes(job, result.checkpoint, result.vaeName, result.clipSkip, index);
+  const { style, detail } = styleHashes(job, setup, index);
   const pattern = renderPattern({
     width: job.width,
     height: job.height,
@@ -202,28 +278,28 @@ interface LivePreview {
 }
 
 /**
- * The simulated sampling of one iteration; returns the fraction of its steps done. Every
- * `show_progress_every_n_steps` steps (with live previews on) it offers a preview: the iteration's first image,
- * as noisy as its sampling is unfinished.
+ * The simulated sampling of `steps` steps over `images` images at the job's size; returns the fraction of the
+ * steps done. Every `show_progress_every_n_steps` steps (with live previews on) it offers a preview: the
+ * iteration's first image, as noisy as its sampling is unfinished.
  */
-async function sampleIteration(
+async function sample(
   sim: Simulator,
   job: PreparedJob,
-  iteration: number,
+  steps: number,
+  images: number,
+  itersLeft: number,
   preview: LivePreview | undefined,
 ): Promise<number> {
   const { state, opts } = sim;
-  const r = job.request;
-  const stepMs = ((opts.stepMs * (job.width * job.height)) / (512 * 512)) * r.batch_size;
-  const vaeMs = opts.vaeMs * r.batch_size;
-  const steps = job.samplingSteps;
-  const itersLeft = r.n_iter - iteration - 1;
+  const stepMs = ((opts.stepMs * (job.width * job.height)) / (512 * 512)) * images;
+  const vaeMs = opts.vaeMs * images;
   state.samplingSteps = steps;
   state.samplingStep = 0;
   let cursor = Date.now();
   for (let s = 1; s <= steps; s++) {
     cursor += stepMs;
-    state.expectedEnd = cursor + (steps - s) * stepMs + vaeMs + itersLeft * (steps * stepMs + vaeMs);
+    if (!job.scriptPass)
+      state.expectedEnd = cursor + (steps - s) * stepMs + vaeMs + itersLeft * (steps * stepMs + vaeMs);
     await state.sleepUntil(cursor);
     if (state.interrupted || state.skipped) break;
     state.samplingStep = s;
@@ -243,19 +319,23 @@ async function runIterations(sim: Simulator, job: PreparedJob, setup: JobSetup, 
   for (let n = 0; n < r.n_iter; n++) {
     if (state.skipped) state.skipped = false;
     if (state.interrupted) break;
-    state.job = r.n_iter > 1 ? `Batch ${n + 1} out of ${r.n_iter}` : jobName;
     const first = n * r.batch_size;
-    const done = await sampleIteration(
+    // The last iteration of a prompt matrix may hold fewer images than batch_size; an empty one ends the job.
+    const size = Math.min(r.batch_size, job.seeds.length - first);
+    if (size <= 0) break;
+    state.job = r.n_iter > 1 ? `Batch ${n + 1} out of ${r.n_iter}` : jobName;
+    const done = await sample(
       sim,
       job,
-      n,
+      job.samplingSteps,
+      size,
+      r.n_iter - n - 1,
       previewEvery > 0
         ? { every: previewEvery, render: (at) => encodePng(renderImage(job, setup, first, at), job.width, job.height) }
         : undefined,
     );
-    const decodeEnd = Date.now() + opts.vaeMs * r.batch_size;
-    for (let b = 0; b < r.batch_size; b++) {
-      const index = n * r.batch_size + b;
+    const decodeEnd = Date.now() + opts.vaeMs * size;
+    for (let index = first; index < first + size; index++) {
       images.push({ raw: renderImage(job, setup, index, done), index });
       await SdState.sleep(0);
     }
@@ -266,7 +346,29 @@ async function runIterations(sim: Simulator, job: PreparedJob, setup: JobSetup, 
   return images;
 }
 
-type JobSetup = Omit<JobResult, 'images' | 'jobTimestamp'>;
+/**
+ * A1111 adds a grid first when it may save one (save_images, as the API sets do_not_save_grid from it) and
+ * return_grid is on, unless grid_only_if_multiple and there is a single image.
+ */
+function wantsGrid(saveImages: boolean, settings: Record<string, unknown>, images: number): boolean {
+  const unwanted = images < 2 && settings.grid_only_if_multiple !== false;
+  return saveImages && settings.return_grid !== false && !unwanted;
+}
+
+/** A1111's process_images: runs the job's iterations; each image carries its infotext, a grid first if wanted. */
+async function processImages(
+  sim: Simulator,
+  job: PreparedJob,
+  setup: JobSetup,
+  outcome: JobOutcome,
+): Promise<Processed> {
+  const rendered = await runIterations(sim, job, setup, outcome);
+  const size = { width: job.width, height: job.height };
+  const images = rendered.map((img) => ({ raw: img.raw, ...size, text: infotext(job, setup, img.index) }));
+  if (!wantsGrid(job.request.save_images, setup.settings, images.length)) return { job, images, indexOfFirstImage: 0 };
+  const grid = gridRaw(images);
+  return { job, images: [{ ...grid, text: infotext(job, setup, 0) }, ...images], indexOfFirstImage: 1 };
+}
 
 /** What the job runs with once its checkpoint is loaded: the VAE, clip skip and the options in effect. */
 async function jobSetup(sim: Simulator, job: PreparedJob, checkpoint: Checkpoint): Promise<JobSetup> {
@@ -286,29 +388,51 @@ function plannedMs(sim: Simulator, job: PreparedJob): number {
   return r.n_iter * (job.samplingSteps * stepMs + sim.opts.vaeMs * r.batch_size);
 }
 
+/** What a script's run may do: process a pass (A1111's process_images), or sample without making images. */
+function scriptContext(sim: Simulator, setup: JobSetup, outcome: JobOutcome): ScriptRunContext {
+  return {
+    state: sim.state,
+    settings: setup.settings,
+    process: (pass) => processImages(sim, pass, setup, outcome),
+    infotext: (pass, index) => infotext(pass, setup, index),
+    sampleOnly: async (pass, steps) => {
+      await sample(sim, pass, steps, pass.request.batch_size, 0, undefined);
+      sim.state.nextJob();
+    },
+  };
+}
+
 async function runJob(sim: Simulator, job: PreparedJob, outcome: JobOutcome): Promise<JobResult> {
   const { state } = sim;
   const r = job.request;
-  state.begin(job.kind === 'txt2img' ? 'scripts_txt2img' : 'scripts_img2img', r.n_iter);
+  state.begin(job.kind === 'txt2img' ? 'scripts_txt2img' : 'scripts_img2img', job.script?.jobCount ?? r.n_iter);
   const jobTimestamp = state.jobTimestamp;
   try {
     const checkpoint = job.overrideCheckpoint ?? (await sim.defaultCheckpoint());
-    state.expectedEnd = Date.now() + plannedMs(sim, job) + (sim.isLoaded(checkpoint) ? 0 : sim.opts.loadMs);
+    if (!job.script)
+      state.expectedEnd = Date.now() + plannedMs(sim, job) + (sim.isLoaded(checkpoint) ? 0 : sim.opts.loadMs);
     outcome.loadedModel = await sim.loadCheckpoint(checkpoint);
     const setup = await jobSetup(sim, job, checkpoint);
-    const images = await runIterations(sim, job, setup, outcome);
+    const processed = job.script
+      ? await job.script.run(scriptContext(sim, setup, outcome))
+      : await processImages(sim, job, setup, outcome);
     persistOverrides(sim, job, checkpoint, job.overrideVae?.name);
-    Object.assign(outcome, { interrupted: state.interrupted, images: images.length, steps: job.samplingSteps });
+    Object.assign(outcome, {
+      interrupted: state.interrupted,
+      images: processed.images.length,
+      steps: job.samplingSteps,
+    });
     Object.assign(outcome, { size: `${job.width}x${job.height}`, batch: `${r.batch_size}x${r.n_iter}` });
-    return { ...setup, images, jobTimestamp };
+    if (job.script) outcome.script = job.script.title;
+    return { ...setup, processed, jobTimestamp };
   } finally {
     state.end();
   }
 }
 
-function infotextParams(job: PreparedJob, res: JobResult, index: number): InfotextParams {
+function infotextParams(job: PreparedJob, setup: JobSetup, index: number): InfotextParams {
   const r = job.request;
-  const s = res.settings;
+  const s = setup.settings;
   const variation = r.subseed_strength !== 0;
   const params: InfotextParams = {
     Steps: r.steps,
@@ -318,10 +442,10 @@ function infotextParams(job: PreparedJob, res: JobResult, index: number): Infote
     Seed: job.seeds[index],
     'Face restoration': r.restore_faces ? String(s.face_restoration_model ?? 'CodeFormer') : undefined,
     Size: `${r.width}x${r.height}`,
-    'Model hash': s.add_model_hash_to_info === false ? undefined : res.checkpoint.hash,
-    Model: s.add_model_name_to_info === false ? undefined : res.checkpoint.shortName,
-    'VAE hash': s.add_vae_hash_to_info === false ? undefined : res.vaeHash,
-    VAE: s.add_vae_name_to_info === false ? undefined : res.vaeName,
+    'Model hash': s.add_model_hash_to_info === false ? undefined : setup.checkpoint.hash,
+    Model: s.add_model_name_to_info === false ? undefined : setup.checkpoint.shortName,
+    'VAE hash': s.add_vae_hash_to_info === false ? undefined : setup.vaeHash,
+    VAE: s.add_vae_name_to_info === false ? undefined : setup.vaeName,
     'Variation seed': variation ? job.subseeds[index] : undefined,
     'Variation seed strength': variation ? r.subseed_strength : undefined,
     'Seed resize from':
@@ -329,9 +453,11 @@ function infotextParams(job: PreparedJob, res: JobResult, index: number): Infote
         ? `${r.seed_resize_from_w}x${r.seed_resize_from_h}`
         : undefined,
     ...extraGenerationParams(job),
-    'Clip skip': res.clipSkip > 1 ? res.clipSkip : undefined,
+    'Clip skip': setup.clipSkip > 1 ? setup.clipSkip : undefined,
     ENSD: Number(s.eta_noise_seed_delta) ? Number(s.eta_noise_seed_delta) : undefined,
     Tiling: r.tiling ? 'True' : undefined,
+    // A1111 writes the extra_generation_params of scripts after its own and before the version.
+    ...job.extraParams,
     Version: s.add_version_to_infotext === false ? undefined : SIM_VERSION,
   };
   return params;
@@ -345,19 +471,19 @@ function extraGenerationParams(job: PreparedJob): Record<string, number> {
   return extra;
 }
 
-function infotext(job: PreparedJob, res: JobResult, index: number): string {
-  return formatInfotext(job.request.prompt, job.request.negative_prompt, infotextParams(job, res, index));
+/** The infotext of the job's image `index`. */
+function infotext(job: PreparedJob, setup: JobSetup, index: number): string {
+  return formatInfotext(job.prompts[index], job.negativePrompts[index], infotextParams(job, setup, index));
 }
 
 /** A1111's Processed.js(): the info JSON string. */
 function infoJson(job: PreparedJob, res: JobResult, infotexts: string[], indexOfFirstImage: number): string {
   const r = job.request;
-  const count = job.seeds.length;
   return JSON.stringify({
-    prompt: r.prompt,
-    all_prompts: Array(count).fill(r.prompt),
-    negative_prompt: r.negative_prompt,
-    all_negative_prompts: Array(count).fill(r.negative_prompt),
+    prompt: job.prompts[0] ?? r.prompt,
+    all_prompts: job.prompts,
+    negative_prompt: job.negativePrompts[0] ?? r.negative_prompt,
+    all_negative_prompts: job.negativePrompts,
     seed: job.seeds[0],
     all_seeds: job.seeds,
     subseed: job.subseeds[0],
@@ -378,7 +504,7 @@ function infoJson(job: PreparedJob, res: JobResult, infotexts: string[], indexOf
     seed_resize_from_w: r.seed_resize_from_w,
     seed_resize_from_h: r.seed_resize_from_h,
     denoising_strength: job.kind === 'img2img' || r.enable_hr ? r.denoising_strength : null,
-    extra_generation_params: extraGenerationParams(job),
+    extra_generation_params: { ...extraGenerationParams(job), ...job.extraParams },
     index_of_first_image: indexOfFirstImage,
     infotexts,
     styles: r.styles ?? [],
@@ -389,37 +515,22 @@ function infoJson(job: PreparedJob, res: JobResult, infotexts: string[], indexOf
   });
 }
 
-async function encodeWithInfotext(raw: Buffer, width: number, height: number, text: string): Promise<string> {
-  const png = await encodePng(raw, width, height);
-  return insertTextChunks(png, { parameters: text }).toString('base64');
+async function encodeWithInfotext(image: OutputImage): Promise<string> {
+  const png = await encodePng(image.raw, image.width, image.height);
+  return insertTextChunks(png, { parameters: image.text }).toString('base64');
 }
 
-/** The answer: PNGs (a grid first when A1111 would add one), the parameters echo, and the info JSON. */
+/** The answer: the PNGs, the parameters echo, and the info JSON. */
 async function respond(job: PreparedJob, res: JobResult): Promise<GenerationResponse> {
-  const r = job.request;
-  const infotexts = res.images.map((img) => infotext(job, res, img.index));
-  const outputs = res.images.map((img, i) => ({
-    raw: img.raw,
-    width: job.width,
-    height: job.height,
-    text: infotexts[i],
-  }));
-  let indexOfFirstImage = 0;
-  const wantsGrid = r.save_images && res.settings.return_grid !== false && res.images.length > 1;
-  if (wantsGrid) {
-    const grid = gridRaw(
-      res.images.map((i) => i.raw),
-      job.width,
-      job.height,
-    );
-    const text = infotext(job, res, 0);
-    outputs.unshift({ ...grid, text });
-    infotexts.unshift(text);
-    indexOfFirstImage = 1;
-  }
+  const { processed } = res;
   const images: string[] = [];
-  if (r.send_images) for (const o of outputs) images.push(await encodeWithInfotext(o.raw, o.width, o.height, o.text));
-  return { images, parameters: job.parameters, info: infoJson(job, res, infotexts, indexOfFirstImage) };
+  if (job.request.send_images) for (const image of processed.images) images.push(await encodeWithInfotext(image));
+  const infotexts = processed.images.map((image) => image.text);
+  return {
+    images,
+    parameters: job.parameters,
+    info: infoJson(processed.job, res, infotexts, processed.indexOfFirstImage),
+  };
 }
 
 /** POST /sdapi/v1/txt2img and /sdapi/v1/img2img. */

@@ -1,4 +1,4 @@
-import { type ValidationIssue, validationError } from './errors.js';
+import { apiError, type ValidationIssue, validationError } from './errors.js';
 
 // Request bodies of the generation and extras routes, validated the way A1111's pydantic (v1) models do: numbers
 // may be ints or floats (an int field truncates a float) or numeric strings, booleans accept the usual spellings,
@@ -26,6 +26,12 @@ export const LIMITS = {
   /** Images of one job are held in memory until it ends: 16 images of 2048×2048 at most. */
   maxJobPixels: 16 * 2048 * 2048,
 };
+
+/** A1111 holds a job's images in memory until it ends; so does the simulator, within a limit: a 422 beyond it. */
+export function checkJobPixels(pixels: number, what: string): void {
+  if (pixels <= LIMITS.maxJobPixels) return;
+  throw apiError(422, `${what} is ${pixels} pixels; the simulator's limit is ${LIMITS.maxJobPixels}`);
+}
 
 const PROCESSING_FIELDS: Record<string, FieldSpec> = {
   prompt: f('str', ''),
@@ -266,6 +272,8 @@ export interface GenerationRequest {
   override_settings_restore_afterwards: boolean;
   send_images: boolean;
   save_images: boolean;
+  script_name: string | null;
+  script_args: unknown[];
   // img2img
   init_images: unknown[] | null;
   mask: string | null;

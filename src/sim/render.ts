@@ -162,21 +162,57 @@ export function encodePng(raw: Buffer, width: number, height: number): Promise<B
     .toBuffer();
 }
 
-/** Lays images out in A1111's grid: rows = round(sqrt(n)), cols = ceil(n / rows). */
-export function gridRaw(
-  images: Buffer[],
-  width: number,
-  height: number,
-): { raw: Buffer; width: number; height: number } {
-  const rows = Math.max(1, Math.min(images.length, Math.round(Math.sqrt(images.length))));
-  const cols = Math.ceil(images.length / rows);
-  const gw = cols * width;
-  const gh = rows * height;
-  const raw = Buffer.alloc(gw * gh * 3);
+/** A raw RGB image and its size. */
+export interface RawImage {
+  raw: Buffer;
+  width: number;
+  height: number;
+}
+
+/**
+ * Lays images out in A1111's grid: rows = round(sqrt(n)) unless given, cols = ceil(n / rows), each cell the size
+ * of the largest image (smaller ones centred), empty cells white (A1111's default grid_background_color).
+ */
+export function gridRaw(images: RawImage[], rows = Math.round(Math.sqrt(images.length))): RawImage {
+  const rowCount = Math.max(1, Math.min(images.length, rows));
+  const cols = Math.ceil(images.length / rowCount);
+  const cellW = Math.max(...images.map((i) => i.width));
+  const cellH = Math.max(...images.map((i) => i.height));
+  const grid: RawImage = {
+    raw: Buffer.alloc(cols * cellW * rowCount * cellH * 3, 255),
+    width: cols * cellW,
+    height: rowCount * cellH,
+  };
   images.forEach((img, n) => {
-    const ox = (n % cols) * width;
-    const oy = Math.floor(n / cols) * height;
-    for (let y = 0; y < height; y++) img.copy(raw, ((oy + y) * gw + ox) * 3, y * width * 3, (y + 1) * width * 3);
+    const x = (n % cols) * cellW + Math.floor((cellW - img.width) / 2);
+    const y = Math.floor(n / cols) * cellH + Math.floor((cellH - img.height) / 2);
+    pasteRaw(grid, img, x, y);
   });
-  return { raw, width: gw, height: gh };
+  return grid;
+}
+
+/** `src` pasted onto `dst` (changed in place) with its top-left corner at x, y; what falls outside is dropped. */
+export function pasteRaw(dst: RawImage, src: RawImage, x: number, y: number): RawImage {
+  const x0 = Math.max(0, x);
+  const x1 = Math.min(dst.width, x + src.width);
+  if (x1 <= x0) return dst;
+  for (let row = Math.max(0, y); row < Math.min(dst.height, y + src.height); row++) {
+    const from = ((row - y) * src.width + (x0 - x)) * 3;
+    src.raw.copy(dst.raw, (row * dst.width + x0) * 3, from, from + (x1 - x0) * 3);
+  }
+  return dst;
+}
+
+/** The width × height region at x, y of `src`, black where it lies outside (as PIL's crop). */
+export function cropRaw(src: RawImage, x: number, y: number, width: number, height: number): RawImage {
+  return pasteRaw({ raw: Buffer.alloc(width * height * 3), width, height }, src, -x, -y);
+}
+
+/** A lanczos resize to exactly width × height. */
+export async function resizeRaw(src: RawImage, width: number, height: number): Promise<RawImage> {
+  const raw = await sharp(src.raw, { raw: { width: src.width, height: src.height, channels: 3 } })
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
+  return { raw, width, height };
 }

@@ -1,4 +1,4 @@
-import { queryFlag } from '../http-util.js';
+import { A1111_SCRIPT_NAMES } from '../a1111/scripts.js';
 import type { Simulator } from './engine.js';
 import { validationError } from './errors.js';
 import { runExtras } from './extras.js';
@@ -28,6 +28,9 @@ export interface RouteContext {
 }
 
 export type Handler = (ctx: RouteContext) => unknown | Promise<unknown>;
+
+/** A boolean query parameter as FastAPI (A1111's framework) reads one. */
+const queryFlag = (value: string | null) => ['true', '1', 'yes', 'on'].includes(value?.toLowerCase() ?? '');
 
 const CONTROLNET_MODULES = [
   'none',
@@ -123,7 +126,7 @@ const lists: Record<string, Handler> = {
   'GET /sdapi/v1/hypernetworks': () => [],
   'GET /sdapi/v1/prompt-styles': () => [],
   'GET /sdapi/v1/embeddings': () => ({ loaded: {}, skipped: {} }),
-  'GET /sdapi/v1/scripts': () => ({ txt2img: [], img2img: [] }),
+  'GET /sdapi/v1/scripts': () => A1111_SCRIPT_NAMES,
   'GET /sdapi/v1/script-info': () => [],
   'GET /sdapi/v1/extensions': () => [],
   'POST /sdapi/v1/refresh-checkpoints': async ({ sim }) => {
