@@ -51,10 +51,6 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A boolean query parameter as FastAPI (A1111's framework) reads one. */
-export const queryFlag = (value: unknown) =>
-  typeof value === 'string' && ['true', '1', 'yes', 'on'].includes(value.toLowerCase());
-
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export function errorMessage(err: unknown): string {

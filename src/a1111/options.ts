@@ -5,8 +5,9 @@
 // and the built-in extensions' options: Lora (10), canvas-zoom-and-pan (12), extra-options-section (4), LDSR (2),
 // ScuNET (2), SwinIR (3) and hypertile (9). The upscaler and hypertile ones are added when the UI is built, as with
 // `--api`; a config.json saved from the settings page holds them all, which is what GET /options then answers.
-// Left out: the explanation entries (HTML shown on the settings page, never stored) and the
-// prioritized_callbacks_* options, which the settings page derives from whatever callbacks are registered.
+// The explanation entries (HTML shown on the settings page, never stored) are answered too, as A1111's response
+// model fills in every registered option; their value here is a one-line description, not A1111's page text. Left
+// out: the prioritized_callbacks_* options, which the settings page derives from whatever callbacks are registered.
 //
 // Defaults that depend on the machine are fixed here: output paths are relative, as A1111 run from its own
 // directory with the default --data-dir reports them, and enable_console_prompts follows its (unset) flag.
@@ -390,6 +391,15 @@ const HYPERTILE_OPTIONS = {
   hypertile_swap_size_vae: 3,
 };
 
+/** The settings page's explanation entries: text for people, not settings. */
+const EXPLANATIONS = {
+  profiling_explanation: 'explains the profiler settings',
+  sd_vae_explanation: 'explains what a VAE is',
+  infotext_explanation: 'explains the infotext settings',
+  settings_in_ui: 'explains the extra options sections',
+  hypertile_explanation: 'explains the hypertile settings',
+};
+
 const ALL_OPTIONS: Readonly<Record<string, unknown>> = {
   ...SHARED_OPTIONS,
   ...PROMPT_COMMENTS_OPTIONS,
@@ -398,6 +408,7 @@ const ALL_OPTIONS: Readonly<Record<string, unknown>> = {
   ...EXTRA_OPTIONS_SECTION_OPTIONS,
   ...UPSCALER_EXTENSION_OPTIONS,
   ...HYPERTILE_OPTIONS,
+  ...EXPLANATIONS,
 };
 
 /** Every option key GET /sdapi/v1/options answers. */
@@ -407,13 +418,7 @@ export const A1111_OPTION_KEYS: ReadonlySet<string> = new Set(Object.keys(ALL_OP
  * Settings-page explanations (HTML, not values): A1111 knows these keys, so POST /options accepts them, but it
  * never stores them.
  */
-export const A1111_EXPLANATION_KEYS: ReadonlySet<string> = new Set([
-  'profiling_explanation',
-  'sd_vae_explanation',
-  'infotext_explanation',
-  'settings_in_ui',
-  'hypertile_explanation',
-]);
+export const A1111_EXPLANATION_KEYS: ReadonlySet<string> = new Set(Object.keys(EXPLANATIONS));
 
 /** Options the API may not change: A1111 ignores them in POST /options and override_settings. */
 export const A1111_API_RESTRICTED_OPTIONS: ReadonlySet<string> = new Set([
@@ -425,4 +430,20 @@ export const A1111_API_RESTRICTED_OPTIONS: ReadonlySet<string> = new Set([
 /** The options of a fresh A1111 1.10.1, each call a new copy (lists included). */
 export function a1111OptionDefaults(): Record<string, unknown> {
   return structuredClone(ALL_OPTIONS) as Record<string, unknown>;
+}
+
+/** The keys of a POST /options body that are not A1111's: A1111 refuses the body. */
+export function unknownOptionKeys(body: Record<string, unknown>): string[] {
+  return Object.keys(body).filter((key) => !A1111_OPTION_KEYS.has(key));
+}
+
+/** The detail of the 422 that refuses unknown keys. */
+export const unknownOptionsDetail = (keys: readonly string[]) =>
+  `unknown option${keys.length > 1 ? 's' : ''}: ${keys.join(', ')}`;
+
+/** The part of a POST /options body A1111 applies: not the settings the API may not change, nor explanations. */
+export function settableOptions(body: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(body).filter(([key]) => !A1111_API_RESTRICTED_OPTIONS.has(key) && !A1111_EXPLANATION_KEYS.has(key)),
+  );
 }

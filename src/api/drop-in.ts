@@ -1,4 +1,4 @@
-import { a1111OptionDefaults } from '../a1111/options.js';
+import { a1111OptionDefaults, settableOptions, unknownOptionKeys, unknownOptionsDetail } from '../a1111/options.js';
 import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
 import type { Answer } from './answers.js';
 import { callersCheckpoint, checkpointTitle, resolveCheckpoint, sha256Of } from './checkpoints.js';
@@ -32,12 +32,6 @@ export async function callersOptionsView(deps: TaskDeps, user: string): Promise<
   return view;
 }
 
-/** The keys of a settings change that are not settings of A1111. */
-export function unknownOptionKeys(changes: Record<string, unknown>): string[] {
-  const known = a1111OptionDefaults();
-  return Object.keys(changes).filter((key) => !Object.hasOwn(known, key));
-}
-
 /** Settings with a change merged in, as A1111 merges: key by key, a null putting a key back to its default. */
 export function mergeSettings(
   current: Record<string, unknown> | undefined,
@@ -60,10 +54,10 @@ export async function mergeCallersOptions(deps: TaskDeps, user: string, body: un
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw a1111Refusal(422, 'body: must be a JSON object of settings');
   }
-  const changes = body as Record<string, unknown>;
   // As A1111 refuses them: nothing is applied when one key is unknown.
-  const unknown = unknownOptionKeys(changes);
-  if (unknown.length > 0) throw a1111Refusal(422, `unknown option(s): ${unknown.join(', ')}`);
+  const unknown = unknownOptionKeys(body as Record<string, unknown>);
+  if (unknown.length > 0) throw a1111Refusal(422, unknownOptionsDetail(unknown));
+  const changes = settableOptions(body as Record<string, unknown>);
   const latest = await deps.meta.getUserOptions(user);
   const merged = mergeSettings(latest?.data, changes);
   const checkpoint = changes.sd_model_checkpoint;

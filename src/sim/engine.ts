@@ -1,10 +1,5 @@
 import pino, { type Logger } from 'pino';
-import {
-  A1111_API_RESTRICTED_OPTIONS,
-  A1111_EXPLANATION_KEYS,
-  A1111_OPTION_KEYS,
-  a1111OptionDefaults,
-} from '../a1111/options.js';
+import { a1111OptionDefaults, settableOptions, unknownOptionKeys, unknownOptionsDetail } from '../a1111/options.js';
 import { type Checkpoint, ModelCatalog, type ModelFile } from './catalog.js';
 import { apiError, validationError } from './errors.js';
 import type { SimOptions } from './server.js';
@@ -130,13 +125,9 @@ export class Simulator {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw validationError([{ loc: ['body'], msg: 'value is not a valid dict', type: 'type_error.dict' }]);
     }
-    const unknown = Object.keys(body).filter((k) => !A1111_OPTION_KEYS.has(k) && !A1111_EXPLANATION_KEYS.has(k));
-    if (unknown.length > 0)
-      throw apiError(422, `unknown option${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
-    const settable = Object.entries(body).filter(
-      ([k]) => !A1111_API_RESTRICTED_OPTIONS.has(k) && !A1111_EXPLANATION_KEYS.has(k),
-    );
-    const { sd_model_checkpoint: ckptRef, sd_vae: vaeRef, ...rest } = Object.fromEntries(settable);
+    const unknown = unknownOptionKeys(body as Record<string, unknown>);
+    if (unknown.length > 0) throw apiError(422, unknownOptionsDetail(unknown));
+    const { sd_model_checkpoint: ckptRef, sd_vae: vaeRef, ...rest } = settableOptions(body as Record<string, unknown>);
     const ckpt =
       ckptRef === undefined || ckptRef === null
         ? undefined

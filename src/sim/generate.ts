@@ -124,7 +124,9 @@ const samplingStepsOf = (kind: GenerationKind, r: GenerationRequest) =>
   kind === 'img2img' ? Math.trunc(Math.min(r.denoising_strength, 0.999) * r.steps) + 1 : r.steps;
 
 async function prepareImg2img(r: GenerationRequest, width: number, height: number) {
-  if (!r.init_images || r.init_images.length === 0) throw apiError(422, 'init_images: Init image not found');
+  // As A1111: no init_images at all is its 404; an empty list is refused as input.
+  if (!r.init_images) throw apiError(404, 'Init image not found');
+  if (r.init_images.length === 0) throw apiError(422, 'init_images: Init image not found');
   const fit = RESIZE_FITS[r.resize_mode] ?? 'fill';
   const sources: DecodedImage[] = [];
   for (const [i, img] of r.init_images.entries()) sources.push(await decodeImage(img, `init_images[${i}]`));

@@ -1,3 +1,4 @@
+import { queryFlag } from '../a1111/query.js';
 import { A1111_SCRIPT_NAMES } from '../a1111/scripts.js';
 import type { Simulator } from './engine.js';
 import { validationError } from './errors.js';
@@ -30,8 +31,6 @@ export interface RouteContext {
 export type Handler = (ctx: RouteContext) => unknown | Promise<unknown>;
 
 /** A boolean query parameter as FastAPI (A1111's framework) reads one. */
-const queryFlag = (value: string | null) => ['true', '1', 'yes', 'on'].includes(value?.toLowerCase() ?? '');
-
 const CONTROLNET_MODULES = [
   'none',
   'canny',

@@ -46,8 +46,8 @@ describe('sim: options are A1111 1.10.1 options', () => {
   it("answers every key of 1.10.1's shared_options.py and its built-in extensions, at their defaults", async () => {
     const options = await ok(fast, 'GET', '/sdapi/v1/options');
     // 281 from modules/shared_options.py, 1 prompt comments, 10 Lora, 12 canvas hotkeys, 4 extra options,
-    // 7 LDSR/ScuNET/SwinIR, 9 hypertile.
-    expect(Object.keys(options)).toHaveLength(324);
+    // 7 LDSR/ScuNET/SwinIR, 9 hypertile, and 5 settings-page explanations.
+    expect(Object.keys(options)).toHaveLength(329);
     expect(options).toMatchObject({
       send_seed: true,
       send_size: true,
@@ -73,8 +73,9 @@ describe('sim: options are A1111 1.10.1 options', () => {
       hypertile_max_tile_vae: 128,
       SWIN_tile: 192,
     });
-    // Explanations are settings-page HTML, never values; k_sched_type is gone since 1.9.
-    expect(options).not.toHaveProperty('sd_vae_explanation');
+    // Explanations are answered as A1111's response model fills them in (a short text of ours, not its HTML);
+    // k_sched_type is no 1.10.1 option.
+    expect(options.sd_vae_explanation).toEqual(expect.any(String));
     expect(options).not.toHaveProperty('k_sched_type');
   });
 
@@ -103,7 +104,7 @@ describe('sim: options are A1111 1.10.1 options', () => {
     });
     const options = await ok(fast, 'GET', '/sdapi/v1/options');
     expect(options).toMatchObject({ jpeg_quality: 90, lora_show_all: true, api_useragent: '' });
-    expect(options).not.toHaveProperty('sd_vae_explanation');
+    expect(options.sd_vae_explanation).not.toBe('html');
     await ok(fast, 'POST', '/sdapi/v1/options', { jpeg_quality: 80, lora_show_all: false });
   });
 });

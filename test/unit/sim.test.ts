@@ -396,13 +396,15 @@ describe('sim: img2img', () => {
     expect(JSON.parse(r.info).extra_generation_params).toEqual({ 'Denoising strength': 1, 'Mask blur': 0 });
   });
 
-  it('answers 422 for an init image that does not decode, and for none at all', async () => {
+  it("answers 422 for an init image that does not decode, and A1111's 404 for none at all", async () => {
     const bad = await call(fast, 'POST', '/sdapi/v1/img2img', { init_images: ['bm90IGFuIGltYWdl'], steps: 1 });
     expect(bad.status).toBe(422);
     expect(JSON.stringify(bad.json.detail)).toMatch(/init_images\[0\].*does not decode/);
     const none = await call(fast, 'POST', '/sdapi/v1/img2img', { prompt: 'x', steps: 1 });
-    expect(none.status).toBe(422);
-    expect(none.json.detail).toMatch(/init_images/);
+    expect(none.status).toBe(404);
+    expect(none.json.detail).toBe('Init image not found');
+    const empty = await call(fast, 'POST', '/sdapi/v1/img2img', { init_images: [], steps: 1 });
+    expect(empty.status).toBe(422);
   });
 });
 

@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { z } from 'zod';
-import { queryFlag } from '../../http-util.js';
+import { queryFlag } from '../../a1111/query.js';
 import type { TaskRecord } from '../../platform/meta-store/port.js';
 import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../../platform/object-store/port.js';

@@ -1,4 +1,5 @@
 import type Router from '@koa/router';
+import { unknownOptionKeys } from '../../a1111/options.js';
 import { errorMessage } from '../../http-util.js';
 import { functionNameFor, isFunctionName } from '../../platform/functions/naming.js';
 import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/functions/port.js';
@@ -6,7 +7,7 @@ import type { FunctionRecord } from '../../platform/meta-store/port.js';
 import type { ApiDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
 import { stripTitleHash } from '../checkpoints.js';
-import { mergeSettings, unknownOptionKeys } from '../drop-in.js';
+import { mergeSettings } from '../drop-in.js';
 import { badRequest, HttpError, notFound } from '../errors.js';
 import { assertVaeUsable } from '../model-refs.js';
 import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, type ResourceUpdate } from '../platform-schemas.js';
