@@ -272,3 +272,56 @@ describe('Task-Flag on a passthrough GET', () => {
     expect(plain.headers.get('taskId')).toBeNull();
   });
 });
+
+describe("the simulator's options and scripts, through the stack", () => {
+  it("an instance's simulator answers A1111 1.10.1's option set, and refuses an unknown key with 422", async () => {
+    const fn = functionNameFor(DEMO_MODEL);
+    const onInstance = (method: string, path: string, body?: unknown) =>
+      fetch(`${runtimeUrl}/functions/${fn}/proxy${path}`, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    const options = (await (await onInstance('GET', '/sdapi/v1/options')).json()) as Record<string, unknown>;
+    expect(Object.keys(options).sort()).toEqual(Object.keys(a1111OptionDefaults()).sort());
+    expect(options.send_seed).toBe(true);
+    const refused = await onInstance('POST', '/sdapi/v1/options', { no_such_setting: 1 });
+    expect(refused.status).toBe(422);
+    expect(((await refused.json()) as { detail: string }).detail).toBe('unknown option: no_such_setting');
+  });
+
+  it("lists A1111's scripts; an unknown script is SD's 422; SD upscale renders at its scale", async () => {
+    const scripts = await api('GET', '/sdapi/v1/scripts');
+    expect(scripts.json.img2img).toEqual(expect.arrayContaining(['sd upscale', 'loopback', 'x/y/z plot']));
+    expect(scripts.json.txt2img).toEqual(expect.arrayContaining(['prompt matrix', 'x/y/z plot']));
+
+    const source = await api('POST', '/txt2img', {
+      stable_diffusion_model: DEMO_MODEL,
+      prompt: 'to upscale',
+      steps: 1,
+      width: 64,
+      height: 96,
+    });
+    const unknown = await api('POST', '/sdapi/v1/img2img', {
+      init_images: [source.json.images[0]],
+      steps: 1,
+      script_name: 'Ultimate SD upscale',
+    });
+    expect(unknown.status, JSON.stringify(unknown.json)).toBe(422);
+    expect(unknown.json.detail).toMatch(/Script 'Ultimate SD upscale' not found/);
+
+    // script_args: [_, overlap, upscaler (an index or a name, any case), scale]; each side floor(side × 2.5 / 8) × 8.
+    const upscaled = await api('POST', '/img2img', {
+      stable_diffusion_model: DEMO_MODEL,
+      init_images: [source.json.images[0]],
+      steps: 1,
+      n_iter: 2,
+      script_name: 'SD upscale',
+      script_args: [null, 8, 'lanczos', 2.5],
+    });
+    expect(upscaled.status, JSON.stringify(upscaled.json)).toBe(200);
+    expect(upscaled.json.images).toHaveLength(2);
+    const png = Buffer.from(await (await fetch(upscaled.json.ossUrl[0])).arrayBuffer());
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([160, 240]);
+  });
+});
