@@ -457,7 +457,8 @@ export class InstancePool {
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
-        // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime.
+        // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime (a
+        // runtime whose launcher is gone stops them: see `serve` in cli/main.ts).
         detached: true,
         stdio: ['ignore', fd, fd],
         env: {
@@ -577,6 +578,12 @@ export class InstancePool {
       waiter.reject(new InstanceUnavailableError('the runtime is stopping'));
     }
     await Promise.all([...this.instances.values()].map((instance) => this.stop(instance)));
+    this.state.writeInstances([]);
+  }
+
+  /** Last resort when close() cannot finish before the runtime exits: SIGKILLs every instance's group at once. */
+  kill(): void {
+    for (const instance of this.instances.values()) signalGroup(instance.pid, 'SIGKILL');
     this.state.writeInstances([]);
   }
 }
