@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logging.js';
+import { stopRecordedInstances } from '../platform/functions/local/pool.js';
 import { createMetaStore, createObjectStore } from '../platform/index.js';
 import { logsDir } from '../platform/object-store/local-paths.js';
 import { connectTemporal } from '../temporal.js';
@@ -122,6 +123,15 @@ export async function runDev(config: Config): Promise<void> {
     stopping = true;
     console.log('\nstopping: api, worker, runtime, temporal');
     for (const role of [...roles].reverse()) await role.stop();
+    // A runtime that crashed (or was killed after its grace) left its instances for a successor; none is coming.
+    if (roles.some((role) => role.name === 'runtime')) {
+      try {
+        const stopped = await stopRecordedInstances(config.dataDir);
+        if (stopped > 0) logger.warn({ stopped }, 'stopped the instances the runtime left running');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'could not stop the instances the runtime left running');
+      }
+    }
     await temporal?.stop();
     process.exit(code);
   };

@@ -104,6 +104,24 @@ function logTail(file: string): string {
   }
 }
 
+/**
+ * Stops the instances recorded in the data dir that still run, and clears the record: what a runtime that died
+ * without stopping them (it crashed, or was killed) left for a successor, when no successor is coming. Returns how
+ * many it stopped.
+ */
+export async function stopRecordedInstances(dataDir: string): Promise<number> {
+  const state = new RuntimeState(dataDir);
+  const running: InstanceRecord[] = [];
+  for (const record of state.readInstances()) {
+    // A dead agent's simulator may survive in its group, which no other process can have joined.
+    if (!isAlive(record.pid)) signalGroup(record.pid, 'SIGKILL');
+    else if (isInstanceProcess(record.pid, record.id)) running.push(record);
+  }
+  await Promise.all(running.map((record) => stopGroup(record.pid, STOP_GRACE_MS)));
+  state.writeInstances([]);
+  return running.length;
+}
+
 export class InstancePool {
   private readonly functions = new Map<string, FunctionEntry>();
   private readonly instances = new Map<string, Instance>();
