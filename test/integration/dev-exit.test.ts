@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { type ServerRecord, waitForTemporal } from '../../src/cli/temporal-server.js';
 import type { AgentEvent } from '../../src/gpu-agent/protocol.js';
+import { freePort } from '../../src/http-util.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { type DevEnv, makeDevEnv, removeDevEnv, startDev, stopDev } from '../helpers/dev.js';
@@ -25,7 +26,8 @@ import { call, DEMO_MODEL, download } from '../helpers/stack.js';
 let d: DevEnv;
 let reuser: DevEnv;
 let rt: TestEnv;
-/** Processes a test started that do not have a data dir in their environment, killed at the end. */
+let stuck: TestEnv;
+/** Processes a test started itself, killed at the end whatever happened. */
 const strays: ChildProcess[] = [];
 
 beforeAll(async () => {
@@ -36,13 +38,28 @@ beforeAll(async () => {
     SDFLOW_TASK_QUEUE: `sdflow-devreuse-${process.pid}`,
   });
   rt = makeTestEnv(['exit-model.safetensors']);
+  stuck = makeTestEnv(['stuck-model.safetensors']);
 });
 
 afterAll(() => {
   for (const child of strays) child.kill('SIGKILL');
   for (const dir of [d, reuser]) if (dir) removeDevEnv(dir);
-  if (rt) cleanup(rt);
+  for (const t of [rt, stuck]) if (t) cleanup(t);
 });
+
+/** A Node module run as a process of its own, and what it printed so far. */
+function runModule(source: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  strays.push(child);
+  let said = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    said += chunk.toString();
+  });
+  return { child, said: () => said };
+}
 
 const serverRecordFile = (dir: DevEnv) => join(dir.dataDir, 'temporal', 'server.json');
 
@@ -140,16 +157,8 @@ it('stops a Temporal server an earlier sdflow dev left running, and starts its o
     logFile: join(d.dataDir, 'logs', 'leftover-temporal.log'),
     recordFile: serverRecordFile(d),
   };
-  const launcher = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(options)], {
-    env: d.env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  strays.push(launcher);
-  let said = '';
-  launcher.stdout.on('data', (chunk: Buffer) => {
-    said += chunk.toString();
-  });
-  await waitFor('the leftover server to be ready', () => said.includes('ready'), 60_000);
+  const { child: launcher, said } = runModule(script, [JSON.stringify(options)], d.env);
+  await waitFor('the leftover server to be ready', () => said().includes('ready'), 60_000);
   const leftover = readServerRecord(d).pid;
   launcher.kill('SIGKILL');
   await waitFor('the launcher to be gone', () => !isAlive(launcher.pid!));
@@ -221,4 +230,58 @@ it('the runtime given SIGTERM mid-request stops its instances, agents and simula
   for (const { pid } of children) expect(isAlive(pid)).toBe(false);
   expect(processesOf(rt.dataDir)).toEqual([]);
   expect(JSON.parse(readFileSync(join(rt.dataDir, 'runtime', 'instances.json'), 'utf8'))).toEqual([]);
+}, 120_000);
+
+it('a runtime whose launcher dies stops within its deadline, even with an instance that ignores SIGTERM', async () => {
+  // The launcher: a process that starts the runtime as sdflow dev does (an IPC channel, its own process group).
+  const script = `
+    import { spawnRole, waitForHttp } from ${JSON.stringify(join(CLI, '..', 'processes.js'))};
+    const [url, logFile] = process.argv.slice(1);
+    const runtime = spawnRole('runtime', ['runtime'], { env: process.env, logFile });
+    await waitForHttp(url + '/healthz', 60000, runtime);
+    console.log('ready');
+    setInterval(() => {}, 1000);`;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const { child: launcher, said } = runModule(script, [url, join(stuck.dataDir, 'runtime.log')], {
+    ...process.env,
+    ...stuck.env,
+    SDFLOW_RUNTIME_PORT: String(port),
+  });
+  await waitFor('the runtime to be ready', () => said().includes('ready'), 60_000);
+
+  const functionName = functionNameFor('stuck-model.safetensors');
+  // A WebUI that ignores SIGTERM, and says so once it does.
+  const ignoring = join(stuck.dataDir, 'webui-ignores-sigterm');
+  const webui = [
+    process.execPath,
+    '-e',
+    `process.on('SIGTERM', () => {}); require('node:fs').writeFileSync(${JSON.stringify(ignoring)}, ''); setInterval(() => {}, 1000)`,
+  ];
+  await new LocalFunctionRuntime({ url }).ensureFunction({
+    functionName,
+    model: 'stuck-model.safetensors',
+    resources: {
+      env: { SDFLOW_SD_URL: `http://127.0.0.1:${await freePort()}`, SDFLOW_SD_COMMAND: JSON.stringify(webui) },
+    },
+  });
+  // The instance never becomes ready (its WebUI never answers): it is starting when the launcher dies.
+  void fetch(`${url}/functions/${functionName}/invoke`, { method: 'POST', body: '{}' })
+    .then((res) => res.arrayBuffer())
+    .catch(() => undefined);
+  await waitFor('the WebUI to ignore SIGTERM', () => existsSync(ignoring), 60_000);
+  const isWebui = (cmdline: string) => cmdline.includes(webui[2]);
+  const started = processesOf(stuck.dataDir).filter((p) => p.pid !== launcher.pid);
+  expect(started.map((p) => (isWebui(p.cmdline) ? 'webui' : role(p.cmdline))).sort()).toEqual([
+    'agent',
+    'runtime',
+    'webui',
+  ]);
+
+  launcher.kill('SIGKILL');
+  const killedAt = Date.now();
+  await waitFor('every process the launcher started to end', () => processesOf(stuck.dataDir).length === 0, 10_000);
+  console.log(
+    `dev-exit: a runtime stuck on a SIGTERM-proof instance was gone with all ${started.length} processes ${Date.now() - killedAt} ms after its launcher's SIGKILL`,
+  );
 }, 120_000);
