@@ -46,7 +46,10 @@ export interface DevServerOptions {
   headless?: boolean;
   /** Where the running server is recorded (removed when it stops), so a later start can find it if it is left. */
   recordFile?: string;
-  /** Kill the server when this process dies, however it dies (Linux, through util-linux `setpriv --pdeathsig`). */
+  /**
+   * Kill the server when this process dies, however it dies (Linux, through util-linux `setpriv --pdeathsig`). The
+   * kernel ties the signal to the thread that spawned the server, so call from the main thread.
+   */
   exitWithParent?: boolean;
 }
 
