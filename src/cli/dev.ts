@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../logging.js';
+import { stopRecordedInstances } from '../platform/functions/local/pool.js';
 import { createMetaStore, createObjectStore } from '../platform/index.js';
 import { logsDir } from '../platform/object-store/local-paths.js';
 import { connectTemporal } from '../temporal.js';
@@ -15,12 +16,15 @@ import {
   probeSearchAttributes,
   resolveTemporalCli,
   startDevServer,
+  stopLeftoverServer,
   temporalCliVersion,
   waitForTemporal,
 } from './temporal-server.js';
 
 // `sdflow dev` (= npm start): everything on the embedded defaults, in order — Temporal, runtime, worker, API —
 // and stopped in reverse order on Ctrl-C. A second start reuses the data dir, so earlier results stay readable.
+// Killed hard, it leaves nothing either: the kernel kills the Temporal server with it (Linux), and the roles see
+// their IPC channel close and stop, the runtime stopping its instances (see `serve` in main.ts).
 
 const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
@@ -44,9 +48,18 @@ function consoleLine(name: string) {
   };
 }
 
-/** Reuses a Temporal already answering at the address, or starts the dev server with its SQLite file in the data dir. */
+/**
+ * Starts the dev server with its SQLite file in the data dir, or reuses a Temporal already answering at the address
+ * (the user's own). A server an earlier `sdflow dev` of this data dir left running is not the user's: it is stopped
+ * and replaced, so this start owns (and its Ctrl-C stops) the server it uses.
+ */
 async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer | null> {
   const { address, namespace } = config.temporal;
+  const dir = join(config.dataDir, 'temporal');
+  mkdirSync(dir, { recursive: true });
+  const recordFile = join(dir, 'server.json');
+  const leftover = await stopLeftoverServer(recordFile);
+  if (leftover) logger.warn({ pid: leftover }, 'stopped the Temporal server an earlier sdflow dev left running');
   try {
     await waitForTemporal(address, namespace, 1500);
     logger.info({ address }, 'reusing the Temporal server already running');
@@ -63,8 +76,6 @@ async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer
   }
   const cli = await resolveTemporalCli();
   const version = await temporalCliVersion(cli);
-  const dir = join(config.dataDir, 'temporal');
-  mkdirSync(dir, { recursive: true });
   const versionFile = join(dir, 'CLI_VERSION');
   let recorded: string | undefined;
   try {
@@ -78,7 +89,7 @@ async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer
   if (version !== PINNED_TEMPORAL_VERSION)
     logger.warn({ version, pinned: PINNED_TEMPORAL_VERSION }, 'Temporal CLI is not the pinned version');
   logger.info({ cli, version }, 'starting the Temporal dev server');
-  return startDevServer({
+  const server = await startDevServer({
     cli,
     ip: '127.0.0.1',
     port: Number(port ?? 7233),
@@ -87,7 +98,16 @@ async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer
     dbFile: join(dir, 'temporal.db'),
     namespace,
     logFile: join(logsDir(config.dataDir), 'temporal.log'),
+    recordFile,
+    exitWithParent: true,
   });
+  if (!server.exitsWithParent) {
+    logger.warn(
+      { pid: server.process.pid },
+      'no parent-death signal here: if sdflow dev is killed hard, the Temporal server runs on until the next sdflow dev stops it',
+    );
+  }
+  return server;
 }
 
 export async function runDev(config: Config): Promise<void> {
@@ -103,11 +123,20 @@ export async function runDev(config: Config): Promise<void> {
     stopping = true;
     console.log('\nstopping: api, worker, runtime, temporal');
     for (const role of [...roles].reverse()) await role.stop();
+    // A runtime that crashed (or was killed after its grace) left its instances for a successor; none is coming.
+    if (roles.some((role) => role.name === 'runtime')) {
+      try {
+        const stopped = await stopRecordedInstances(config.dataDir);
+        if (stopped > 0) logger.warn({ stopped }, 'stopped the instances the runtime left running');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'could not stop the instances the runtime left running');
+      }
+    }
     await temporal?.stop();
     process.exit(code);
   };
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  // SIGHUP: the terminal was closed.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAll(0));
 
   try {
     temporal = await ensureTemporal(config, logger);

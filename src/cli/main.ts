@@ -10,27 +10,68 @@ import { registerClientCommands } from './client-commands.js';
 export interface RunningServer {
   port: number;
   close(): Promise<void>;
+  /** Last resort when close() cannot finish: kills at once what close() would have stopped (the runtime's instances). */
+  kill?(): void;
 }
 
-/** Runs a server until SIGINT/SIGTERM, then closes it once. A second signal exits at once. */
+/** How long a process whose launcher is gone has to close before it kills what it started and exits. */
+const LAUNCHER_GONE_DEADLINE_MS = 5000;
+
+/**
+ * Calls `onGone` once the process that launched this one with an IPC channel (`sdflow dev`, a test) is gone: the
+ * kernel closes the channel when the launcher dies, however it dies, on Linux and macOS alike. The channel may have
+ * closed before this is called, while the server was starting.
+ */
+function onLauncherGone(onGone: () => void): void {
+  if (!process.send) return;
+  if (process.connected) process.once('disconnect', onGone);
+  else onGone();
+}
+
+/**
+ * Runs a server until SIGINT/SIGTERM or the loss of its launcher, then closes it once. A second signal, a failed
+ * close, or a close that overruns the deadline after the launcher's loss, kills what the server started and exits.
+ *
+ * How the runtime tells its launcher's death from its own crash: only a runtime that is alive can notice that its
+ * launcher is gone, and it then stops as on SIGTERM, stopping its instances. A runtime that crashes runs no more
+ * code: its instances (each in its own process group) live on, for its successor to re-adopt.
+ */
 async function serve(name: string, start: () => Promise<RunningServer>): Promise<void> {
-  const server = await start();
+  let server: RunningServer | undefined;
   let stopping = false;
-  const stop = async (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
-    stopping = true;
+  const forceExit = (code: number) => {
     try {
-      await server.close();
-      process.exit(0);
-    } catch (err) {
-      console.error(`${name}: error while stopping after ${signal}:`, err);
-      process.exit(1);
+      server?.kill?.();
+    } finally {
+      process.exit(code);
     }
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-  // Launched by `sdflow dev` (or a test): the launcher going away, however it died, means stop.
-  if (process.send) process.once('disconnect', () => void stop('SIGTERM'));
+  const close = (running: RunningServer, why: string) =>
+    running.close().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(`${name}: error while stopping after ${why}:`, err);
+        forceExit(1);
+      },
+    );
+  const stop = (why: string, deadlineMs?: number) => {
+    if (deadlineMs !== undefined) {
+      setTimeout(() => {
+        console.error(`${name}: still stopping ${deadlineMs} ms after ${why}; killing what is left`);
+        forceExit(1);
+      }, deadlineMs).unref();
+    }
+    if (stopping) return;
+    stopping = true;
+    if (server) void close(server, why);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => (stopping ? forceExit(130) : stop(signal)));
+  }
+  // Watched from the start: a launcher that dies while the server starts must stop it too.
+  onLauncherGone(() => stop('the loss of its launcher', LAUNCHER_GONE_DEADLINE_MS));
+  server = await start();
+  if (stopping) void close(server, 'a stop requested while starting');
 }
 
 function config() {

@@ -1,8 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { accessSync, constants, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Client, Connection } from '@temporalio/client';
+import { isAlive, stopGroup } from '../platform/functions/local/processes.js';
 import { SEARCH_ATTRIBUTES } from '../types.js';
 
 const execFileAsync = promisify(execFile);
@@ -42,12 +44,29 @@ export interface DevServerOptions {
   /** stdout/stderr of the server go here; inherited when absent. */
   logFile?: string;
   headless?: boolean;
+  /** Where the running server is recorded (removed when it stops), so a later start can find it if it is left. */
+  recordFile?: string;
+  /**
+   * Kill the server when this process dies, however it dies (Linux, through util-linux `setpriv --pdeathsig`). The
+   * kernel ties the signal to the thread that spawned the server, so call from the main thread.
+   */
+  exitWithParent?: boolean;
 }
 
 export interface DevServer {
   address: string;
   process: ChildProcess;
+  /** Whether the kernel kills the server when this process dies (`exitWithParent` on a machine that can). */
+  exitsWithParent: boolean;
   stop(): Promise<void>;
+}
+
+/** What `recordFile` holds: the server, the process that started it, and the SQLite file that makes it this one. */
+export interface ServerRecord {
+  pid: number;
+  launcher: number;
+  dbFile: string | null;
+  address: string;
 }
 
 /** The search attributes sdflow registers, with their Temporal types. */
@@ -78,9 +97,19 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   if (o.headless) args.push('--headless');
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTE_TYPES)) args.push('--search-attribute', `${name}=${type}`);
   const out = o.logFile ? openSync(o.logFile, 'a') : 'inherit';
-  const child = spawn(o.cli, args, { stdio: ['ignore', out, out], detached: true });
+  const setpriv = o.exitWithParent ? findSetpriv() : undefined;
+  // setpriv sets the parent-death signal and then execs the CLI, so the pid stays the server's.
+  const [command, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', o.cli, ...args]] : [o.cli, args];
+  const child = spawn(command, argv, { stdio: ['ignore', out, out], detached: true });
   const address = `${o.ip}:${o.port}`;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const forget = () => {
+    if (o.recordFile) rmSync(o.recordFile, { force: true });
+  };
+  if (o.recordFile && child.pid !== undefined) {
+    const record: ServerRecord = { pid: child.pid, launcher: process.pid, dbFile: o.dbFile ?? null, address };
+    writeFileSync(o.recordFile, `${JSON.stringify(record)}\n`);
+  }
   const ready = waitForTemporal(address, o.namespace, 60_000);
   let first: 'ready' | number | null;
   try {
@@ -88,22 +117,80 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   } catch (err) {
     // Never ready: a server left running would hold its ports and the data file.
     child.kill('SIGKILL');
+    forget();
     throw err;
   }
   if (first !== 'ready') {
+    forget();
     throw new Error(`temporal dev server exited with code ${first}${o.logFile ? `; see ${o.logFile}` : ''}`);
   }
   return {
     address,
     process: child,
+    exitsWithParent: setpriv !== undefined,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      forget();
     },
   };
+}
+
+/** util-linux `setpriv` on PATH; Linux only, as the parent-death signal is. */
+function findSetpriv(): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const path = join(dir || '.', 'setpriv');
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return undefined;
+}
+
+/** A process's command line, arguments joined by spaces; undefined when it is gone or cannot be read. */
+function commandLine(pid: number): string | undefined {
+  try {
+    if (process.platform === 'linux') return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+    return execFileSync('ps', ['-o', 'command=', '-p', String(pid)], { encoding: 'utf8' }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops the server recorded in `recordFile` when the process that started it is gone, and forgets the record. The
+ * recorded pid must still be a Temporal dev server on the recorded SQLite file: a process that merely reuses the pid
+ * is left alone. A server whose launcher still runs (another `sdflow dev` on the same data dir) is kept, record and
+ * all. Returns the pid it stopped.
+ */
+export async function stopLeftoverServer(recordFile: string): Promise<number | undefined> {
+  let record: ServerRecord;
+  try {
+    record = JSON.parse(readFileSync(recordFile, 'utf8')) as ServerRecord;
+  } catch {
+    rmSync(recordFile, { force: true });
+    return undefined;
+  }
+  if (isAlive(record.launcher) && commandLine(record.launcher)?.endsWith(' dev')) return undefined;
+  const command = isAlive(record.pid) ? `${commandLine(record.pid) ?? ''} ` : '';
+  const ours =
+    command.includes(' server start-dev ') &&
+    record.dbFile !== null &&
+    command.includes(` --db-filename ${record.dbFile} `);
+  // The server runs in its own process group (it was spawned detached), so the group is the server.
+  if (ours && !(await stopGroup(record.pid, 10_000))) {
+    throw new Error(`the Temporal server (pid ${record.pid}) left by an earlier start survived SIGKILL`);
+  }
+  rmSync(recordFile, { force: true });
+  return ours ? record.pid : undefined;
 }
 
 /** Resolves once the frontend answers for the namespace; throws after `timeoutMs`. */

@@ -104,6 +104,24 @@ function logTail(file: string): string {
   }
 }
 
+/**
+ * Stops the instances recorded in the data dir that still run, and clears the record: what a runtime that died
+ * without stopping them (it crashed, or was killed) left for a successor, when no successor is coming. Returns how
+ * many it stopped.
+ */
+export async function stopRecordedInstances(dataDir: string): Promise<number> {
+  const state = new RuntimeState(dataDir);
+  const running: InstanceRecord[] = [];
+  for (const record of state.readInstances()) {
+    // A dead agent's simulator may survive in its group, which no other process can have joined.
+    if (!isAlive(record.pid)) signalGroup(record.pid, 'SIGKILL');
+    else if (isInstanceProcess(record.pid, record.id)) running.push(record);
+  }
+  await Promise.all(running.map((record) => stopGroup(record.pid, STOP_GRACE_MS)));
+  state.writeInstances([]);
+  return running.length;
+}
+
 export class InstancePool {
   private readonly functions = new Map<string, FunctionEntry>();
   private readonly instances = new Map<string, Instance>();
@@ -457,7 +475,8 @@ export class InstancePool {
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
-        // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime.
+        // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime (a
+        // runtime whose launcher is gone stops them: see `serve` in cli/main.ts).
         detached: true,
         stdio: ['ignore', fd, fd],
         env: {
@@ -577,6 +596,12 @@ export class InstancePool {
       waiter.reject(new InstanceUnavailableError('the runtime is stopping'));
     }
     await Promise.all([...this.instances.values()].map((instance) => this.stop(instance)));
+    this.state.writeInstances([]);
+  }
+
+  /** Last resort when close() cannot finish before the runtime exits: SIGKILLs every instance's group at once. */
+  kill(): void {
+    for (const instance of this.instances.values()) signalGroup(instance.pid, 'SIGKILL');
     this.state.writeInstances([]);
   }
 }

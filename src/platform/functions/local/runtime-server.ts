@@ -62,7 +62,10 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   }
 }
 
-export async function startRuntime(config: Config, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
+export async function startRuntime(
+  config: Config,
+  logger: Logger,
+): Promise<{ port: number; close(): Promise<void>; kill(): void }> {
   const bodyLimit = config.api.maxBodyBytes + 1024 * 1024;
   const pool = new InstancePool({
     dataDir: config.dataDir,
@@ -392,6 +395,9 @@ export async function startRuntime(config: Config, logger: Logger): Promise<{ po
       closing = true;
       await closeServer(server, () => pool.close());
       logger.info('runtime stopped; every instance stopped');
+    },
+    kill() {
+      pool.kill();
     },
   };
 }
