@@ -44,9 +44,29 @@ function checkSdCommand(command: string[] | undefined, sdUrl: string | undefined
   }
 }
 
-/** The GPU agent of one function instance: its placement, the WebUI it fronts, and how it polls it. */
+/**
+ * The GPU agent of one function instance: its identity and placement (set by the local runtime or FC on the instance),
+ * the WebUI it fronts, and how it polls it.
+ */
 export const agent = group(
   {
+    instanceId: setting({
+      env: 'SDFLOW_INSTANCE_ID',
+      schema: optionalString,
+      meaning: "The instance's id, in the agent's logs and /healthz. Set by the local runtime (unset: agent-<random>).",
+    }),
+    functionName: setting({
+      env: 'SDFLOW_FUNCTION_NAME',
+      schema: optionalString,
+      meaning:
+        "The function the instance belongs to, in the agent's logs and /healthz. The local runtime and FC set it.",
+    }),
+    host: setting({
+      env: 'SDFLOW_AGENT_HOST',
+      // Blank too: an agent never listens on every interface by accident.
+      schema: optionalString.transform((host) => host ?? '127.0.0.1'),
+      meaning: "The agent's listen address. FC sets 0.0.0.0: a container is reached from outside itself.",
+    }),
     port: setting({
       env: 'SDFLOW_AGENT_PORT',
       schema: int(0, 0),

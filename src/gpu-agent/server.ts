@@ -54,11 +54,11 @@ export async function startAgent(
   logger: Logger,
   openStore: OpenStore,
 ): Promise<{ port: number; close(): Promise<void> }> {
-  // The runtime (or FC) names the instance; these are identity and placement, not configuration. A container on FC
-  // must listen on all interfaces (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
-  const instanceId = process.env.SDFLOW_INSTANCE_ID || `agent-${randomUUID().slice(0, 8)}`;
-  const functionName = process.env.SDFLOW_FUNCTION_NAME ?? '';
-  const host = process.env.SDFLOW_AGENT_HOST || '127.0.0.1';
+  // The runtime (or FC) names the instance and places it: a container on FC must listen on all interfaces
+  // (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
+  const instanceId = config.instanceId ?? `agent-${randomUUID().slice(0, 8)}`;
+  const functionName = config.functionName ?? '';
+  const host = config.host;
   const model = config.model;
   if (!model) throw new Error('SD_MODEL is not set: an agent serves exactly one pinned checkpoint');
   const log = logger.child({ instanceId, functionName });
