@@ -30,7 +30,7 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { DEMO_CHECKPOINTS, registerDemoCheckpoints } from '../dist/cli/demo-models.js';
 import { spawnRole, waitForHttp, waitForOutput } from '../dist/cli/processes.js';
 import { probeSearchAttributes, resolveTemporalCli, startDevServer } from '../dist/cli/temporal-server.js';
-import { loadConfig } from '../dist/config.js';
+import { loadConfig } from '../dist/config/index.js';
 import { freePort } from '../dist/http-util.js';
 import { createMetaStore, createObjectStore } from '../dist/platform/index.js';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import type { Config } from './config.js';
+import type { Config, TemporalConfig } from './config/index.js';
 import type { TaskRecord } from './platform/meta-store/port.js';
 import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
 import type { generationWorkflow } from './workflows/generation.js';
@@ -13,8 +13,7 @@ import type { generationWorkflow } from './workflows/generation.js';
  * Where and how to reach Temporal, for the client connection and the worker's native one alike: plain for the dev
  * server, TLS for a secured cluster, mTLS or an API key for Temporal Cloud.
  */
-export function temporalConnectionOptions(config: Config) {
-  const t = config.temporal;
+export function temporalConnectionOptions(t: TemporalConfig) {
   const read = (file: string, setting: string) => {
     try {
       return readFileSync(file);
@@ -44,12 +43,15 @@ export function registrationWorkflowId(deployment: string, name: string): string
   return `sdflow-model-${deployment}-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
 }
 
-export async function connectTemporal(config: Config): Promise<Client> {
-  const connection = await Connection.connect({ ...temporalConnectionOptions(config), connectTimeout: 10_000 });
-  return new Client({ connection, namespace: config.temporal.namespace });
+export async function connectTemporal(temporal: TemporalConfig): Promise<Client> {
+  const connection = await Connection.connect({ ...temporalConnectionOptions(temporal), connectTimeout: 10_000 });
+  return new Client({ connection, namespace: temporal.namespace });
 }
 
-export function taskPolicy(config: Config): TaskPolicy {
+/** The groups a task's policy comes from. */
+type TaskSettings = Pick<Config, 'tasks' | 'invoke' | 'worker' | 'semaphore'>;
+
+export function taskPolicy(config: TaskSettings): TaskPolicy {
   return {
     invokeHeartbeatTimeoutS: config.invoke.heartbeatTimeoutS,
     invokeMaxAttempts: config.invoke.maxAttempts,
@@ -66,7 +68,7 @@ export function taskPolicy(config: Config): TaskPolicy {
 
 type TaskToStart = Pick<TaskRecord, 'taskId' | 'user' | 'kind' | 'model' | 'params' | 'retryOf' | 'createdAt'>;
 
-export function generationInputFor(config: Config, task: TaskToStart, admin: boolean): GenerationInput {
+export function generationInputFor(config: TaskSettings, task: TaskToStart, admin: boolean): GenerationInput {
   return {
     taskId: task.taskId,
     user: task.user,
@@ -89,7 +91,11 @@ function promptSummary(params: Record<string, unknown>): string {
 }
 
 /** Starts the task's workflow (id = taskId). Starting one that already exists is not an error. */
-export async function startGeneration(client: Client, config: Config, input: GenerationInput): Promise<void> {
+export async function startGeneration(
+  client: Client,
+  config: Pick<Config, 'temporal' | 'tasks'>,
+  input: GenerationInput,
+): Promise<void> {
   try {
     await client.workflow.start<typeof generationWorkflow>('generationWorkflow', {
       workflowId: input.taskId,

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { type LogLevel, type LogMetadata, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
-import type { Config } from './config.js';
+import type { Config } from './config/index.js';
 import type { Logger } from './logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from './platform/index.js';
 import {
@@ -70,8 +70,8 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}) {
   installRuntime(logger);
-  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
-  const client = await connectTemporal(config);
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config.temporal));
+  const client = await connectTemporal(config.temporal);
   const meta = createMetaStore(config);
   const functions = createFunctionRuntime(config);
   const activities = createActivities({
@@ -86,7 +86,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     // Tasks the reconciler starts were validated at submit, references included.
     startGeneration: (task) => startGeneration(client, config, generationInputFor(config, task, true)),
     registrationWorkflowId: (model) => registrationWorkflowId(config.deployment, model),
-    uploadTimeoutS: config.api.requestReceiveTimeoutS,
+    uploadTimeoutS: config.reconciler.uploadTimeoutS,
     logger,
   });
   const worker = await Worker.create({

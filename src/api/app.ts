@@ -2,7 +2,7 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Client } from '@temporalio/client';
 import Koa from 'koa';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';

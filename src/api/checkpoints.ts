@@ -1,4 +1,4 @@
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
 import type { SdParams } from '../types.js';
 import { HttpError, notFound } from './errors.js';
@@ -8,7 +8,7 @@ import { modelStem } from './model-refs.js';
 // submitted with the record it found: by name, by one of A1111's aliases, from the caller's options, or the default.
 
 export interface CheckpointDeps {
-  config: Config;
+  config: Pick<Config, 'models'>;
   meta: MetaStore;
 }
 

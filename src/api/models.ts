@@ -6,7 +6,7 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
 import { type ModelType, ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 
 // The request schemas: the API validates with them, /openapi.json is generated from them, and the CLI's types
 // come from them. A1111 bodies are loose objects: unknown fields pass through to SD. Values are read the way

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../platform/index.js';
 import { loadUrlSecret } from '../platform/object-store/signing.js';
@@ -21,9 +21,18 @@ export async function startApi(config: Config, logger: Logger) {
   }
   const meta = createMetaStore(config);
   const store = createObjectStore(config);
-  const temporal = await connectTemporal(config);
+  const temporal = await connectTemporal(config.temporal);
   const functions = createFunctionRuntime(config);
-  const app = createApp({ config, logger, meta, store, temporal, functions, keys, urlSecret: loadUrlSecret(config) });
+  const app = createApp({
+    config,
+    logger,
+    meta,
+    store,
+    temporal,
+    functions,
+    keys,
+    urlSecret: loadUrlSecret(config.stores),
+  });
 
   const server = app.listen({ host: config.api.host, port: config.api.port });
   await new Promise<void>((resolve, reject) => {

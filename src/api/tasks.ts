@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { createLogger, type Logger } from '../logging.js';
 import { stopRecordedInstances } from '../platform/functions/local/pool.js';
 import { createMetaStore, createObjectStore } from '../platform/index.js';
@@ -140,7 +140,7 @@ export async function runDev(config: Config): Promise<void> {
 
   try {
     temporal = await ensureTemporal(config, logger);
-    const client = await connectTemporal(config);
+    const client = await connectTemporal(config.temporal);
     await probeSearchAttributes(client);
     await client.connection.close();
 

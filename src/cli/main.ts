@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config.js';
+import { type CloudCredentials, ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../logging.js';
 import { registerClientCommands } from './client-commands.js';
 
@@ -123,7 +123,7 @@ program
   .action(async () => {
     const c = config();
     const { startRuntime } = await import('../platform/functions/local/runtime-server.js');
-    await serve('runtime', () => startRuntime(c, createLogger('runtime', c.logLevel)));
+    await serve('runtime', () => startRuntime(c.runtime, createLogger('runtime', c.logLevel)));
   });
 
 program
@@ -132,7 +132,12 @@ program
   .action(async () => {
     const c = config();
     const { startAgent } = await import('../gpu-agent/server.js');
-    await serve('agent', () => startAgent(c, createLogger('agent', c.logLevel)));
+    // Loaded at the first object the agent reads or writes; FC's per-request credentials replace the configured ones.
+    const openStore = async (credentials: CloudCredentials | undefined) => {
+      const { createObjectStore } = await import('../platform/index.js');
+      return createObjectStore(credentials ? { ...c, oss: { ...c.oss, credentials } } : c);
+    };
+    await serve('agent', () => startAgent(c.agent, createLogger('agent', c.logLevel), openStore));
   });
 
 program

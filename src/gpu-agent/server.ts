@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Config } from '../config.js';
+import type { AgentConfig, CloudCredentials } from '../config/index.js';
 import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../http-util.js';
 import type { Logger } from '../logging.js';
 import { modelsDir } from '../platform/object-store/local-paths.js';
@@ -13,8 +13,6 @@ import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './
 
 // The GPU agent: one per function instance, next to SD. It pins the instance's checkpoint, serves one invoke at a
 // time as a stream of NDJSON events, treats a closed invoke connection as a cancel, and passes /sd/* through to SD.
-
-type CloudCredentials = Config['cloud']['credentials'];
 
 /** The role's temporary credentials FC sends with each request to a custom container, if any. */
 export function fcRequestCredentials(req: IncomingMessage): CloudCredentials | undefined {
@@ -48,27 +46,34 @@ class Mutex {
   }
 }
 
-export async function startAgent(config: Config, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
-  // The runtime (or FC) names the instance; these are identity and placement, not configuration. A container on FC
-  // must listen on all interfaces (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
-  const instanceId = process.env.SDFLOW_INSTANCE_ID || `agent-${randomUUID().slice(0, 8)}`;
-  const functionName = process.env.SDFLOW_FUNCTION_NAME ?? '';
-  const host = process.env.SDFLOW_AGENT_HOST || '127.0.0.1';
-  const model = config.agent.model;
+/** The object store, with the credentials FC sent with a request when there are any. */
+type OpenStore = (credentials: CloudCredentials | undefined) => Promise<ObjectStore>;
+
+export async function startAgent(
+  config: AgentConfig,
+  logger: Logger,
+  openStore: OpenStore,
+): Promise<{ port: number; close(): Promise<void> }> {
+  // The runtime (or FC) names the instance and places it: a container on FC must listen on all interfaces
+  // (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
+  const instanceId = config.instanceId ?? `agent-${randomUUID().slice(0, 8)}`;
+  const functionName = config.functionName ?? '';
+  const host = config.host;
+  const model = config.model;
   if (!model) throw new Error('SD_MODEL is not set: an agent serves exactly one pinned checkpoint');
   const log = logger.child({ instanceId, functionName });
-  const startTimeoutMs = config.agent.sdStartTimeoutS * 1000;
+  const startTimeoutMs = config.sdStartTimeoutS * 1000;
 
   const mutex = new Mutex();
-  const instanceSettings = config.agent.sdOptions;
+  const instanceSettings = config.sdOptions;
   let settingsApplied = false;
   let pinned = false;
   let activeInvokes = 0;
   let closing = false;
 
   const backend = new SdBackend({
-    sdUrl: config.agent.sdUrl,
-    command: config.agent.sdCommand,
+    sdUrl: config.sdUrl,
+    command: config.sdCommand,
     modelsDir: modelsDir(config.dataDir),
     startTimeoutMs,
     logger: log,
@@ -83,7 +88,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     quickMs: 10_000,
     optionsMs: Math.max(startTimeoutMs, 60_000),
     // A backstop only: the caller's closed connection (a cancel or a deadline) is what normally ends a job.
-    generateMs: config.agent.generateTimeoutS * 1000,
+    generateMs: config.generateTimeoutS * 1000,
     passthroughMs: Math.max(startTimeoutMs, 600_000),
   });
 
@@ -94,8 +99,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
   const store = () => {
     const credentials = requestCredentials;
     if (!storeFor || !sameCredentials(storeFor.credentials, credentials)) {
-      const effective = credentials ? { ...config, cloud: { ...config.cloud, credentials } } : config;
-      storeFor = { credentials, store: import('../platform/index.js').then((m) => m.createObjectStore(effective)) };
+      storeFor = { credentials, store: openStore(credentials) };
     }
     return storeFor.store;
   };
@@ -162,9 +166,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     store,
     ensureCheckpoint,
     model,
-    progressPollMs: config.agent.progressPollMs,
-    interruptPollMs: config.agent.interruptPollMs,
-    previewIntervalMs: config.agent.previewIntervalMs,
+    progressPollMs: config.progressPollMs,
+    interruptPollMs: config.interruptPollMs,
+    previewIntervalMs: config.previewIntervalMs,
     logger: log,
   });
 
@@ -183,7 +187,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     };
     let body: unknown;
     try {
-      body = JSON.parse((await readBody(req, config.api.maxBodyBytes + 1024 * 1024)).toString('utf8'));
+      body = JSON.parse((await readBody(req, config.maxBodyBytes + 1024 * 1024)).toString('utf8'));
     } catch (err) {
       emit({
         type: 'error',
@@ -229,7 +233,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
       if (!res.writableFinished) aborted.abort();
     });
     try {
-      const body = await readBody(req, config.api.maxBodyBytes + 1024 * 1024);
+      const body = await readBody(req, config.maxBodyBytes + 1024 * 1024);
       const answer = await sd.passthrough(
         req.method ?? 'GET',
         pathAndQuery,
@@ -285,17 +289,14 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.agent.port, host, () => {
+    server.listen(config.port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.agent.port;
-  log.info(
-    { host, port, model, sdUrl: config.agent.sdUrl ?? 'simulator', sdCommand: config.agent.sdCommand },
-    'agent listening',
-  );
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ host, port, model, sdUrl: config.sdUrl ?? 'simulator', sdCommand: config.sdCommand }, 'agent listening');
   backend.start();
 
   return {

@@ -1,4 +1,4 @@
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { createLogger } from '../logging.js';
 import { FcFunctionRuntime } from './functions/fc.js';
 import { LocalFunctionRuntime } from './functions/local/client.js';
@@ -13,7 +13,8 @@ import { OssObjectStore } from './object-store/oss.js';
 import type { ObjectStore } from './object-store/port.js';
 import { loadUrlSecret } from './object-store/signing.js';
 
-// The one place that picks adapters from config. Processes call these; nothing else constructs an adapter.
+// The one place that picks adapters from config, and gives each its own slice of it. Processes call these; nothing
+// else constructs an adapter.
 
 export function createObjectStore(config: Config): ObjectStore {
   switch (config.stores.objectStore) {
@@ -21,10 +22,10 @@ export function createObjectStore(config: Config): ObjectStore {
       return new LocalObjectStore({
         root: objectsDir(config.dataDir),
         publicUrl: config.api.publicUrl,
-        secret: loadUrlSecret(config),
+        secret: loadUrlSecret(config.stores),
       });
     case 'oss':
-      return new OssObjectStore(config);
+      return new OssObjectStore(config.oss);
   }
 }
 
@@ -33,7 +34,7 @@ export function createMetaStore(config: Config): MetaStore {
     case 'sqlite':
       return SqliteMetaStore.open(metaDbFile(config.dataDir));
     case 'tablestore':
-      return new TablestoreMetaStore(config);
+      return new TablestoreMetaStore(config.tablestore);
   }
 }
 
@@ -42,9 +43,9 @@ export function createFunctionRuntime(config: Config): FunctionRuntime {
     case 'local':
       return new LocalFunctionRuntime({ url: config.runtime.url });
     case 'fc':
-      return new FcFunctionRuntime(config);
+      return new FcFunctionRuntime(config.fc);
     case 'static':
-      return new StaticPoolRuntime(config, {
+      return new StaticPoolRuntime(config.staticPool, {
         store: () => createObjectStore(config),
         meta: () => createMetaStore(config),
         logger: createLogger('static-pool', config.logLevel),

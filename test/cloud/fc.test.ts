@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpenApiUtil } from '@alicloud/openapi-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import type { AgentEvent, InvokeRequest } from '../../src/gpu-agent/protocol.js';
 import { FcError, type FcFunctionRuntime, FcSpecError } from '../../src/platform/functions/fc.js';
 import { signTriggerRequest } from '../../src/platform/functions/fc-signing.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createObjectStore } from '../../src/platform/index.js';
 import { ObjectKeyError } from '../../src/platform/object-store/keys.js';
 import { LocalObjectStore } from '../../src/platform/object-store/local.js';
@@ -370,7 +370,7 @@ describe('signed URLs', () => {
 
   it('lasts what the platform passes: SDFLOW_URL_TTL_S, 1 h by default', async () => {
     const config = loadConfig(ossEnv());
-    const url = new URL(await new OssObjectStore(config).signedUrl('images/u/t_1.png', config.stores.urlTtlS));
+    const url = new URL(await new OssObjectStore(config.oss).signedUrl('images/u/t_1.png', config.stores.urlTtlS));
     expect(config.stores.urlTtlS).toBe(3600);
     const lifetime = Number(url.searchParams.get('Expires')) - Date.now() / 1000;
     expect(lifetime).toBeGreaterThan(3590);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import TableStore from 'tablestore';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import { InvalidCursorError } from '../../src/platform/meta-store/cursor.js';
 import type { ModelRecord, NewTask, TaskRecord } from '../../src/platform/meta-store/port.js';
@@ -57,7 +57,7 @@ function tablestoreEnv(env: Env = {}): Env {
 }
 
 function openStore(env: Env = {}): TablestoreMetaStore {
-  const store = new TablestoreMetaStore(loadConfig(tablestoreEnv(env)), TUNING);
+  const store = new TablestoreMetaStore(loadConfig(tablestoreEnv(env)).tablestore, TUNING);
   open.push(store);
   return store;
 }
@@ -106,7 +106,7 @@ afterEach(async () => {
 
 describe('configuration', () => {
   it('names every setting that is missing', () => {
-    const attempt = () => new TablestoreMetaStore(loadConfig({ SDFLOW_META_STORE: 'tablestore' }));
+    const attempt = () => new TablestoreMetaStore(loadConfig({ SDFLOW_META_STORE: 'tablestore' }).tablestore);
     expect(attempt).toThrow(ConfigError);
     expect(attempt).toThrow(
       'needs SDFLOW_TABLESTORE_ENDPOINT, SDFLOW_TABLESTORE_INSTANCE, ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET',
@@ -186,8 +186,8 @@ describe('tables', () => {
 
   it('carry the deployment id by default, so deployments sharing an instance never collide', async () => {
     const { SDFLOW_TABLESTORE_TABLE_PREFIX: _prefix, ...env } = tablestoreEnv();
-    const blue = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'blue-1' }), TUNING);
-    const green = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'green' }), TUNING);
+    const blue = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'blue-1' }).tablestore, TUNING);
+    const green = new TablestoreMetaStore(loadConfig({ ...env, SDFLOW_DEPLOYMENT: 'green' }).tablestore, TUNING);
     open.push(blue, green);
     expect(await blue.insertTask(newTask('t1'))).not.toBeNull();
     expect(await green.getTask('t1')).toBeNull();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import { registerDemoCheckpoints } from '../../src/cli/demo-models.js';
 import { type RoleProcess, spawnRole, waitForHttp, waitForOutput } from '../../src/cli/processes.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { freePort } from '../../src/http-util.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { a1111OptionDefaults } from '../../src/a1111/options.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import type { RuntimeFunction } from '../../src/platform/functions/port.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CLI_MAIN } from '../../src/cli/processes.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generationSchemas } from '../../src/api/schemas.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import { call, DEMO_MODEL, type Stack, startStack } from '../helpers/stack.js';
 

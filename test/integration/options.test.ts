@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';
 import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack } from '../helpers/stack.js';

@@ -3,7 +3,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';

@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import type { ModelRecord } from '../../src/platform/meta-store/port.js';
 import { registrationWorkflowId } from '../../src/temporal.js';

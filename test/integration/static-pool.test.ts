@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 import type { AgentEvent } from '../../src/gpu-agent/protocol.js';
 import { freePort } from '../../src/http-util.js';
 import { createLogger } from '../../src/logging.js';
@@ -212,7 +212,7 @@ beforeAll(async () => {
     },
   });
   const config = loadConfig({ ...process.env, ...stack.env });
-  observer = new StaticPoolRuntime(config, {
+  observer = new StaticPoolRuntime(config.staticPool, {
     store: () => createObjectStore(config),
     meta: () => createMetaStore(config),
     logger: createLogger('observer', 'silent'),
@@ -285,7 +285,7 @@ describe('the pool file', () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: gpus.dataDir, SDFLOW_FUNCTIONS: 'static' });
     expect(
       () =>
-        new StaticPoolRuntime(config, {
+        new StaticPoolRuntime(config.staticPool, {
           store: () => createObjectStore(config),
           meta: () => createMetaStore(config),
           logger: createLogger('t', 'silent'),

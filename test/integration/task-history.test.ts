@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';
 import { call, DEMO_MODEL, download, type Stack, startStack, waitForFinal } from '../helpers/stack.js';

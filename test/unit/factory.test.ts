@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { FcFunctionRuntime } from '../../src/platform/functions/fc.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../../src/platform/index.js';

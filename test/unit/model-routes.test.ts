@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/api/app.js';
 import { parseKeys } from '../../src/api/auth.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/logging.js';
 import type { FunctionRuntime } from '../../src/platform/functions/port.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';

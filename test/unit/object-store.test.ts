@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import { ObjectKeyError } from '../../src/platform/object-store/keys.js';
 import { LocalObjectStore } from '../../src/platform/object-store/local.js';

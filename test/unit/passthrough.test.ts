@@ -13,7 +13,7 @@ import {
   normalizedPath,
   storeLargeBody,
 } from '../../src/api/passthrough.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { imageBase64, offloadImages, PassthroughRunner } from '../../src/gpu-agent/passthrough.js';
 import type { AgentEvent, ErrorEvent, ResultEvent } from '../../src/gpu-agent/protocol.js';
 import type { PassthroughResult, SdClient } from '../../src/gpu-agent/sd-client.js';

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { describeZodError } from '../../src/api/errors.js';
 import { openApiDocument } from '../../src/api/openapi.js';
 import { generationSchemas, TASK_ID } from '../../src/api/schemas.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 
 // The request schemas on their own: what passes, what is refused, and that every refusal names its field.
 

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { urlSecretFile } from '../../src/platform/object-store/local-paths.js';
 import { loadUrlSecret, signObjectUrl, verifyObjectUrl } from '../../src/platform/object-store/signing.js';
 
@@ -98,24 +98,24 @@ describe('loadUrlSecret', () => {
 
   it('generates a private 32-byte secret once and reuses it', () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: dataDir });
-    const first = loadUrlSecret(config);
+    const first = loadUrlSecret(config.stores);
     expect(first).toHaveLength(32);
     expect(statSync(urlSecretFile(dataDir)).mode & 0o777).toBe(0o600);
-    const second = loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }));
+    const second = loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }).stores);
     expect(second.equals(first)).toBe(true);
     expect(readFileSync(urlSecretFile(dataDir), 'utf8').trim()).toBe(first.toString('hex'));
   });
 
   it('prefers SDFLOW_URL_SECRET and leaves the data dir alone', () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: dataDir, SDFLOW_URL_SECRET: 'from-the-environment' });
-    expect(loadUrlSecret(config).toString('utf8')).toBe('from-the-environment');
+    expect(loadUrlSecret(config.stores).toString('utf8')).toBe('from-the-environment');
     expect(() => statSync(urlSecretFile(dataDir))).toThrow();
   });
 
   it('reports a damaged secret file instead of replacing it', () => {
-    loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }));
+    loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }).stores);
     writeFileSync(urlSecretFile(dataDir), 'short\n');
-    expect(() => loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }))).toThrow(/32-byte hex secret/);
+    expect(() => loadUrlSecret(loadConfig({ SDFLOW_DATA_DIR: dataDir }).stores)).toThrow(/32-byte hex secret/);
     expect(readFileSync(urlSecretFile(dataDir), 'utf8')).toBe('short\n');
   });
 });

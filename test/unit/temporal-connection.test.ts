@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/index.js';
 import { temporalConnectionOptions } from '../../src/temporal.js';
 
 // How sdflow reaches Temporal: plain for the dev server, TLS for a secured cluster, mTLS or an API key for Temporal
@@ -17,12 +17,12 @@ const file = (name: string, text: string) => {
 
 describe('Temporal connection options', () => {
   it('are plain by default', () => {
-    expect(temporalConnectionOptions(loadConfig({}))).toEqual({ address: '127.0.0.1:7233' });
+    expect(temporalConnectionOptions(loadConfig({}).temporal)).toEqual({ address: '127.0.0.1:7233' });
   });
 
   it('use TLS with the API key for Temporal Cloud', () => {
     const options = temporalConnectionOptions(
-      loadConfig({ TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_API_KEY: 'key-1' }),
+      loadConfig({ TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', TEMPORAL_API_KEY: 'key-1' }).temporal,
     );
     expect(options).toEqual({ address: 'ns.acct.tmprl.cloud:7233', tls: {}, apiKey: 'key-1' });
   });
@@ -34,7 +34,7 @@ describe('Temporal connection options', () => {
         TEMPORAL_TLS_KEY: file('client.key', 'KEY'),
         TEMPORAL_TLS_CA: file('ca.pem', 'CA'),
         TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
-      }),
+      }).temporal,
     );
     expect(options.tls?.clientCertPair?.crt.toString()).toBe('CERT');
     expect(options.tls?.clientCertPair?.key.toString()).toBe('KEY');
@@ -43,7 +43,7 @@ describe('Temporal connection options', () => {
   });
 
   it('turn TLS on alone with TEMPORAL_TLS', () => {
-    expect(temporalConnectionOptions(loadConfig({ TEMPORAL_TLS: '1' })).tls).toEqual({});
+    expect(temporalConnectionOptions(loadConfig({ TEMPORAL_TLS: '1' }).temporal).tls).toEqual({});
   });
 
   it('refuse a certificate without its key, and name an unreadable file', () => {
@@ -54,6 +54,6 @@ describe('Temporal connection options', () => {
       TEMPORAL_TLS_CERT: join(dir, 'missing.pem'),
       TEMPORAL_TLS_KEY: join(dir, 'missing.key'),
     });
-    expect(() => temporalConnectionOptions(config)).toThrow(/TEMPORAL_TLS_CERT: cannot read/);
+    expect(() => temporalConnectionOptions(config.temporal)).toThrow(/TEMPORAL_TLS_CERT: cannot read/);
   });
 });

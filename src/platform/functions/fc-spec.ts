@@ -1,24 +1,22 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
-  type Config,
   ConfigError,
   FC_GPU_TYPES,
+  type FcConfig,
   type FcGpuType,
   fcEnvSchema,
   fcGpuTypeSchema,
   fcNasConfigSchema,
   fcOssMountConfigSchema,
   fcVpcConfigSchema,
-} from '../../config.js';
+} from '../../config/index.js';
 import { resourceEnv, resourcesFromEnv } from './instance-env.js';
 import { MAX_FUNCTION_NAME_LENGTH } from './naming.js';
 import type { FunctionSpec, RuntimeFunction } from './port.js';
 
 // What sdflow asks of FC 3.0 for one checkpoint's function: a custom-container GPU function running the agent, built
-// from the deployment's settings (config.cloud.fc) with the function's batch-update resources merged over them.
-
-type FcSettings = Config['cloud']['fc'];
+// from the deployment's settings (config.fc) with the function's batch-update resources merged over them.
 
 /** FC 3.0's rule for function names: letters, digits, _ and -, not starting with a digit or -, 1 to 64 long. */
 const FC_FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -35,8 +33,8 @@ export const RESTART_ENV = 'SDFLOW_RESTART_AT';
  * store settings are the deployment's own, so the agent reads inputs and writes images where the API expects them;
  * its credentials come from the function's role (FC injects them as ALIBABA_CLOUD_*), never from this environment.
  */
-function platformEnv(config: Config, spec: FunctionSpec, resources: Record<string, unknown>): Record<string, string> {
-  const { fc, oss } = config.cloud;
+function platformEnv(fc: FcConfig, spec: FunctionSpec, resources: Record<string, unknown>): Record<string, string> {
+  const { oss } = fc;
   const env: Record<string, string> = {
     SD_MODEL: spec.model,
     SDFLOW_FUNCTION_NAME: spec.functionName,
@@ -44,9 +42,9 @@ function platformEnv(config: Config, spec: FunctionSpec, resources: Record<strin
     // A container is reached from outside itself: the agent listens on every interface.
     SDFLOW_AGENT_HOST: '0.0.0.0',
     SDFLOW_DATA_DIR: fc.agentDataDir,
-    SDFLOW_OBJECT_STORE: config.stores.objectStore,
-    SDFLOW_LOG_LEVEL: config.logLevel,
-    SDFLOW_MAX_BODY_MB: String(config.api.maxBodyBytes / (1024 * 1024)),
+    SDFLOW_OBJECT_STORE: fc.objectStore,
+    SDFLOW_LOG_LEVEL: fc.logLevel,
+    SDFLOW_MAX_BODY_MB: String(fc.maxBodyBytes / (1024 * 1024)),
   };
   const oneOf = (name: string, value: string | number | boolean | undefined) => {
     if (value !== undefined) env[name] = String(value);
@@ -92,8 +90,8 @@ function gpuMemoryProblem(gpuType: FcGpuType, gpuMemorySize: number): string | u
 }
 
 /** Checks the settings a function is built from: what FC needs, and what the agent needs on FC. */
-export function checkFcSettings(config: Config): void {
-  const { fc, credentials } = config.cloud;
+export function checkFcSettings(fc: FcConfig): void {
+  const { credentials } = fc;
   const missing: string[] = [];
   if (!fc.endpoint && !(fc.region && fc.accountId)) {
     missing.push('SDFLOW_FC_REGION and SDFLOW_FC_ACCOUNT_ID (or SDFLOW_FC_ENDPOINT)');
@@ -104,7 +102,7 @@ export function checkFcSettings(config: Config): void {
   if (missing.length > 0) {
     throw new ConfigError(`the Function Compute runtime (SDFLOW_FUNCTIONS=fc) needs ${missing.join(', ')}`);
   }
-  if (config.stores.objectStore !== 'oss') {
+  if (fc.objectStore !== 'oss') {
     throw new ConfigError(
       'the Function Compute runtime (SDFLOW_FUNCTIONS=fc) needs SDFLOW_OBJECT_STORE=oss: its instances read inputs ' +
         "and write images through OSS, not through this machine's files",
@@ -157,8 +155,7 @@ export interface DesiredFunction {
 }
 
 /** The function for `spec`: the settings, with the function's resources over them, and the platform's env. */
-export function desiredFunction(config: Config, spec: FunctionSpec): DesiredFunction {
-  const fc: FcSettings = config.cloud.fc;
+export function desiredFunction(fc: FcConfig, spec: FunctionSpec): DesiredFunction {
   const parsed = resourcesSchema.safeParse(spec.resources ?? {});
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `resources.${i.path.join('.')}: ${i.message}`).join('; ');
@@ -196,7 +193,7 @@ export function desiredFunction(config: Config, spec: FunctionSpec): DesiredFunc
     diskSize: fc.diskSize,
     timeout: r.timeout ?? fc.timeoutS,
     instanceConcurrency: fc.instanceConcurrency,
-    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(config, spec, r) },
+    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(fc, spec, r) },
     // For a custom container the initializer is an HTTP call: FC POSTs /initialize to the container once per instance,
     // before its first request; the agent pins (loads) its checkpoint there. The handler only has to be set.
     instanceLifecycleConfig: { initializer: { handler: 'initialize', timeout: fc.initializerTimeoutS } },

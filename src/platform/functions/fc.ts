@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import FcSdk, * as $fc from '@alicloud/fc20230330';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
-import type { Config } from '../../config.js';
+import type { FcConfig } from '../../config/index.js';
 import { type AgentEvent, decodeEvents, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
 import { errorMessage } from '../../http-util.js';
 import { backoffMs, type RetryPolicy } from '../retry.js';
@@ -35,7 +35,7 @@ export { FcSpecError } from './fc-spec.js';
 
 // The functions port on Alibaba Function Compute 3.0, through the official @alicloud/fc20230330 SDK.
 //
-// Settings (SDFLOW_FUNCTIONS=fc; see config.ts): SDFLOW_FC_REGION and SDFLOW_FC_ACCOUNT_ID (the endpoint is
+// Settings (SDFLOW_FUNCTIONS=fc; see src/config/fc.ts): SDFLOW_FC_REGION and SDFLOW_FC_ACCOUNT_ID (the endpoint is
 // <account>.<region>.fc.aliyuncs.com, or <region>-internal with SDFLOW_FC_INTERNAL=1), or SDFLOW_FC_ENDPOINT; the
 // image (SDFLOW_FC_IMAGE), the agent's port and command, GPU type and memory, cpu, memory, disk, timeout, role, VPC,
 // NAS and OSS mounts, SDFLOW_FC_ENV, the trigger's auth, and ALIBABA_CLOUD_* credentials. It needs the OSS object
@@ -95,7 +95,7 @@ const isFcCode = (err: unknown, ...codes: string[]) => err instanceof FcError &&
 const isNotFound = (err: unknown) => err instanceof FcError && err.status === 404;
 
 /** The SDK's endpoint (host[:port]) and protocol: from SDFLOW_FC_ENDPOINT, else the account's regional endpoint. */
-function endpointOf(fc: Config['cloud']['fc']): { endpoint: string; protocol: string } {
+function endpointOf(fc: FcConfig): { endpoint: string; protocol: string } {
   if (fc.endpoint) {
     const url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(fc.endpoint) ? fc.endpoint : `https://${fc.endpoint}`);
     return { endpoint: url.host, protocol: url.protocol.replace(/:$/, '') };
@@ -147,9 +147,9 @@ export class FcFunctionRuntime implements FunctionRuntime {
   private readonly triggerUrls = new Map<string, string>();
   private readonly passthroughTimeoutMs: number;
 
-  constructor(private readonly config: Config) {
-    checkFcSettings(config);
-    const { fc, credentials } = config.cloud;
+  constructor(private readonly fc: FcConfig) {
+    checkFcSettings(fc);
+    const { credentials } = fc;
     this.credentials = {
       accessKeyId: credentials.accessKeyId as string,
       accessKeySecret: credentials.accessKeySecret as string,
@@ -168,7 +168,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
       }),
     );
     this.retry = { maxAttempts: fc.maxAttempts, baseDelayMs: 200, maxDelayMs: 5000 };
-    this.listPrefix = `${config.functions.prefix}sd_`;
+    this.listPrefix = `${fc.functionPrefix}sd_`;
     // The longest FC may take to answer one request: an instance's initializer, then the request itself.
     this.passthroughTimeoutMs = (fc.initializerTimeoutS + fc.timeoutS) * 1000;
   }
@@ -181,7 +181,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
 
   async ensureFunction(spec: FunctionSpec): Promise<void> {
     assertFunctionName(spec.functionName);
-    await this.putFunction(desiredFunction(this.config, spec));
+    await this.putFunction(desiredFunction(this.fc, spec));
     await this.putTrigger(spec.functionName);
   }
 
@@ -225,7 +225,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
   }
 
   private triggerConfig(): { authType: string; methods: string[]; disableURLInternet: boolean } {
-    const { fc } = this.config.cloud;
+    const { fc } = this;
     // Inside the VPC (SDFLOW_FC_INTERNAL) sdflow uses the intranet URL, so the public one is switched off.
     return { authType: fc.triggerAuth, methods: TRIGGER_METHODS, disableURLInternet: fc.internal };
   }
@@ -286,7 +286,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
 
   private remember(name: string, trigger: Record<string, unknown>): string {
     const urls = (trigger.httpTrigger ?? {}) as { urlInternet?: string; urlIntranet?: string };
-    const internal = this.config.cloud.fc.internal;
+    const internal = this.fc.internal;
     const url = internal ? urls.urlIntranet : urls.urlInternet;
     if (!url) {
       throw new FunctionUnavailableError(
@@ -312,7 +312,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
 
   /** Headers that authorize a request to the trigger: a signature for `function` auth, none for `anonymous`. */
   private authHeaders(method: string, url: URL): Record<string, string> {
-    return this.config.cloud.fc.triggerAuth === 'function' ? signTriggerRequest(method, url, this.credentials) : {};
+    return this.fc.triggerAuth === 'function' ? signTriggerRequest(method, url, this.credentials) : {};
   }
 
   // --- invocation ---

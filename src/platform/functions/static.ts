@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { type Config, ConfigError } from '../../config.js';
+import { ConfigError, type StaticPoolConfig } from '../../config/index.js';
 import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
 import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
 import { type AgentEvent, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
@@ -83,10 +83,10 @@ export class StaticPoolRuntime implements FunctionRuntime {
   private meta?: MetaStore;
 
   constructor(
-    private readonly config: Config,
+    private readonly config: StaticPoolConfig,
     private readonly deps: StaticPoolDeps,
   ) {
-    const poolFile = config.functions.staticPoolFile;
+    const poolFile = config.poolFile;
     if (!poolFile) {
       throw new ConfigError(
         'the static GPU pool (SDFLOW_FUNCTIONS=static) needs SDFLOW_STATIC_POOL_FILE: a JSON file mapping checkpoints ' +
@@ -96,7 +96,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
     this.poolFile = poolFile;
     const file = readPoolFile(poolFile);
     for (const model of Object.keys(file.checkpoints)) {
-      this.models.set(functionNameFor(model, config.functions.prefix), model);
+      this.models.set(functionNameFor(model, config.functionPrefix), model);
     }
     // Names this process in the leases it takes, readably for an operator looking at who holds a WebUI.
     const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -105,10 +105,10 @@ export class StaticPoolRuntime implements FunctionRuntime {
       checkpoints: file.checkpoints,
       healthCheckMs: file.healthCheckS * 1000,
       healthTimeoutMs: file.healthTimeoutS * 1000,
-      queueTimeoutMs: config.runtime.instanceQueueTimeoutS * 1000,
+      queueTimeoutMs: config.queueTimeoutS * 1000,
       leases: () => this.metaStore(),
       holder,
-      leaseTtlMs: config.functions.staticLeaseTtlS * 1000,
+      leaseTtlMs: config.leaseTtlS * 1000,
       logger: this.logger,
     });
     this.pool.start();
@@ -143,12 +143,12 @@ export class StaticPoolRuntime implements FunctionRuntime {
   private clientFor(url: string): SdClient {
     let client = this.clients.get(url);
     if (!client) {
-      const startTimeoutMs = this.config.agent.sdStartTimeoutS * 1000;
+      const startTimeoutMs = this.config.sdStartTimeoutS * 1000;
       client = new SdClient(() => url, {
         quickMs: 10_000,
         optionsMs: Math.max(startTimeoutMs, 60_000),
         // A backstop only: the caller's cancel (or a lost WebUI) is what normally ends a job.
-        generateMs: this.config.agent.generateTimeoutS * 1000,
+        generateMs: this.config.generateTimeoutS * 1000,
         passthroughMs: Math.max(startTimeoutMs, 600_000),
       });
       this.clients.set(url, client);
@@ -163,9 +163,9 @@ export class StaticPoolRuntime implements FunctionRuntime {
       sd,
       store: () => this.objectStore(),
       model,
-      progressPollMs: this.config.agent.progressPollMs,
-      interruptPollMs: this.config.agent.interruptPollMs,
-      previewIntervalMs: this.config.agent.previewIntervalMs,
+      progressPollMs: this.config.progressPollMs,
+      interruptPollMs: this.config.interruptPollMs,
+      previewIntervalMs: this.config.previewIntervalMs,
       logger,
       // As the agent does: load the checkpoint first unless the WebUI holds it, so the request's override and its
       // restore afterwards load nothing.
@@ -200,7 +200,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
   }
 
   async ensureFunction(spec: FunctionSpec): Promise<void> {
-    const expected = functionNameFor(spec.model, this.config.functions.prefix);
+    const expected = functionNameFor(spec.model, this.config.functionPrefix);
     if (!this.models.has(expected)) {
       throw new CheckpointNotServedError(
         `no GPU serves checkpoint ${spec.model}: the static pool file ${this.poolFile} maps no WebUI to it`,

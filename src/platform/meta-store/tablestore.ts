@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import TableStore from 'tablestore';
-import { type Config, ConfigError } from '../../config.js';
+import { ConfigError, type TablestoreConfig } from '../../config/index.js';
 import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../types.js';
 import type { ModelType } from '../object-store/keys.js';
 import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from './cursor.js';
@@ -182,8 +182,8 @@ export class TablestoreMetaStore implements MetaStore {
   private tablesReady: Promise<void> | undefined;
   private closed = false;
 
-  constructor(config: Config, tuning: TablestoreTuning = {}) {
-    const { tablestore, credentials } = config.cloud;
+  constructor(tablestore: TablestoreConfig, tuning: TablestoreTuning = {}) {
+    const { credentials } = tablestore;
     const missing: string[] = [];
     if (!tablestore.endpoint) missing.push('SDFLOW_TABLESTORE_ENDPOINT');
     if (!tablestore.instance) missing.push('SDFLOW_TABLESTORE_INSTANCE');

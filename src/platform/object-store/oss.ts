@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import OSS from 'ali-oss';
-import { type Config, ConfigError } from '../../config.js';
+import { ConfigError, type OssConfig } from '../../config/index.js';
 import type { RetryPolicy } from '../retry.js';
 import { contentTypeFor } from './content-type.js';
 import { assertSafeKey } from './keys.js';
@@ -95,8 +95,8 @@ async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Prom
 }
 
 /** The SDK's options from config, after checking that every required setting is there. */
-function clientOptions(config: Config): OSS.Options & { bucket: string } {
-  const { oss, credentials } = config.cloud;
+function clientOptions(oss: OssConfig): OSS.Options & { bucket: string } {
+  const { credentials } = oss;
   const missing: string[] = [];
   if (!oss.bucket) missing.push('SDFLOW_OSS_BUCKET');
   if (!oss.region && !oss.endpoint) missing.push('SDFLOW_OSS_REGION or SDFLOW_OSS_ENDPOINT');
@@ -134,8 +134,8 @@ export class OssObjectStore implements ObjectStore {
   /** sha256 of objects that lack our metadata, by `key\netag`. */
   private readonly foreignEtags = new Map<string, string>();
 
-  constructor(config: Config) {
-    const options = clientOptions(config);
+  constructor(oss: OssConfig) {
+    const options = clientOptions(oss);
     try {
       this.client = new OSS(options);
     } catch (err) {
@@ -145,7 +145,6 @@ export class OssObjectStore implements ObjectStore {
       );
     }
     this.bucket = options.bucket;
-    const { oss } = config.cloud;
     this.partSize = oss.partSizeBytes;
     this.multipartThreshold = Math.min(oss.multipartThresholdBytes, MAX_PUT_BYTES);
     this.retry = { maxAttempts: oss.maxAttempts, baseDelayMs: 200, maxDelayMs: 5000 };

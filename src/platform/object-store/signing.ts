@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Config } from '../../config.js';
+import type { StoresConfig } from '../../config/index.js';
 import { assertSafeKey } from './keys.js';
 import { urlSecretFile } from './local-paths.js';
 
@@ -65,9 +65,9 @@ export function verifyObjectUrl(
  * The signing secret: SDFLOW_URL_SECRET when set, else a random one generated once and kept in the data dir, so
  * every process of the deployment (and every restart) signs and verifies with the same secret.
  */
-export function loadUrlSecret(config: Config): Buffer {
-  if (config.stores.urlSecret !== undefined) return Buffer.from(config.stores.urlSecret, 'utf8');
-  const file = urlSecretFile(config.dataDir);
+export function loadUrlSecret(stores: StoresConfig): Buffer {
+  if (stores.urlSecret !== undefined) return Buffer.from(stores.urlSecret, 'utf8');
+  const file = urlSecretFile(stores.dataDir);
   return readSecretFile(file) ?? createSecretFile(file);
 }
 

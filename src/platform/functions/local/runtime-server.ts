@@ -1,6 +1,6 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { Config } from '../../../config.js';
+import type { RuntimeConfig } from '../../../config/index.js';
 import {
   type AgentEvent,
   decodeEvents,
@@ -63,16 +63,16 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
 }
 
 export async function startRuntime(
-  config: Config,
+  config: RuntimeConfig,
   logger: Logger,
 ): Promise<{ port: number; close(): Promise<void>; kill(): void }> {
-  const bodyLimit = config.api.maxBodyBytes + 1024 * 1024;
+  const bodyLimit = config.maxBodyBytes + 1024 * 1024;
   const pool = new InstancePool({
     dataDir: config.dataDir,
-    maxInstances: config.functions.maxInstances,
-    keepAliveS: config.functions.keepAliveS,
-    startTimeoutMs: config.runtime.instanceStartTimeoutS * 1000,
-    queueTimeoutMs: config.runtime.instanceQueueTimeoutS * 1000,
+    maxInstances: config.maxInstances,
+    keepAliveS: config.keepAliveS,
+    startTimeoutMs: config.instanceStartTimeoutS * 1000,
+    queueTimeoutMs: config.instanceQueueTimeoutS * 1000,
     logger,
   });
   // Re-adopt or reap recorded instances before serving, so no request can spawn a duplicate meanwhile.
@@ -380,14 +380,14 @@ export async function startRuntime(
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.runtime.port, config.runtime.host, () => {
+    server.listen(config.port, config.host, () => {
       server.off('error', reject);
       resolve();
     });
   });
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.runtime.port;
-  logger.info({ host: config.runtime.host, port, ...pool.counts() }, 'runtime listening');
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info({ host: config.host, port, ...pool.counts() }, 'runtime listening');
 
   return {
     port,

@@ -1,0 +1,91 @@
+import { api } from './api.js';
+import { int, num } from './schemas.js';
+import { group, setting } from './setting.js';
+import { shared } from './shared.js';
+
+// The worker's settings: its activities (invoke and the bookkeeping ones), and the two singleton workflows it starts.
+// The invoke, activity and semaphore settings are also part of each task's policy, which the API sets at submit.
+
+export const invoke = group({
+  heartbeatTimeoutS: setting({
+    env: 'SDFLOW_INVOKE_HEARTBEAT_TIMEOUT_S',
+    schema: num(5, 1),
+    meaning: 'Heartbeat timeout of the invoke activity: how soon a lost worker is noticed.',
+  }),
+  idleTimeoutS: setting({
+    env: 'SDFLOW_INVOKE_IDLE_TIMEOUT_S',
+    schema: num(120, 1),
+    meaning: 'An invoke with no event from its function for this long is abandoned and retried.',
+  }),
+  maxAttempts: setting({
+    env: 'SDFLOW_INVOKE_MAX_ATTEMPTS',
+    schema: int(3, 1),
+    meaning: 'Attempts of the invoke activity (a retryable failure runs it again).',
+  }),
+  retryInitialS: setting({
+    env: 'SDFLOW_INVOKE_RETRY_INITIAL_S',
+    schema: num(1, 0.1),
+    meaning: 'First backoff between invoke attempts (doubling).',
+  }),
+  progressSignalMs: setting({
+    env: 'SDFLOW_PROGRESS_SIGNAL_MS',
+    schema: int(1000, 100),
+    meaning: 'At most one progress signal to the workflow per this interval (per phase).',
+  }),
+});
+
+export const worker = group({
+  activityMaxAttempts: setting({
+    env: 'SDFLOW_ACTIVITY_MAX_ATTEMPTS',
+    schema: int(10, 1),
+    meaning: 'Attempts of the bookkeeping activities (records, slots, functions).',
+  }),
+  shutdownGraceS: setting({
+    env: 'SDFLOW_WORKER_SHUTDOWN_GRACE_S',
+    schema: num(10, 0),
+    meaning: 'A stopping worker lets running activities finish this long; the rest are retried elsewhere.',
+  }),
+  maxHeartbeatThrottleS: setting({
+    env: 'SDFLOW_MAX_HEARTBEAT_THROTTLE_S',
+    schema: num(1, 0.1),
+    meaning: "The worker's heartbeat throttle: how fast a cancel reaches a running invoke.",
+  }),
+});
+
+export const semaphore = group(
+  {
+    leaseCheckS: setting({
+      env: 'SDFLOW_SEMAPHORE_LEASE_CHECK_S',
+      schema: num(30, 0.5),
+      meaning: "How often the semaphore checks that its holders' workflows are still open.",
+    }),
+    continueAsNewAfterGrants: setting({
+      env: 'SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS',
+      schema: int(300, 1),
+      meaning: 'The semaphore continues as new after this many grants.',
+    }),
+  },
+  (semaphore, read) => ({ id: `sdflow-semaphore-${read(shared.settings.deployment)}`, ...semaphore }),
+);
+
+export const reconciler = group(
+  {
+    periodS: setting({
+      env: 'SDFLOW_RECONCILE_PERIOD_S',
+      schema: num(60, 1),
+      meaning:
+        'How often the reconciler looks for open task rows whose workflow is closed, and for stuck model registrations.',
+    }),
+    graceS: setting({
+      env: 'SDFLOW_RECONCILE_GRACE_S',
+      schema: num(120, 0),
+      meaning: 'The reconciler leaves task rows younger than this alone.',
+    }),
+  },
+  (reconciler, read) => ({
+    id: `sdflow-reconciler-${read(shared.settings.deployment)}`,
+    ...reconciler,
+    // A model registration may be waiting this long for the API to receive its upload: not stuck yet.
+    uploadTimeoutS: read(api.settings.requestReceiveTimeoutS),
+  }),
+);
