@@ -1,6 +1,5 @@
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { accessSync, constants, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Client, Connection } from '@temporalio/client';
@@ -140,19 +139,10 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   };
 }
 
-/** util-linux `setpriv` on PATH; Linux only, as the parent-death signal is. */
+/** util-linux `setpriv`, when it runs here; Linux only, as the parent-death signal is. */
 function findSetpriv(): string | undefined {
   if (process.platform !== 'linux') return undefined;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const path = join(dir || '.', 'setpriv');
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  return undefined;
+  return spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0 ? 'setpriv' : undefined;
 }
 
 /** A process's command line, arguments joined by spaces; undefined when it is gone or cannot be read. */
