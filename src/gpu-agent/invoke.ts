@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { errorMessage } from '../http-util.js';
 import type { Logger } from '../logging.js';
 import {
@@ -10,9 +10,10 @@ import {
   objectKeyForPreview,
 } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
-import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
-import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
-import { type AgentEvent, type ErrorEvent, type InvokeRequest, type ProgressEvent, startingEvent } from './protocol.js';
+import { type AgentEvent, type ErrorEvent, type ProgressEvent, startingEvent } from '../protocol/events.js';
+import { classifyImageRef, imageBytes, imageFieldNames, mapImageRefs } from '../protocol/image-refs.js';
+import { type GenerationRequest, generationRequestSchema } from '../protocol/invoke.js';
+import { EMPTY_SD_STATE, type ErrorKind, type SdState } from '../types.js';
 import {
   type SdClient,
   type SdGenerationResponse,
@@ -22,7 +23,7 @@ import {
   SdUnavailableError,
 } from './sd-client.js';
 
-// One invoke, from an InvokeRequest to a result: resolve image references, run SD while relaying its progress,
+// One invoke, from its request to a result: resolve image references, run SD while relaying its progress,
 // interrupt SD when the caller goes away, and upload the images under deterministic keys.
 
 /** An invoke failure with the error event it becomes. */
@@ -38,26 +39,11 @@ export class InvokeFailure extends Error {
   }
 }
 
-export const invokeRequestSchema = z.object({
-  taskId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$'),
-  // The user names a key prefix: no separators, no dot segments.
-  user: z
-    .string()
-    .min(1)
-    .max(128)
-    .refine(
-      (u) => u !== '.' && u !== '..' && !/[/\\]/.test(u) && ![...u].some((c) => c.charCodeAt(0) < 0x20),
-      'must not hold / or \\ or control characters, nor be . or ..',
-    ),
-  kind: z.enum(['txt2img', 'img2img', 'extra']),
-  model: z.string().min(1),
-  params: z.record(z.string(), z.unknown()),
-  admin: z.boolean().optional(),
-});
-
-/** The kinds this runner serves; `passthrough` invokes go to the PassthroughRunner. */
-type GenerationKind = Exclude<TaskKind, 'passthrough'>;
-const ROUTES: Record<GenerationKind, SdRoute> = { txt2img: 'txt2img', img2img: 'img2img', extra: 'extra-single-image' };
+const ROUTES: Record<GenerationRequest['kind'], SdRoute> = {
+  txt2img: 'txt2img',
+  img2img: 'img2img',
+  extra: 'extra-single-image',
+};
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export interface InvokeDeps {
@@ -122,7 +108,7 @@ function samplingEvent(p: SdProgress, previous: ProgressEvent, currentImage: str
 
 /** A1111 encodes API images in its configured sample format; outputs are PNG keys, so convert anything else. */
 export async function asPng(base64: string): Promise<Buffer> {
-  const bytes = Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64');
+  const bytes = imageBytes(base64);
   if (bytes.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) return bytes;
   const { default: sharp } = await import('sharp');
   return sharp(bytes).png().toBuffer();
@@ -137,7 +123,7 @@ const PREVIEW_MAX_SIDE = 1024;
  */
 async function asPreviewJpeg(base64: string): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  return sharp(Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64'))
+  return sharp(imageBytes(base64))
     .resize({ width: PREVIEW_MAX_SIDE, height: PREVIEW_MAX_SIDE, fit: 'inside', withoutEnlargement: true })
     .jpeg({ quality: 80 })
     .toBuffer();
@@ -181,7 +167,7 @@ class LivePreviews {
 
   constructor(
     private readonly d: InvokeDeps,
-    private readonly request: InvokeRequest,
+    private readonly request: GenerationRequest,
   ) {}
 
   /** True when this progress read should also fetch the preview. */
@@ -247,11 +233,11 @@ export class InvokeRunner {
     }
   }
 
-  private parse(body: unknown): InvokeRequest {
-    return parsePinnedRequest(invokeRequestSchema, body, this.d.model, 'invoke') as InvokeRequest;
+  private parse(body: unknown): GenerationRequest {
+    return parsePinnedRequest(generationRequestSchema, body, this.d.model, 'invoke');
   }
 
-  private async resolveRefs(request: InvokeRequest): Promise<Record<string, unknown>> {
+  private async resolveRefs(request: GenerationRequest): Promise<Record<string, unknown>> {
     return mapImageRefs(request.kind, request.params, async (value, field) => {
       const ref = classifyImageRef(value);
       if (ref.kind === 'invalid') throw new InvokeFailure('bad_input', `${field}: ${ref.reason}`, false);
@@ -276,7 +262,7 @@ export class InvokeRunner {
     });
   }
 
-  private async generate(request: InvokeRequest, emit: (event: AgentEvent) => void, cancel: AbortSignal) {
+  private async generate(request: GenerationRequest, emit: (event: AgentEvent) => void, cancel: AbortSignal) {
     const resolved = await this.resolveRefs(request);
     let last: ProgressEvent = startingEvent();
     if (request.kind !== 'extra') {
@@ -302,7 +288,7 @@ export class InvokeRunner {
           };
 
     let settled = false;
-    const call = this.d.sd.generate(ROUTES[request.kind as GenerationKind], sdBody).finally(() => {
+    const call = this.d.sd.generate(ROUTES[request.kind], sdBody).finally(() => {
       settled = true;
     });
     const callDone = call.then(
@@ -370,7 +356,7 @@ export class InvokeRunner {
   }
 
   /** The images, info and parameters of SD's answer, with the request's references in place of image data. */
-  private shape(request: InvokeRequest, response: SdGenerationResponse) {
+  private shape(request: GenerationRequest, response: SdGenerationResponse) {
     if (request.kind === 'extra') {
       if (typeof response.image !== 'string') throw new InvokeFailure('sd_error', 'SD answered without an image', true);
       return {
@@ -391,7 +377,11 @@ export class InvokeRunner {
   }
 
   /** Uploads to `images/<user>/<taskId>_<n>.png`: a retry with the same seeds overwrites the same keys. */
-  private async upload(request: InvokeRequest, images: string[], cancel: AbortSignal): Promise<string[] | undefined> {
+  private async upload(
+    request: GenerationRequest,
+    images: string[],
+    cancel: AbortSignal,
+  ): Promise<string[] | undefined> {
     const store = await this.d.store();
     const keys: string[] = [];
     for (const [i, image] of images.entries()) {

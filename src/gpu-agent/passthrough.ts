@@ -1,41 +1,23 @@
-import { z } from 'zod';
 import { errorMessage } from '../http-util.js';
 import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../platform/object-store/port.js';
-import { classifyImageRef, startsWithImageSignature } from './image-refs.js';
-import {
-  asPng,
-  type InvokeDeps,
-  InvokeFailure,
-  invokeRequestSchema,
-  parsePinnedRequest,
-  toErrorEvent,
-} from './invoke.js';
-import { type AgentEvent, type InvokeRequest, type PassthroughParams, startingEvent } from './protocol.js';
-import { SdHttpError, sdErrorDetail } from './sd-client.js';
+import { a1111ErrorDetail } from '../protocol/a1111-error.js';
+import { type AgentEvent, startingEvent } from '../protocol/events.js';
+import { classifyImageRef, startsWithImageSignature } from '../protocol/image-refs.js';
+import { type PassthroughRequest, passthroughRequestSchema } from '../protocol/invoke.js';
+import { asPng, type InvokeDeps, InvokeFailure, parsePinnedRequest, toErrorEvent } from './invoke.js';
+import { SdHttpError } from './sd-client.js';
 
 // A `passthrough` invoke: one A1111 request the API accepted as a task (any method but a plain GET on an allowed prefix),
 // forwarded to SD. SD's 2xx and 4xx answers are the result, recorded as they are; a 5xx is a retryable failure.
-// Base64 images in a JSON answer go to the object store under the task's output keys, as the reference did.
+// Base64 images in a JSON answer go to the object store under the task's output keys, so the recorded answer stays small.
 
 /** How often SD's progress is relayed while a passthrough request runs; it also keeps the worker's idle timer fed. */
 const KEEPALIVE_MS = 1000;
 /** Strings shorter than this are never taken for images: a real image's base64 is far longer. */
 const MIN_IMAGE_CHARS = 64;
 /** The answer, images offloaded, is recorded in Temporal's history and the task row: it must stay small. */
-export const MAX_PASSTHROUGH_INFO_BYTES = 512 * 1024;
-
-const passthroughRequestSchema = invokeRequestSchema.extend({
-  kind: z.literal('passthrough'),
-  params: z.looseObject({
-    method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be GET, POST, PUT, PATCH or DELETE' }),
-    path: z.string().regex(/^\/[^\s]*$/, 'must be an absolute path'),
-    body: z.unknown().optional(),
-    bodyKey: z.string().min(1).optional(),
-  }),
-});
-
-type PassthroughRequest = InvokeRequest & { params: PassthroughParams };
+const MAX_PASSTHROUGH_INFO_BYTES = 512 * 1024;
 
 export type PassthroughDeps = Pick<InvokeDeps, 'sd' | 'store' | 'ensureCheckpoint' | 'model' | 'logger'>;
 
@@ -99,7 +81,7 @@ export class PassthroughRunner {
       const answer = await this.forward(request, await this.requestBody(request), emit, cancel);
       if (cancel.aborted) return;
       const text = answer.body.toString('utf8');
-      if (answer.status >= 500) throw new SdHttpError(answer.status, sdErrorDetail(text));
+      if (answer.status >= 500) throw new SdHttpError(answer.status, a1111ErrorDetail(text));
       emit({ ...startingEvent(), phase: 'uploading', progress: 1 });
       const json = parseJson(text);
       const { body: rewritten, keys } = json.ok
@@ -130,7 +112,7 @@ export class PassthroughRunner {
   }
 
   private parse(body: unknown): PassthroughRequest {
-    return parsePinnedRequest(passthroughRequestSchema, body, this.d.model, 'passthrough') as PassthroughRequest;
+    return parsePinnedRequest(passthroughRequestSchema, body, this.d.model, 'passthrough');
   }
 
   /** The JSON body to send: inline, or read back from the caller's own input key. */

@@ -5,9 +5,11 @@ import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from
 import type { Logger } from '../logging.js';
 import { modelsDir } from '../platform/object-store/local-paths.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import { AGENT_PATHS, type AgentHealth, SD_PASSTHROUGH_PREFIX } from '../protocol/agent-http.js';
+import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from '../protocol/events.js';
+import { INSTANCE_ENV } from '../protocol/instance-env.js';
 import { InvokeFailure, InvokeRunner } from './invoke.js';
 import { PassthroughRunner } from './passthrough.js';
-import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from './protocol.js';
 import { SdBackend } from './sd-backend.js';
 import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './sd-client.js';
 
@@ -51,9 +53,9 @@ class Mutex {
 export async function startAgent(config: Config, logger: Logger): Promise<{ port: number; close(): Promise<void> }> {
   // The runtime (or FC) names the instance; these are identity and placement, not configuration. A container on FC
   // must listen on all interfaces (SDFLOW_AGENT_HOST=0.0.0.0); locally the agent stays on loopback.
-  const instanceId = process.env.SDFLOW_INSTANCE_ID || `agent-${randomUUID().slice(0, 8)}`;
-  const functionName = process.env.SDFLOW_FUNCTION_NAME ?? '';
-  const host = process.env.SDFLOW_AGENT_HOST || '127.0.0.1';
+  const instanceId = process.env[INSTANCE_ENV.instanceId] || `agent-${randomUUID().slice(0, 8)}`;
+  const functionName = process.env[INSTANCE_ENV.functionName] ?? '';
+  const host = process.env[INSTANCE_ENV.agentHost] || '127.0.0.1';
   const model = config.agent.model;
   if (!model) throw new Error('SD_MODEL is not set: an agent serves exactly one pinned checkpoint');
   const log = logger.child({ instanceId, functionName });
@@ -254,23 +256,24 @@ export async function startAgent(config: Config, logger: Logger): Promise<{ port
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = `${req.method} ${url.pathname}`;
     const handle = async () => {
-      if (route === 'GET /healthz') {
-        sendJson(res, backend.ready ? 200 : 503, {
+      if (route === `GET ${AGENT_PATHS.healthz}`) {
+        const health: AgentHealth = {
           status: backend.ready ? 'ok' : 'starting',
           instanceId,
           functionName,
           model,
           busy: activeInvokes > 0,
           sdReady: backend.ready,
-        });
+        };
+        sendJson(res, backend.ready ? 200 : 503, health);
       } else if (closing) {
         sendJson(res, 503, { message: 'agent is stopping' });
-      } else if (route === 'POST /initialize') {
+      } else if (route === `POST ${AGENT_PATHS.initialize}`) {
         await handleInitialize(res);
-      } else if (route === 'POST /invoke') {
+      } else if (route === `POST ${AGENT_PATHS.invoke}`) {
         await handleInvoke(req, res);
-      } else if (url.pathname.startsWith('/sd/')) {
-        await handlePassthrough(req, res, `${url.pathname.slice(3)}${url.search}`);
+      } else if (url.pathname.startsWith(`${SD_PASSTHROUGH_PREFIX}/`)) {
+        await handlePassthrough(req, res, `${url.pathname.slice(SD_PASSTHROUGH_PREFIX.length)}${url.search}`);
       } else {
         sendJson(res, 404, { message: `no route ${route}` });
       }

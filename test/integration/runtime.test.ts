@@ -2,16 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  AgentEvent,
-  ErrorEvent,
-  InvokeRequest,
-  ProgressEvent,
-  ResultEvent,
-} from '../../src/gpu-agent/protocol.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../../src/platform/functions/port.js';
+import type { AgentEvent, ErrorEvent, ProgressEvent, ResultEvent } from '../../src/protocol/events.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import {
   cleanup,

@@ -3,10 +3,11 @@ import { hostname } from 'node:os';
 import { type Config, ConfigError } from '../../config.js';
 import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
 import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
-import { type AgentEvent, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
 import { checkpointMatches, SdClient, SdHttpError } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
 import type { Logger } from '../../logging.js';
+import { type AgentEvent, InvokeStreamError, invokeEvents, startingEvent } from '../../protocol/events.js';
+import type { InvokeRequest } from '../../protocol/invoke.js';
 import type { MetaStore } from '../meta-store/port.js';
 import type { ObjectStore } from '../object-store/port.js';
 import { functionNameFor } from './naming.js';
@@ -60,15 +61,19 @@ class EventChannel {
     this.wake?.();
   }
 
-  /** The next event, or undefined once the channel is closed and drained. */
-  async next(): Promise<AgentEvent | undefined> {
-    while (this.items.length === 0 && !this.closed) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
+  /** The events as they come, until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<AgentEvent> {
+    for (;;) {
+      while (this.items.length === 0 && !this.closed) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+      }
+      const event = this.items.shift();
+      if (event === undefined) return;
+      yield event;
     }
-    return this.items.shift();
   }
 }
 
@@ -268,17 +273,20 @@ export class StaticPoolRuntime implements FunctionRuntime {
         .catch((err) => channel.push(toErrorEvent(err)))
         .finally(() => channel.close());
 
-      for (let event = await channel.next(); event; event = await channel.next()) {
-        if (signal.aborted) break;
-        if (event.type === 'error' && event.retryable) failed = true;
-        yield event;
-        if (event.type !== 'progress') return;
+      try {
+        for await (const event of invokeEvents(channel)) {
+          if (event.type === 'error' && event.retryable) failed = true;
+          yield event;
+        }
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (!(err instanceof InvokeStreamError)) throw err;
+        // Only a cancel ends a run without a result or error event: the WebUI failed its health check mid-request.
+        // The request ends retryably, and runs again elsewhere.
+        failed = true;
+        const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
+        yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
       }
-      if (signal.aborted) throw signal.reason;
-      // The WebUI failed its health check mid-request: the request ends retryably, and runs again elsewhere.
-      failed = true;
-      const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
-      yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
     } finally {
       stop.abort();
       if (lease) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
+import { AGENT_PATHS, type AgentHealth } from '../../../protocol/agent-http.js';
 import { logsDir } from '../../object-store/local-paths.js';
 import { resourceEnv } from '../instance-env.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
@@ -68,8 +69,10 @@ interface Health {
 
 async function health(port: number): Promise<Health | undefined> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
-    const body = (await res.json().catch(() => ({}))) as { instanceId?: string };
+    const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATHS.healthz}`, {
+      signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS),
+    });
+    const body = (await res.json().catch(() => ({}))) as Partial<AgentHealth>;
     return { status: res.status, instanceId: body.instanceId };
   } catch {
     return undefined;
@@ -77,7 +80,7 @@ async function health(port: number): Promise<Health | undefined> {
 }
 
 async function initialize(port: number, timeoutMs: number): Promise<void> {
-  const res = await fetch(`http://127.0.0.1:${port}/initialize`, {
+  const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATHS.initialize}`, {
     method: 'POST',
     signal: AbortSignal.timeout(Math.max(timeoutMs, 1)),
   });
