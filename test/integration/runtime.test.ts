@@ -116,8 +116,9 @@ describe('local function runtime', () => {
   it('ends the invoke with a retryable error event when no instance can start', async () => {
     const model = 'rt-broken.safetensors';
     const fn = functionNameFor(model);
-    // An empty SD_MODEL makes the agent refuse to start, on both spawn attempts.
-    await client.ensureFunction({ functionName: fn, model, resources: { env: { SD_MODEL: '' } } });
+    // An invalid setting makes the agent refuse to start, on both spawn attempts. (A function's env cannot empty
+    // SD_MODEL: the platform's variables win over it.)
+    await client.ensureFunction({ functionName: fn, model, resources: { env: { SDFLOW_SD_START_TIMEOUT_S: '0' } } });
     const events = await collect(fn, txt2img(model));
     expect(events[0]).toMatchObject({ type: 'progress', phase: 'starting' });
     const end = last(events) as ErrorEvent;

@@ -5,6 +5,7 @@ import type { Config } from '../../config.js';
 import { errorMessage } from '../../http-util.js';
 import { AGENT_PATHS, sdPassthroughPath } from '../../protocol/agent-http.js';
 import { type AgentEvent, decodeEvents, invokeEvents, startingEvent } from '../../protocol/events.js';
+import { INSTANCE_ENV } from '../../protocol/instance-env.js';
 import type { InvokeRequest } from '../../protocol/invoke.js';
 import { backoffMs, type RetryPolicy } from '../retry.js';
 import { describeFailure, FcError, withRetries } from './fc-retry.js';
@@ -15,7 +16,6 @@ import {
   type DesiredFunction,
   desiredFunction,
   differingFields,
-  RESTART_ENV,
   runtimeFunctionOf,
   TRIGGER_METHODS,
   TRIGGER_NAME,
@@ -542,7 +542,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
         if (functionName !== undefined) throw new FunctionNotFoundError(name);
         continue;
       }
-      const env = { ...(actual.environmentVariables as Record<string, string>), [RESTART_ENV]: restartedAt };
+      const env = { ...(actual.environmentVariables as Record<string, string>), [INSTANCE_ENV.restartAt]: restartedAt };
       await this.call('UpdateFunction', name, () =>
         this.client.updateFunction(
           name,

@@ -7,7 +7,7 @@ import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { AGENT_PATHS, type AgentHealth } from '../../../protocol/agent-http.js';
 import { logsDir } from '../../object-store/local-paths.js';
-import { resourceEnv } from '../instance-env.js';
+import { localInstanceEnv } from '../instance-env.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
 import { isAlive, isInstanceProcess, signalGroup, stopGroup } from './processes.js';
 import { type FunctionEntry, type InstanceRecord, RuntimeState } from './state.js';
@@ -456,23 +456,13 @@ export class InstancePool {
   private launch(instance: Instance, fn: FunctionEntry): void {
     const logFile = join(this.instanceLogDir, `${instance.id}.log`);
     const fd = openSync(logFile, 'a');
-    const extraEnv = fn.resources.env;
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
         // Its own process group, so the agent and its simulator stop together and outlive a crashed runtime.
         detached: true,
         stdio: ['ignore', fd, fd],
-        env: {
-          ...process.env,
-          SDFLOW_AGENT_PORT: String(instance.port),
-          SD_MODEL: fn.model,
-          SDFLOW_INSTANCE_ID: instance.id,
-          SDFLOW_FUNCTION_NAME: fn.functionName,
-          // WebUI launch arguments (for an agent that starts a real WebUI) and the function's WebUI settings.
-          ...resourceEnv(fn.resources),
-          ...(typeof extraEnv === 'object' && extraEnv !== null ? (extraEnv as Record<string, string>) : {}),
-        },
+        env: localInstanceEnv(process.env, { ...fn, id: instance.id, port: instance.port }, this.o.dataDir),
       });
     } finally {
       closeSync(fd);
