@@ -1,4 +1,5 @@
 import { errorMessage } from '../http-util.js';
+import { isJsonObject } from '../json.js';
 import { assertSafeKey, objectKeyForOutput } from '../platform/object-store/keys.js';
 import { a1111ErrorDetail } from '../protocol/a1111-error.js';
 import { type AgentEvent, startingEvent } from '../protocol/events.js';
@@ -56,7 +57,7 @@ export async function offloadImages(
       for (const item of v) out.push(await walk(item));
       return out;
     }
-    if (typeof v === 'object' && v !== null) {
+    if (isJsonObject(v)) {
       const out: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(v)) out[k] = await walk(item);
       return out;

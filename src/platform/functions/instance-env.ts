@@ -1,4 +1,5 @@
 import type { Config } from '../../config.js';
+import { isJsonObject } from '../../json.js';
 import { INSTANCE_ENV, isPlatformEnvName, type PlatformEnv } from '../../protocol/instance-env.js';
 import type { FunctionSpec } from './port.js';
 
@@ -12,7 +13,7 @@ function resourceEnv(resources: Record<string, unknown>): PlatformEnv {
   const env: PlatformEnv = {};
   if (typeof resources.extraArgs === 'string') env[INSTANCE_ENV.sdExtraArgs] = resources.extraArgs;
   const settings = resources.sdOptions;
-  if (typeof settings === 'object' && settings !== null && Object.keys(settings).length > 0) {
+  if (isJsonObject(settings) && Object.keys(settings).length > 0) {
     env[INSTANCE_ENV.sdOptions] = JSON.stringify(settings);
   }
   return env;
@@ -37,7 +38,7 @@ export function resourcesFromEnv(env: Record<string, string>): Record<string, un
 /** The function's own `env`, without the platform's variables. */
 function functionEnv(resources: Record<string, unknown>): Record<string, string> {
   const env = resources.env;
-  if (typeof env !== 'object' || env === null) return {};
+  if (!isJsonObject(env)) return {};
   return Object.fromEntries(
     Object.entries(env).filter(
       (entry): entry is [string, string] => typeof entry[1] === 'string' && !isPlatformEnvName(entry[0]),
