@@ -24,9 +24,9 @@ export const INSTANCE_ENV = {
 } as const;
 
 /** The object store's settings (SDFLOW_OSS_BUCKET, …), which are the deployment's: every instance uses its store. */
-export const OSS_ENV_PREFIX = 'SDFLOW_OSS_';
+const OSS_ENV_PREFIX = 'SDFLOW_OSS_';
 
-export type InstanceEnvName = (typeof INSTANCE_ENV)[keyof typeof INSTANCE_ENV] | `${typeof OSS_ENV_PREFIX}${string}`;
+type InstanceEnvName = (typeof INSTANCE_ENV)[keyof typeof INSTANCE_ENV] | `${typeof OSS_ENV_PREFIX}${string}`;
 
 /** The platform's variables for one instance: only names of this contract. */
 export type PlatformEnv = { [name in InstanceEnvName]?: string };

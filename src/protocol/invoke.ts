@@ -10,7 +10,7 @@ export const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
 export const TASK_ID_RULE = `must match ${TASK_ID.source}`;
 
 /** What every invoke carries; the agent then reads `params` by `kind`. */
-export const invokeRequestSchema = z.object({
+const invokeRequestSchema = z.object({
   taskId: z.string().regex(TASK_ID, TASK_ID_RULE),
   // The user names a key prefix: no separators, no dot segments.
   user: z

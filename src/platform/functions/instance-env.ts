@@ -56,7 +56,7 @@ function instanceEnv<T extends string | undefined>(
 }
 
 /** A local instance: one process of the runtime's machine, reached on loopback, sharing the runtime's data dir. */
-export interface LocalInstance {
+interface LocalInstance {
   id: string;
   port: number;
   functionName: string;
