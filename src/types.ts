@@ -3,7 +3,7 @@ import type { SearchAttributeKey } from '@temporalio/common/lib/search-attribute
 // Types shared by the API, workflows, activities and the agent. Pure declarations and constants only: workflow
 // code imports this file, so it must stay free of I/O and Node built-ins.
 
-/** `passthrough`: an A1111 request the API forwards to SD as a task (params: gpu-agent/protocol's PassthroughParams). */
+/** `passthrough`: an A1111 request the API forwards to SD as a task (params: protocol/invoke.ts's passthrough params). */
 export type TaskKind = 'txt2img' | 'img2img' | 'extra' | 'passthrough';
 export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';

@@ -1,6 +1,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
-import type { ErrorEvent, InvokeRequest, ProgressEvent } from '../gpu-agent/protocol.js';
 import { FunctionNotFoundError } from '../platform/functions/port.js';
+import { type ErrorEvent, type ProgressEvent, readInvoke } from '../protocol/events.js';
+import type { InvokeRequest } from '../protocol/invoke.js';
 import { NON_RETRYABLE } from '../types.js';
 import { progressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './index.js';
@@ -62,23 +63,18 @@ export function createInvokeActivities(deps: ActivityDeps) {
 
       try {
         resetIdle();
-        for await (const event of functions.invoke(input.functionName, input.request, { signal: abort.signal })) {
+        const stream = functions.invoke(input.functionName, input.request, { signal: abort.signal });
+        const end = await readInvoke(stream, (event) => {
           resetIdle();
-          if (event.type === 'progress') {
-            last = event;
-            forward(event);
-          } else if (event.type === 'result') {
-            return { images: event.images, info: event.info, parameters: event.parameters };
-          } else if (event.retryable) {
-            throw ApplicationFailure.retryable(event.message, INVOKE_FAILED, { kind: event.kind });
-          } else {
-            throw ApplicationFailure.nonRetryable(event.message, nonRetryableType(event.kind), {
-              kind: event.kind,
-              status: event.status,
-            });
-          }
-        }
-        throw ApplicationFailure.retryable('the function closed the stream without a result', INVOKE_FAILED);
+          last = event;
+          forward(event);
+        });
+        if (end.type === 'result') return { images: end.images, info: end.info, parameters: end.parameters };
+        if (end.retryable) throw ApplicationFailure.retryable(end.message, INVOKE_FAILED, { kind: end.kind });
+        throw ApplicationFailure.nonRetryable(end.message, nonRetryableType(end.kind), {
+          kind: end.kind,
+          status: end.status,
+        });
       } catch (err) {
         if (err instanceof FunctionNotFoundError) {
           // The function vanished (deleted by an admin, or lost by the runtime): recreate it for the retry, with

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
-import { classifyImageRef, mapImageRefs } from '../gpu-agent/image-refs.js';
 import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForInput } from '../platform/object-store/keys.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import { classifyImageRef, mapImageRefs } from '../protocol/image-refs.js';
 import type { SdParams, TaskKind } from '../types.js';
 import type { Principal } from './auth.js';
 import { badRequest, forbidden, HttpError } from './errors.js';
 import type { Limits } from './schemas.js';
 
-// The claim check (DESIGN.md section 2): base64 inputs go to the object store under inputs/<user>/<taskId>/, and
+// The claim check: base64 inputs go to the object store under inputs/<user>/<taskId>/, and
 // the task carries their keys, so no image ever enters Temporal's history. Object keys are confined to the caller's
 // own files (an admin may name any).
 

@@ -1,5 +1,6 @@
 import { a1111OptionDefaults, settableOptions, unknownOptionKeys, unknownOptionsDetail } from '../a1111/options.js';
 import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
+import { a1111Error } from '../protocol/a1111-error.js';
 import type { Answer } from './answers.js';
 import { callersCheckpoint, checkpointTitle, resolveCheckpoint, sha256Of } from './checkpoints.js';
 import { HttpError } from './errors.js';
@@ -105,9 +106,6 @@ export const registryLists = {
     model_list: (await loaded(meta, 'controlNet')).map((m) => modelStem(m.name)),
   }),
 };
-
-/** A1111's error body: `{error, detail, body, errors}`. */
-const a1111Error = (error: string, detail: string) => ({ error, detail, body: '', errors: '' });
 
 /** The answer A1111 would give for a finished task: its images as base64, in A1111's shapes. */
 export async function a1111Answer(deps: TaskDeps, task: TaskRecord): Promise<Answer> {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TASK_ID } from '../protocol/invoke.js';
 import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, optionsBody } from './platform-schemas.js';
 
 // The OpenAPI paths of the function admin routes, per-user options, the drop-in's options and lists, and the
@@ -25,7 +26,7 @@ const passthroughHeaders = [
     schema: { type: 'string', enum: ['true'] },
     description: 'answer with the taskId header too; the recorded answer is at /tasks/{taskId}/result',
   },
-  { name: 'taskId', in: 'header', schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+  { name: 'taskId', in: 'header', schema: { type: 'string', pattern: TASK_ID.source } },
 ];
 
 const passthrough = (prefix: string) => ({

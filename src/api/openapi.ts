@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TASK_ID } from '../protocol/invoke.js';
 import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
 import { functionAndOptionPaths } from './openapi-functions.js';
 import { taskListQuery } from './routes/tasks.js';
@@ -23,7 +24,7 @@ const jsonBody = (schema: z.ZodType) => ({
 
 const headers = [
   { name: 'Request-Type', in: 'header', schema: { type: 'string', enum: ['sync', 'async'] } },
-  { name: 'taskId', in: 'header', schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+  { name: 'taskId', in: 'header', schema: { type: 'string', pattern: TASK_ID.source } },
   { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 200 } },
   {
     name: 'version',

@@ -1,19 +1,10 @@
 import { z } from 'zod';
+import { isPlatformEnvName, RESERVED_ENV } from '../protocol/instance-env.js';
 
 // Request schemas of the function admin routes (batch update, delete) and of per-user options. The routes validate
 // with them and /openapi.json is generated from them. Admin bodies are strict: a misspelt field is a 400 naming
 // it, not a silently ignored setting.
 
-/** Environment variables the platform sets on every instance; a function's env may not replace them. */
-export const RESERVED_ENV = [
-  'SD_MODEL',
-  'SDFLOW_INSTANCE_ID',
-  'SDFLOW_FUNCTION_NAME',
-  'SDFLOW_AGENT_PORT',
-  'SDFLOW_DATA_DIR',
-  'SDFLOW_SD_EXTRA_ARGS',
-  'SDFLOW_SD_OPTIONS',
-] as const;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_NAMES = 1000;
 
@@ -44,7 +35,7 @@ const env = z
     for (const name of Object.keys(vars)) {
       if (!ENV_NAME.test(name)) {
         ctx.addIssue({ code: 'custom', path: [name], message: 'is not a valid environment variable name' });
-      } else if ((RESERVED_ENV as readonly string[]).includes(name)) {
+      } else if (isPlatformEnvName(name)) {
         ctx.addIssue({ code: 'custom', path: [name], message: 'is set by the platform and cannot be changed' });
       }
     }
@@ -66,7 +57,12 @@ export const resourceFields = {
   vpcConfig: config('VPC settings').optional().describe('recorded for the cloud runtime'),
   nasConfig: config('NAS mounts').optional().describe('recorded for the cloud runtime'),
   ossMountConfig: config('OSS mounts').optional().describe('recorded for the cloud runtime'),
-  env: env.optional().describe('merged into the instance environment; changing it replaces the instances'),
+  env: env
+    .optional()
+    .describe(
+      'merged into the instance environment; changing it replaces the instances. The variables the platform sets ' +
+        `are refused: ${RESERVED_ENV.join(', ')}`,
+    ),
   maxInstances: positiveInteger(1000).optional().describe('instances per function, at most'),
   keepAliveS: number()
     .pipe(z.number().min(0, 'must be at least 0').max(604_800, 'must be at most 604800'))

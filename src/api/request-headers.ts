@@ -1,14 +1,14 @@
 import type { Context } from 'koa';
+import { TASK_ID, TASK_ID_RULE } from '../protocol/invoke.js';
 import { badRequest } from './errors.js';
-import { TASK_ID } from './schemas.js';
 
 // The request headers a submission reads, each with the 400 that names it: the client's own taskId, an
-// Idempotency-Key, sync or async, the version of the caller's options to apply, and the reference's Task-Flag.
+// Idempotency-Key, sync or async, the version of the caller's options to apply, and Task-Flag.
 
 export function clientTaskId(ctx: Context): string | undefined {
   const id = ctx.get('taskId');
   if (!id) return undefined;
-  if (!TASK_ID.test(id)) throw badRequest('taskId header: must match ^[A-Za-z0-9_-]{1,64}$');
+  if (!TASK_ID.test(id)) throw badRequest(`taskId header: ${TASK_ID_RULE}`);
   return id;
 }
 

@@ -191,6 +191,3 @@ export type GenerationSchemas = ReturnType<typeof generationSchemas>;
 export type Txt2ImgRequest = z.infer<GenerationSchemas['txt2img']>;
 export type Img2ImgRequest = z.infer<GenerationSchemas['img2img']>;
 export type ExtraImagesRequest = z.infer<GenerationSchemas['extraImages']>;
-
-/** A client-chosen task id (the `taskId` header). */
-export const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,5 +1,6 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { errorMessage } from '../http-util.js';
+import { isJsonObject } from '../json.js';
 import type { Logger } from '../logging.js';
 import {
   assertSafeKey,
@@ -10,9 +11,10 @@ import {
   objectKeyForPreview,
 } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
-import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskKind } from '../types.js';
-import { classifyImageRef, imageFieldNames, mapImageRefs } from './image-refs.js';
-import { type AgentEvent, type ErrorEvent, type InvokeRequest, type ProgressEvent, startingEvent } from './protocol.js';
+import { type AgentEvent, type ErrorEvent, type ProgressEvent, startingEvent } from '../protocol/events.js';
+import { classifyImageRef, imageBytes, imageFieldNames, mapImageRefs } from '../protocol/image-refs.js';
+import { type GenerationRequest, generationRequestSchema, type InvokeRequest } from '../protocol/invoke.js';
+import { EMPTY_SD_STATE, type ErrorKind, type SdState } from '../types.js';
 import {
   type SdClient,
   type SdGenerationResponse,
@@ -22,7 +24,7 @@ import {
   SdUnavailableError,
 } from './sd-client.js';
 
-// One invoke, from an InvokeRequest to a result: resolve image references, run SD while relaying its progress,
+// One invoke, from its request to a result: resolve image references, run SD while relaying its progress,
 // interrupt SD when the caller goes away, and upload the images under deterministic keys.
 
 /** An invoke failure with the error event it becomes. */
@@ -38,26 +40,11 @@ export class InvokeFailure extends Error {
   }
 }
 
-export const invokeRequestSchema = z.object({
-  taskId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$'),
-  // The user names a key prefix: no separators, no dot segments.
-  user: z
-    .string()
-    .min(1)
-    .max(128)
-    .refine(
-      (u) => u !== '.' && u !== '..' && !/[/\\]/.test(u) && ![...u].some((c) => c.charCodeAt(0) < 0x20),
-      'must not hold / or \\ or control characters, nor be . or ..',
-    ),
-  kind: z.enum(['txt2img', 'img2img', 'extra']),
-  model: z.string().min(1),
-  params: z.record(z.string(), z.unknown()),
-  admin: z.boolean().optional(),
-});
-
-/** The kinds this runner serves; `passthrough` invokes go to the PassthroughRunner. */
-type GenerationKind = Exclude<TaskKind, 'passthrough'>;
-const ROUTES: Record<GenerationKind, SdRoute> = { txt2img: 'txt2img', img2img: 'img2img', extra: 'extra-single-image' };
+const ROUTES: Record<GenerationRequest['kind'], SdRoute> = {
+  txt2img: 'txt2img',
+  img2img: 'img2img',
+  extra: 'extra-single-image',
+};
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export interface InvokeDeps {
@@ -93,7 +80,7 @@ export function toErrorEvent(err: unknown): ErrorEvent {
 
 /** A1111's state, reduced to the fields the protocol carries (backends add their own). */
 function sdState(state: unknown): SdState {
-  const from = (typeof state === 'object' && state !== null ? state : {}) as Record<string, unknown>;
+  const from = isJsonObject(state) ? state : {};
   const out: Record<string, unknown> = { ...EMPTY_SD_STATE };
   for (const [key, fallback] of Object.entries(EMPTY_SD_STATE)) {
     if (typeof from[key] === typeof fallback) out[key] = from[key];
@@ -122,7 +109,7 @@ function samplingEvent(p: SdProgress, previous: ProgressEvent, currentImage: str
 
 /** A1111 encodes API images in its configured sample format; outputs are PNG keys, so convert anything else. */
 export async function asPng(base64: string): Promise<Buffer> {
-  const bytes = Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64');
+  const bytes = imageBytes(base64);
   if (bytes.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE)) return bytes;
   const { default: sharp } = await import('sharp');
   return sharp(bytes).png().toBuffer();
@@ -137,7 +124,7 @@ const PREVIEW_MAX_SIDE = 1024;
  */
 async function asPreviewJpeg(base64: string): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  return sharp(Buffer.from(base64.replace(/^data:image\/[A-Za-z0-9.+-]+;base64,/, ''), 'base64'))
+  return sharp(imageBytes(base64))
     .resize({ width: PREVIEW_MAX_SIDE, height: PREVIEW_MAX_SIDE, fit: 'inside', withoutEnlargement: true })
     .jpeg({ quality: 80 })
     .toBuffer();
@@ -180,13 +167,13 @@ class LivePreviews {
   private count = 0;
 
   constructor(
-    private readonly d: InvokeDeps,
-    private readonly request: InvokeRequest,
+    private readonly deps: InvokeDeps,
+    private readonly request: GenerationRequest,
   ) {}
 
   /** True when this progress read should also fetch the preview. */
   due(): boolean {
-    if (this.d.previewIntervalMs <= 0 || Date.now() - this.readAt < this.d.previewIntervalMs) return false;
+    if (this.deps.previewIntervalMs <= 0 || Date.now() - this.readAt < this.deps.previewIntervalMs) return false;
     this.readAt = Date.now();
     return true;
   }
@@ -195,13 +182,13 @@ class LivePreviews {
     if (typeof image !== 'string' || image.length === 0 || image === this.lastImage) return;
     this.lastImage = image;
     try {
-      const store = await this.d.store();
+      const store = await this.deps.store();
       const key = objectKeyForPreview(this.request.user, this.request.taskId, ++this.count);
       await store.put(key, await asPreviewJpeg(image), { contentType: 'image/jpeg' });
       this.kept.push(key);
       while (this.kept.length > 2) await store.delete(this.kept.shift()!);
     } catch (err) {
-      this.d.logger.debug({ err: errorMessage(err) }, 'live preview not stored');
+      this.deps.logger.debug({ err: errorMessage(err) }, 'live preview not stored');
     }
   }
 
@@ -215,16 +202,99 @@ class LivePreviews {
     this.kept = [];
     for (const key of keys) {
       try {
-        await (await this.d.store()).delete(key);
+        await (await this.deps.store()).delete(key);
       } catch (err) {
-        this.d.logger.debug({ err: errorMessage(err), key }, 'live preview not removed');
+        this.deps.logger.debug({ err: errorMessage(err), key }, 'live preview not removed');
       }
     }
   }
 }
 
+/**
+ * Reads an object the request names by key (an input image, a large passthrough body): a safe key of the caller's
+ * own, or any key for an admin. Anything else, or a missing object, is the caller's bad input, named by `field`.
+ */
+export async function readCallersObject(
+  store: () => Promise<ObjectStore>,
+  request: InvokeRequest,
+  key: string,
+  field: string,
+): Promise<Buffer> {
+  try {
+    assertSafeKey(key);
+  } catch (err) {
+    if (err instanceof ObjectKeyError) throw new InvokeFailure('bad_input', `${field}: ${err.message}`, false);
+    throw err;
+  }
+  if (!mayReference(key, request.user, request.admin === true)) {
+    throw new InvokeFailure('bad_input', `${field}: object key ${key} is not one of the caller's own`, false);
+  }
+  try {
+    return await (await store()).get(key);
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) {
+      throw new InvokeFailure('bad_input', `${field}: object not found: ${key}`, false);
+    }
+    throw err;
+  }
+}
+
+/** A job SD runs: its answer, and whether it has come. */
+class SdJob {
+  private settled = false;
+  readonly answer: Promise<SdGenerationResponse>;
+  private readonly returned: Promise<void>;
+
+  constructor(call: Promise<SdGenerationResponse>) {
+    this.answer = call.finally(() => {
+      this.settled = true;
+    });
+    this.returned = this.answer.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  get running(): boolean {
+    return !this.settled;
+  }
+
+  /** Waits `ms`, or until SD returns if that comes first; true while SD still runs the job. */
+  async runsAfter(ms: number): Promise<boolean> {
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, ms)), this.returned]);
+    return this.running;
+  }
+}
+
+/**
+ * A1111's interrupt of a task, which the API asks for by writing the task's interrupt key: the job ends early but
+ * keeps what SD made so far, as A1111 does. The key is looked for every `interruptPollMs`.
+ */
+class InterruptRequest {
+  private checkedAt = 0;
+  private requested = false;
+
+  constructor(
+    private readonly deps: InvokeDeps,
+    private readonly request: GenerationRequest,
+  ) {}
+
+  /** Looks for the key when due; once it was there, interrupts SD (again: SD forgets one before the job starts). */
+  async check(): Promise<void> {
+    if (!this.requested && Date.now() - this.checkedAt >= this.deps.interruptPollMs) {
+      this.checkedAt = Date.now();
+      const key = objectKeyForInterrupt(this.request.user, this.request.taskId);
+      this.requested = (await (await this.deps.store()).head(key)) !== null;
+      if (this.requested) {
+        this.deps.logger.info({ taskId: this.request.taskId }, 'interrupt requested: ending the job early');
+      }
+    }
+    if (this.requested) await this.deps.sd.interrupt();
+  }
+}
+
 export class InvokeRunner {
-  constructor(private readonly d: InvokeDeps) {}
+  constructor(private readonly deps: InvokeDeps) {}
 
   /**
    * Runs one invoke, emitting progress and then exactly one result or error, unless `cancel` fires: then it
@@ -233,7 +303,9 @@ export class InvokeRunner {
   async run(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
     try {
       const request = this.parse(body);
-      const outcome = await this.generate(request, emit, cancel);
+      const sdBody = await this.prepare(request, () => emit(startingEvent()));
+      if (cancel.aborted) return;
+      const outcome = await this.generate(request, sdBody, emit, cancel);
       if (!outcome || cancel.aborted) return;
       emit({ ...outcome.last, phase: 'uploading', progress: 1, etaRelative: 0, currentImage: null });
       const images = await this.upload(request, outcome.images, cancel);
@@ -242,135 +314,117 @@ export class InvokeRunner {
     } catch (err) {
       if (cancel.aborted) return;
       const event = toErrorEvent(err);
-      this.d.logger.warn({ kind: event.kind, status: event.status, message: event.message }, 'invoke failed');
+      this.deps.logger.warn({ kind: event.kind, status: event.status, message: event.message }, 'invoke failed');
       emit(event);
     }
   }
 
-  private parse(body: unknown): InvokeRequest {
-    return parsePinnedRequest(invokeRequestSchema, body, this.d.model, 'invoke') as InvokeRequest;
+  private parse(body: unknown): GenerationRequest {
+    return parsePinnedRequest(generationRequestSchema, body, this.deps.model, 'invoke');
   }
 
-  private async resolveRefs(request: InvokeRequest): Promise<Record<string, unknown>> {
-    return mapImageRefs(request.kind, request.params, async (value, field) => {
+  /**
+   * SD's request body: the request's images read from their keys, and for a generation the pinned checkpoint, loaded
+   * first if SD holds another (`onLoad` announces the load).
+   */
+  private async prepare(request: GenerationRequest, onLoad: () => void): Promise<Record<string, unknown>> {
+    const resolved = await mapImageRefs(request.kind, request.params, async (value, field) => {
       const ref = classifyImageRef(value);
       if (ref.kind === 'invalid') throw new InvokeFailure('bad_input', `${field}: ${ref.reason}`, false);
       if (ref.kind === 'base64') return ref.base64;
-      try {
-        assertSafeKey(ref.key);
-      } catch (err) {
-        if (err instanceof ObjectKeyError) throw new InvokeFailure('bad_input', `${field}: ${err.message}`, false);
-        throw err;
-      }
-      if (!mayReference(ref.key, request.user, request.admin === true)) {
-        throw new InvokeFailure('bad_input', `${field}: object key ${ref.key} is not one of the caller's own`, false);
-      }
-      try {
-        return (await (await this.d.store()).get(ref.key)).toString('base64');
-      } catch (err) {
-        if (err instanceof ObjectNotFoundError) {
-          throw new InvokeFailure('bad_input', `${field}: object not found: ${ref.key}`, false);
-        }
-        throw err;
-      }
+      return (await readCallersObject(this.deps.store, request, ref.key, field)).toString('base64');
     });
+    if (request.kind === 'extra') return resolved;
+    await this.deps.ensureCheckpoint(() => {
+      this.deps.logger.info({ model: this.deps.model }, 'loading the pinned checkpoint before generating');
+      onLoad();
+    });
+    return {
+      ...resolved,
+      override_settings: {
+        ...(isJsonObject(resolved.override_settings) ? resolved.override_settings : {}),
+        sd_model_checkpoint: this.deps.model,
+      },
+      // Restored after the job, so one request's settings (a user's options) never carry over to the next request on
+      // this instance. The checkpoint is the pinned one before and after, so nothing reloads.
+      override_settings_restore_afterwards: true,
+    };
   }
 
-  private async generate(request: InvokeRequest, emit: (event: AgentEvent) => void, cancel: AbortSignal) {
-    const resolved = await this.resolveRefs(request);
-    let last: ProgressEvent = startingEvent();
-    if (request.kind !== 'extra') {
-      await this.d.ensureCheckpoint(() => {
-        this.d.logger.info({ model: this.d.model }, 'loading the pinned checkpoint before generating');
-        emit(last);
-      });
-    }
-    if (cancel.aborted) return undefined;
-
-    const sdBody: Record<string, unknown> =
-      request.kind === 'extra'
-        ? resolved
-        : {
-            ...resolved,
-            override_settings: {
-              ...(typeof resolved.override_settings === 'object' ? resolved.override_settings : {}),
-              sd_model_checkpoint: this.d.model,
-            },
-            // Restored after the job, so one request's settings (a user's options) never carry over to the next
-            // request on this instance. The checkpoint is the pinned one before and after, so nothing reloads.
-            override_settings_restore_afterwards: true,
-          };
-
-    let settled = false;
-    const call = this.d.sd.generate(ROUTES[request.kind as GenerationKind], sdBody).finally(() => {
-      settled = true;
-    });
-    const callDone = call.then(
-      () => undefined,
-      () => undefined,
-    );
-    const interrupt = () => {
-      this.d.logger.info({ taskId: request.taskId }, 'no longer waiting for SD: interrupting it');
-      this.d.sd.interrupt().catch((err) => this.d.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
-    };
-    cancel.addEventListener('abort', interrupt, { once: true });
-    // An interrupt (not a cancel) ends the job early but keeps what SD made so far, as A1111 does.
-    const interruptKey = objectKeyForInterrupt(request.user, request.taskId);
-    let interruptCheckedAt = 0;
-    let interruptRequested = false;
-    const checkInterrupt = async () => {
-      if (!interruptRequested && Date.now() - interruptCheckedAt >= this.d.interruptPollMs) {
-        interruptCheckedAt = Date.now();
-        interruptRequested = (await (await this.d.store()).head(interruptKey)) !== null;
-        if (interruptRequested)
-          this.d.logger.info({ taskId: request.taskId }, 'interrupt requested: ending the job early');
-      }
-      // Repeated until SD returns: an interrupt that reaches SD before the job starts is forgotten when it starts.
-      if (interruptRequested) await this.d.sd.interrupt();
-    };
-    const previews = new LivePreviews(this.d, request);
+  /**
+   * Runs the job on SD, relaying its progress, until SD returns. The caller's cancel interrupts SD and keeps nothing
+   * (undefined); A1111's interrupt request ends the job early and keeps what SD made.
+   */
+  private async generate(
+    request: GenerationRequest,
+    sdBody: Record<string, unknown>,
+    emit: (event: AgentEvent) => void,
+    cancel: AbortSignal,
+  ) {
+    const job = new SdJob(this.deps.sd.generate(ROUTES[request.kind], sdBody));
+    const interruptRequest = new InterruptRequest(this.deps, request);
+    const previews = new LivePreviews(this.deps, request);
+    const onCancel = () => this.interruptSd(request, 'no longer waiting for SD: interrupting it');
+    cancel.addEventListener('abort', onCancel, { once: true });
+    let last = startingEvent();
     try {
-      while (!settled) {
-        await Promise.race([new Promise((r) => setTimeout(r, this.d.progressPollMs)), callDone]);
-        if (settled) break;
-        // An interrupt that reached SD before the job started is forgotten when it starts: repeat it until SD returns.
-        if (cancel.aborted) {
-          interrupt();
-          continue;
-        }
-        try {
-          await checkInterrupt();
-          const withPreview = previews.due();
-          const progress = await this.d.sd.progress(withPreview);
-          if (withPreview) await previews.store(progress.current_image);
-          const event = samplingEvent(progress, last, previews.current);
-          if (event && !settled && !cancel.aborted) {
-            last = event;
-            emit(event);
-          }
-        } catch (err) {
-          this.d.logger.debug({ err: errorMessage(err) }, 'progress poll failed');
-        }
+      while (await job.runsAfter(this.deps.progressPollMs)) {
+        // SD forgets an interrupt that reaches it before the job starts: a cancel interrupts it again at every poll.
+        if (cancel.aborted) onCancel();
+        else last = await this.poll(job, interruptRequest, previews, last, emit, cancel);
       }
-      const response = await call.catch((err) => {
+      const answer = await job.answer.catch((err) => {
         // Stopped waiting without SD's own answer (a timeout, a broken connection): SD must not keep the job.
-        if (!(err instanceof SdHttpError)) interrupt();
+        if (!(err instanceof SdHttpError)) this.interruptSd(request, 'no answer from SD: interrupting it');
         throw err;
       });
       if (cancel.aborted) {
-        this.d.logger.info({ taskId: request.taskId }, 'invoke cancelled; SD returned and nothing is uploaded');
+        this.deps.logger.info({ taskId: request.taskId }, 'invoke cancelled; SD returned and nothing is uploaded');
         return undefined;
       }
-      return { last, ...this.shape(request, response) };
+      return { last, ...this.shape(request, answer) };
     } finally {
-      cancel.removeEventListener('abort', interrupt);
+      cancel.removeEventListener('abort', onCancel);
       // The result (or the failure) supersedes the preview.
       await previews.discard();
     }
   }
 
+  /**
+   * One poll while the job runs: A1111's interrupt request, then SD's progress (with its preview when one is due),
+   * emitted unless the job ended meanwhile. Answers the latest progress event. A failed poll is only logged.
+   */
+  private async poll(
+    job: SdJob,
+    interruptRequest: InterruptRequest,
+    previews: LivePreviews,
+    last: ProgressEvent,
+    emit: (event: AgentEvent) => void,
+    cancel: AbortSignal,
+  ): Promise<ProgressEvent> {
+    try {
+      await interruptRequest.check();
+      const withPreview = previews.due();
+      const progress = await this.deps.sd.progress(withPreview);
+      if (withPreview) await previews.store(progress.current_image);
+      const event = samplingEvent(progress, last, previews.current);
+      if (!event || !job.running || cancel.aborted) return last;
+      emit(event);
+      return event;
+    } catch (err) {
+      this.deps.logger.debug({ err: errorMessage(err) }, 'progress poll failed');
+      return last;
+    }
+  }
+
+  /** Tells SD to stop the job; a failure is logged (a cancel tries again at the next poll). */
+  private interruptSd(request: GenerationRequest, why: string): void {
+    this.deps.logger.info({ taskId: request.taskId }, why);
+    this.deps.sd.interrupt().catch((err) => this.deps.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
+  }
+
   /** The images, info and parameters of SD's answer, with the request's references in place of image data. */
-  private shape(request: InvokeRequest, response: SdGenerationResponse) {
+  private shape(request: GenerationRequest, response: SdGenerationResponse) {
     if (request.kind === 'extra') {
       if (typeof response.image !== 'string') throw new InvokeFailure('sd_error', 'SD answered without an image', true);
       return {
@@ -391,8 +445,12 @@ export class InvokeRunner {
   }
 
   /** Uploads to `images/<user>/<taskId>_<n>.png`: a retry with the same seeds overwrites the same keys. */
-  private async upload(request: InvokeRequest, images: string[], cancel: AbortSignal): Promise<string[] | undefined> {
-    const store = await this.d.store();
+  private async upload(
+    request: GenerationRequest,
+    images: string[],
+    cancel: AbortSignal,
+  ): Promise<string[] | undefined> {
+    const store = await this.deps.store();
     const keys: string[] = [];
     for (const [i, image] of images.entries()) {
       if (cancel.aborted) return undefined;

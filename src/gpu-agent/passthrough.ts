@@ -1,41 +1,30 @@
-import { z } from 'zod';
 import { errorMessage } from '../http-util.js';
-import { assertSafeKey, mayReference, ObjectKeyError, objectKeyForOutput } from '../platform/object-store/keys.js';
-import { ObjectNotFoundError } from '../platform/object-store/port.js';
-import { classifyImageRef, startsWithImageSignature } from './image-refs.js';
+import { isJsonObject } from '../json.js';
+import { assertSafeKey, objectKeyForOutput } from '../platform/object-store/keys.js';
+import { a1111ErrorDetail } from '../protocol/a1111-error.js';
+import { type AgentEvent, startingEvent } from '../protocol/events.js';
+import { classifyImageRef, startsWithImageSignature } from '../protocol/image-refs.js';
+import { type PassthroughRequest, passthroughRequestSchema } from '../protocol/invoke.js';
 import {
   asPng,
   type InvokeDeps,
   InvokeFailure,
-  invokeRequestSchema,
   parsePinnedRequest,
+  readCallersObject,
   toErrorEvent,
 } from './invoke.js';
-import { type AgentEvent, type InvokeRequest, type PassthroughParams, startingEvent } from './protocol.js';
-import { SdHttpError, sdErrorDetail } from './sd-client.js';
+import { SdHttpError } from './sd-client.js';
 
 // A `passthrough` invoke: one A1111 request the API accepted as a task (any method but a plain GET on an allowed prefix),
 // forwarded to SD. SD's 2xx and 4xx answers are the result, recorded as they are; a 5xx is a retryable failure.
-// Base64 images in a JSON answer go to the object store under the task's output keys, as the reference did.
+// Base64 images in a JSON answer go to the object store under the task's output keys, so the recorded answer stays small.
 
 /** How often SD's progress is relayed while a passthrough request runs; it also keeps the worker's idle timer fed. */
 const KEEPALIVE_MS = 1000;
 /** Strings shorter than this are never taken for images: a real image's base64 is far longer. */
 const MIN_IMAGE_CHARS = 64;
 /** The answer, images offloaded, is recorded in Temporal's history and the task row: it must stay small. */
-export const MAX_PASSTHROUGH_INFO_BYTES = 512 * 1024;
-
-const passthroughRequestSchema = invokeRequestSchema.extend({
-  kind: z.literal('passthrough'),
-  params: z.looseObject({
-    method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], { error: 'must be GET, POST, PUT, PATCH or DELETE' }),
-    path: z.string().regex(/^\/[^\s]*$/, 'must be an absolute path'),
-    body: z.unknown().optional(),
-    bodyKey: z.string().min(1).optional(),
-  }),
-});
-
-type PassthroughRequest = InvokeRequest & { params: PassthroughParams };
+const MAX_PASSTHROUGH_INFO_BYTES = 512 * 1024;
 
 export type PassthroughDeps = Pick<InvokeDeps, 'sd' | 'store' | 'ensureCheckpoint' | 'model' | 'logger'>;
 
@@ -68,7 +57,7 @@ export async function offloadImages(
       for (const item of v) out.push(await walk(item));
       return out;
     }
-    if (typeof v === 'object' && v !== null) {
+    if (isJsonObject(v)) {
       const out: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(v)) out[k] = await walk(item);
       return out;
@@ -87,19 +76,19 @@ function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
 }
 
 export class PassthroughRunner {
-  constructor(private readonly d: PassthroughDeps) {}
+  constructor(private readonly deps: PassthroughDeps) {}
 
   /** Runs one passthrough invoke, emitting progress and then exactly one result or error, unless `cancel` fires. */
   async run(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
     try {
       const request = this.parse(body);
       // The instance stays on its checkpoint, so routes that use the model see the pinned one.
-      await this.d.ensureCheckpoint(() => emit(startingEvent()));
+      await this.deps.ensureCheckpoint(() => emit(startingEvent()));
       if (cancel.aborted) return;
       const answer = await this.forward(request, await this.requestBody(request), emit, cancel);
       if (cancel.aborted) return;
       const text = answer.body.toString('utf8');
-      if (answer.status >= 500) throw new SdHttpError(answer.status, sdErrorDetail(text));
+      if (answer.status >= 500) throw new SdHttpError(answer.status, a1111ErrorDetail(text));
       emit({ ...startingEvent(), phase: 'uploading', progress: 1 });
       const json = parseJson(text);
       const { body: rewritten, keys } = json.ok
@@ -124,36 +113,20 @@ export class PassthroughRunner {
     } catch (err) {
       if (cancel.aborted) return;
       const event = toErrorEvent(err);
-      this.d.logger.warn({ kind: event.kind, status: event.status, message: event.message }, 'passthrough failed');
+      this.deps.logger.warn({ kind: event.kind, status: event.status, message: event.message }, 'passthrough failed');
       emit(event);
     }
   }
 
   private parse(body: unknown): PassthroughRequest {
-    return parsePinnedRequest(passthroughRequestSchema, body, this.d.model, 'passthrough') as PassthroughRequest;
+    return parsePinnedRequest(passthroughRequestSchema, body, this.deps.model, 'passthrough');
   }
 
   /** The JSON body to send: inline, or read back from the caller's own input key. */
   private async requestBody(request: PassthroughRequest): Promise<Buffer | undefined> {
     const { body, bodyKey } = request.params;
     if (bodyKey === undefined) return body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    try {
-      assertSafeKey(bodyKey);
-    } catch (err) {
-      if (err instanceof ObjectKeyError) throw new InvokeFailure('bad_input', `bodyKey: ${err.message}`, false);
-      throw err;
-    }
-    if (!mayReference(bodyKey, request.user, request.admin === true)) {
-      throw new InvokeFailure('bad_input', `bodyKey: object key ${bodyKey} is not one of the caller's own`, false);
-    }
-    try {
-      return await (await this.d.store()).get(bodyKey);
-    } catch (err) {
-      if (err instanceof ObjectNotFoundError) {
-        throw new InvokeFailure('bad_input', `bodyKey: object not found: ${bodyKey}`, false);
-      }
-      throw err;
-    }
+    return readCallersObject(this.deps.store, request, bodyKey, 'bodyKey');
   }
 
   /**
@@ -168,15 +141,15 @@ export class PassthroughRunner {
   ) {
     const { method, path } = request.params;
     const interrupt = () => {
-      this.d.logger.info({ taskId: request.taskId, path }, 'passthrough cancelled: interrupting SD');
-      this.d.sd.interrupt().catch((err) => this.d.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
+      this.deps.logger.info({ taskId: request.taskId, path }, 'passthrough cancelled: interrupting SD');
+      this.deps.sd.interrupt().catch((err) => this.deps.logger.warn({ err: errorMessage(err) }, 'interrupt failed'));
     };
     cancel.addEventListener('abort', interrupt, { once: true });
     let polling = false;
     const keepalive = setInterval(() => {
       if (polling) return;
       polling = true;
-      this.d.sd
+      this.deps.sd
         .progress()
         .then(
           (p) => (Number.isFinite(p.progress) ? Math.min(1, Math.max(0, p.progress)) : 0),
@@ -190,7 +163,7 @@ export class PassthroughRunner {
         });
     }, KEEPALIVE_MS);
     try {
-      return await this.d.sd.passthrough(method, path, body ? 'application/json' : undefined, body, cancel);
+      return await this.deps.sd.passthrough(method, path, body ? 'application/json' : undefined, body, cancel);
     } finally {
       clearInterval(keepalive);
       cancel.removeEventListener('abort', interrupt);
@@ -200,7 +173,7 @@ export class PassthroughRunner {
   /** `images/<user>/<taskId>_<n>.png`: a retried task writes the same keys. */
   private async save(request: PassthroughRequest, base64: string, n: number): Promise<string> {
     const key = assertSafeKey(objectKeyForOutput(request.user, request.taskId, n));
-    await (await this.d.store()).put(key, await asPng(base64), { contentType: 'image/png' });
+    await (await this.deps.store()).put(key, await asPng(base64), { contentType: 'image/png' });
     return key;
   }
 }

@@ -1,3 +1,4 @@
+import { a1111ErrorDetail } from '../protocol/a1111-error.js';
 import type { SdState } from '../types.js';
 
 // A small client for the AUTOMATIC1111 HTTP API (or the simulator). Every call carries an explicit timeout.
@@ -52,26 +53,6 @@ export class SdUnavailableError extends Error {
   }
 }
 
-/** The human-readable part of an A1111/FastAPI error body: `detail` (string or validation list) or `error`. */
-export function sdErrorDetail(text: string): string {
-  try {
-    const body = JSON.parse(text) as { detail?: unknown; error?: unknown; errors?: unknown };
-    if (typeof body.detail === 'string' && body.detail) return body.detail;
-    if (Array.isArray(body.detail)) {
-      return body.detail
-        .map((d: { loc?: unknown[]; msg?: string }) =>
-          Array.isArray(d.loc) ? `${d.loc.filter((p) => p !== 'body').join('.')}: ${d.msg}` : String(d.msg ?? d),
-        )
-        .join('; ');
-    }
-    if (typeof body.errors === 'string' && body.errors) return body.errors;
-    if (typeof body.error === 'string' && body.error) return body.error;
-  } catch {
-    // Not JSON: the raw text is the best detail there is.
-  }
-  return text.slice(0, 500) || 'no detail';
-}
-
 function unavailable(path: string, err: unknown, timeout: AbortSignal): SdUnavailableError {
   if (timeout.aborted) return new SdUnavailableError(`SD did not answer ${path} in time`, { cause: err });
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -114,7 +95,7 @@ export class SdClient {
     } catch (err) {
       throw unavailable(path, err, timeout);
     }
-    if (!res.ok) throw new SdHttpError(res.status, sdErrorDetail(text));
+    if (!res.ok) throw new SdHttpError(res.status, a1111ErrorDetail(text));
     try {
       return JSON.parse(text) as T;
     } catch {

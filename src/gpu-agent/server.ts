@@ -5,11 +5,10 @@ import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from
 import type { Logger } from '../logging.js';
 import { modelsDir } from '../platform/object-store/local-paths.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
-import { InvokeFailure, InvokeRunner } from './invoke.js';
-import { PassthroughRunner } from './passthrough.js';
-import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from './protocol.js';
+import { AGENT_PATHS, type AgentHealth, SD_PASSTHROUGH_PREFIX } from '../protocol/agent-http.js';
+import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from '../protocol/events.js';
+import { AgentCore, agentSdClient } from './core.js';
 import { SdBackend } from './sd-backend.js';
-import { checkpointMatches, SdClient, SdHttpError, SdUnavailableError } from './sd-client.js';
 
 // The GPU agent: one per function instance, next to SD. It pins the instance's checkpoint, serves one invoke at a
 // time as a stream of NDJSON events, treats a closed invoke connection as a cancel, and passes /sd/* through to SD.
@@ -65,9 +64,6 @@ export async function startAgent(
   const startTimeoutMs = config.sdStartTimeoutS * 1000;
 
   const mutex = new Mutex();
-  const instanceSettings = config.sdOptions;
-  let settingsApplied = false;
-  let pinned = false;
   let activeInvokes = 0;
   let closing = false;
 
@@ -79,18 +75,11 @@ export async function startAgent(
     logger: log,
     onReady: () => {
       // A (re)started backend may hold any checkpoint and settings: pin and apply again before serving.
-      pinned = false;
-      settingsApplied = false;
+      core.forgetSdState();
       void pinUnderLock().catch((err) => log.error({ err: errorMessage(err) }, 'could not pin the checkpoint'));
     },
   });
-  const sd = new SdClient(() => backend.url, {
-    quickMs: 10_000,
-    optionsMs: Math.max(startTimeoutMs, 60_000),
-    // A backstop only: the caller's closed connection (a cancel or a deadline) is what normally ends a job.
-    generateMs: config.generateTimeoutS * 1000,
-    passthroughMs: Math.max(startTimeoutMs, 600_000),
-  });
+  const sd = agentSdClient(() => backend.url, config);
 
   // On FC, every request carries the function role's current STS credentials (x-fc-* headers). They are fresher
   // than the copy FC put in the environment when the instance started, which expires on a long-lived instance.
@@ -104,76 +93,17 @@ export async function startAgent(
     return storeFor.store;
   };
 
-  /** The function's own WebUI settings, once per backend start; SD refusing them fails the request, with SD's reason. */
-  async function applyInstanceSettings(): Promise<void> {
-    if (settingsApplied || !instanceSettings || Object.keys(instanceSettings).length === 0) return;
-    try {
-      await sd.setOptions(instanceSettings);
-    } catch (err) {
-      if (err instanceof SdHttpError && err.status < 500) {
-        throw new InvokeFailure('internal', `SD refused the function's settings: ${err.detail}`, false, err.status);
-      }
-      if (err instanceof SdUnavailableError) backend.markUnreachable(err.message);
-      throw err;
-    }
-    settingsApplied = true;
-    log.info({ settings: Object.keys(instanceSettings) }, "applied the function's settings");
-  }
-
-  /** Loads the pinned checkpoint unless SD already has it, after the function's settings. */
-  async function ensureCheckpoint(onLoad: () => void): Promise<void> {
-    await applyInstanceSettings();
-    try {
-      if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model!)) {
-        pinned = true;
-        return;
-      }
-      pinned = false;
-      onLoad();
-      const started = Date.now();
-      await sd.setOptions({ sd_model_checkpoint: model });
-      const loaded = (await sd.getOptions()).sd_model_checkpoint;
-      if (!checkpointMatches(loaded, model!)) {
-        throw new InvokeFailure(
-          'not_found',
-          `SD did not load checkpoint ${model}; it reports ${String(loaded)}`,
-          false,
-        );
-      }
-      log.info({ model, loadMs: Date.now() - started }, 'checkpoint loaded');
-      pinned = true;
-    } catch (err) {
-      if (err instanceof SdHttpError && err.status < 500) {
-        throw new InvokeFailure('not_found', `checkpoint ${model} cannot be loaded: ${err.detail}`, false, err.status);
-      }
-      if (err instanceof SdUnavailableError) backend.markUnreachable(err.message);
-      throw err;
-    }
-  }
+  const core = new AgentCore({ sd, backend, store, model, settings: config.sdOptions, timings: config, logger: log });
 
   async function pinUnderLock(): Promise<void> {
     const release = await mutex.acquire();
     try {
       await backend.whenReady(startTimeoutMs);
-      await ensureCheckpoint(() => log.info({ model }, 'pinning checkpoint'));
+      await core.ensureCheckpoint(() => log.info({ model }, 'pinning checkpoint'));
     } finally {
       release();
     }
   }
-
-  const runner = new InvokeRunner({
-    sd,
-    store,
-    ensureCheckpoint,
-    model,
-    progressPollMs: config.progressPollMs,
-    interruptPollMs: config.interruptPollMs,
-    previewIntervalMs: config.previewIntervalMs,
-    logger: log,
-  });
-
-  const passthrough = new PassthroughRunner({ sd, store, ensureCheckpoint, model, logger: log });
-  const isPassthrough = (body: unknown) => (body as { kind?: unknown } | null)?.kind === 'passthrough';
 
   async function handleInvoke(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const cancel = new AbortController();
@@ -209,7 +139,7 @@ export async function startAgent(
         emit({ type: 'error', kind: 'sd_error', message: errorMessage(err), retryable: true });
         return;
       }
-      await (isPassthrough(body) ? passthrough : runner).run(body, emit, cancel.signal);
+      await core.invoke(body, emit, cancel.signal);
     } finally {
       activeInvokes--;
       release();
@@ -220,7 +150,7 @@ export async function startAgent(
 
   async function handleInitialize(res: ServerResponse): Promise<void> {
     try {
-      if (!(pinned && backend.ready)) await pinUnderLock();
+      if (!(core.pinned && backend.ready)) await pinUnderLock();
       sendJson(res, 200, { status: 'ok', instanceId, model });
     } catch (err) {
       sendJson(res, backend.ready ? 500 : 503, { message: `initialize failed: ${errorMessage(err)}` });
@@ -258,23 +188,24 @@ export async function startAgent(
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = `${req.method} ${url.pathname}`;
     const handle = async () => {
-      if (route === 'GET /healthz') {
-        sendJson(res, backend.ready ? 200 : 503, {
+      if (route === `GET ${AGENT_PATHS.healthz}`) {
+        const health: AgentHealth = {
           status: backend.ready ? 'ok' : 'starting',
           instanceId,
           functionName,
           model,
           busy: activeInvokes > 0,
           sdReady: backend.ready,
-        });
+        };
+        sendJson(res, backend.ready ? 200 : 503, health);
       } else if (closing) {
         sendJson(res, 503, { message: 'agent is stopping' });
-      } else if (route === 'POST /initialize') {
+      } else if (route === `POST ${AGENT_PATHS.initialize}`) {
         await handleInitialize(res);
-      } else if (route === 'POST /invoke') {
+      } else if (route === `POST ${AGENT_PATHS.invoke}`) {
         await handleInvoke(req, res);
-      } else if (url.pathname.startsWith('/sd/')) {
-        await handlePassthrough(req, res, `${url.pathname.slice(3)}${url.search}`);
+      } else if (url.pathname.startsWith(`${SD_PASSTHROUGH_PREFIX}/`)) {
+        await handlePassthrough(req, res, `${url.pathname.slice(SD_PASSTHROUGH_PREFIX.length)}${url.search}`);
       } else {
         sendJson(res, 404, { message: `no route ${route}` });
       }

@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { OpenApiUtil } from '@alicloud/openapi-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
-import type { AgentEvent, InvokeRequest } from '../../src/gpu-agent/protocol.js';
 import { FcError, type FcFunctionRuntime, FcSpecError } from '../../src/platform/functions/fc.js';
 import { signTriggerRequest } from '../../src/platform/functions/fc-signing.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { FunctionNotFoundError, FunctionUnavailableError } from '../../src/platform/functions/port.js';
 import { createFunctionRuntime } from '../../src/platform/index.js';
+import type { AgentEvent } from '../../src/protocol/events.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import { type FakeCredentials, FcFake, type FcFakeOptions } from './fakes/fc-fake.js';
 import { OssFake } from './fakes/oss-fake.js';
 

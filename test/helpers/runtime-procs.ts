@@ -2,8 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AgentEvent, decodeEvents } from '../../src/gpu-agent/protocol.js';
 import { freePort } from '../../src/http-util.js';
+import { type AgentEvent, decodeEvents } from '../../src/protocol/events.js';
 
 // Real `sdflow` processes for the runtime and agent tests: compiled JS from dist/ (run `npx tsc` first), each with
 // its own data dir, ports and simulator stats dir, and a sweep that leaves no process of the test behind.

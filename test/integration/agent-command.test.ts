@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import type { InvokeRequest } from '../../src/gpu-agent/protocol.js';
 import { freePort } from '../../src/http-util.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import {
   CLI,
   type CliProcess,

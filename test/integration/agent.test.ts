@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ErrorEvent, InvokeRequest, ResultEvent } from '../../src/gpu-agent/protocol.js';
 import { freePort } from '../../src/http-util.js';
+import type { ErrorEvent, ResultEvent } from '../../src/protocol/events.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import {
   type CliProcess,

@@ -3,10 +3,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { type ServerRecord, waitForTemporal } from '../../src/cli/temporal-server.js';
-import type { AgentEvent } from '../../src/gpu-agent/protocol.js';
 import { freePort } from '../../src/http-util.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
+import type { AgentEvent } from '../../src/protocol/events.js';
 import { type DevEnv, makeDevEnv, removeDevEnv, startDev, stopDev } from '../helpers/dev.js';
 import {
   CLI,

@@ -145,6 +145,34 @@ describe('POST /batch_update_sd_resource', () => {
     expect(reserved.status).toBe(400);
     expect(reserved.json.message).toMatch(/env\.SD_MODEL/);
   });
+
+  it("refuses every variable the platform sets in a function's env, with 400 naming it, and applies nothing", async () => {
+    const before = await meta.getFunction(FN_1);
+    const names = [
+      'SDFLOW_AGENT_HOST',
+      'SDFLOW_OBJECT_STORE',
+      'SDFLOW_MAX_BODY_MB',
+      'SDFLOW_LOG_LEVEL',
+      'SDFLOW_RESTART_AT',
+      'SDFLOW_OSS_BUCKET',
+      'SDFLOW_OSS_PART_SIZE_MB',
+    ];
+    for (const name of names) {
+      const r = await api('POST', '/batch_update_sd_resource', {
+        models: [DEMO_MODEL],
+        env: { HF_HOME: '/hf', [name]: 'x' },
+      });
+      expect(r.status, name).toBe(400);
+      expect(r.json.message).toMatch(new RegExp(`^env\\.${name}: is set by the platform`));
+    }
+    const both = await api('POST', '/batch_update_sd_resource', {
+      env: { SDFLOW_AGENT_HOST: '0.0.0.0', SDFLOW_OSS_ENDPOINT: 'http://elsewhere' },
+    });
+    expect(both.status).toBe(400);
+    expect(both.json.message).toMatch(/env\.SDFLOW_AGENT_HOST/);
+    expect(both.json.message).toMatch(/env\.SDFLOW_OSS_ENDPOINT/);
+    expect(await meta.getFunction(FN_1)).toEqual(before);
+  });
 });
 
 describe('POST /del/sd/functions', () => {

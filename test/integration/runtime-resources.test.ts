@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentEvent, ErrorEvent, InvokeRequest } from '../../src/gpu-agent/protocol.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import type { RuntimeFunction } from '../../src/platform/functions/port.js';
+import type { AgentEvent, ErrorEvent } from '../../src/protocol/events.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import { readBusyIntervals } from '../../src/sim/stats.js';
 import {
   cleanup,

@@ -2,16 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  AgentEvent,
-  ErrorEvent,
-  InvokeRequest,
-  ProgressEvent,
-  ResultEvent,
-} from '../../src/gpu-agent/protocol.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../../src/platform/functions/port.js';
+import type { AgentEvent, ErrorEvent, ProgressEvent, ResultEvent } from '../../src/protocol/events.js';
+import type { InvokeRequest } from '../../src/protocol/invoke.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import {
   cleanup,
@@ -121,8 +116,9 @@ describe('local function runtime', () => {
   it('ends the invoke with a retryable error event when no instance can start', async () => {
     const model = 'rt-broken.safetensors';
     const fn = functionNameFor(model);
-    // An empty SD_MODEL makes the agent refuse to start, on both spawn attempts.
-    await client.ensureFunction({ functionName: fn, model, resources: { env: { SD_MODEL: '' } } });
+    // An invalid setting makes the agent refuse to start, on both spawn attempts. (A function's env cannot empty
+    // SD_MODEL: the platform's variables win over it.)
+    await client.ensureFunction({ functionName: fn, model, resources: { env: { SDFLOW_SD_START_TIMEOUT_S: '0' } } });
     const events = await collect(fn, txt2img(model));
     expect(events[0]).toMatchObject({ type: 'progress', phase: 'starting' });
     const end = last(events) as ErrorEvent;

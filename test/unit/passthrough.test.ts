@@ -15,9 +15,9 @@ import {
 } from '../../src/api/passthrough.js';
 import { loadConfig } from '../../src/config/index.js';
 import { imageBase64, offloadImages, PassthroughRunner } from '../../src/gpu-agent/passthrough.js';
-import type { AgentEvent, ErrorEvent, ResultEvent } from '../../src/gpu-agent/protocol.js';
 import type { PassthroughResult, SdClient } from '../../src/gpu-agent/sd-client.js';
 import { LocalObjectStore } from '../../src/platform/object-store/local.js';
+import type { AgentEvent, ErrorEvent, ResultEvent } from '../../src/protocol/events.js';
 
 // The passthrough's rules and the agent's answer handling, without processes: which paths pass and which need an
 // admin, how SD's statuses map, and how base64 images in SD's answer become object keys (real PNG and JPEG bytes).

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { describeZodError } from '../../src/api/errors.js';
 import { openApiDocument } from '../../src/api/openapi.js';
-import { generationSchemas, TASK_ID } from '../../src/api/schemas.js';
+import { generationSchemas } from '../../src/api/schemas.js';
 import { loadConfig } from '../../src/config/index.js';
+import { TASK_ID } from '../../src/protocol/invoke.js';
 
 // The request schemas on their own: what passes, what is refused, and that every refusal names its field.
 

@@ -1,5 +1,4 @@
 import type { Context, Next } from 'koa';
-import { sdErrorDetail } from '../../gpu-agent/sd-client.js';
 import { errorMessage } from '../../http-util.js';
 import { isJsonObject } from '../../json.js';
 import {
@@ -8,6 +7,7 @@ import {
   FunctionUnavailableError,
 } from '../../platform/functions/port.js';
 import { provideCheckpointFunction } from '../../platform/functions/records.js';
+import { a1111ErrorDetail } from '../../protocol/a1111-error.js';
 import { answerTask, clientGone } from '../answers.js';
 import type { ApiDeps } from '../app.js';
 import { principalOf, requireAdmin } from '../auth.js';
@@ -67,7 +67,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     if (answer.status >= 500) {
       throw new HttpError(
         answerStatus(answer.status),
-        `SD answered ${answer.status}: ${sdErrorDetail(answer.body.toString('utf8'))}`,
+        `SD answered ${answer.status}: ${a1111ErrorDetail(answer.body.toString('utf8'))}`,
       );
     }
     ctx.status = answer.status;

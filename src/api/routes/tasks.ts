@@ -1,18 +1,18 @@
 import type Router from '@koa/router';
 import { z } from 'zod';
 import { InvalidCursorError, MAX_PAGE_LIMIT } from '../../platform/meta-store/cursor.js';
+import { TASK_ID, TASK_ID_RULE } from '../../protocol/invoke.js';
 import { TASK_STATUSES, type TaskStatus } from '../../types.js';
 import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { badRequest, forbidden } from '../errors.js';
 import { clientTaskId, idempotencyKey } from '../request-headers.js';
-import { TASK_ID } from '../schemas.js';
 import { cancelTask, progressView, resultView, retryTask, type TaskDeps, taskFor, taskSummary } from '../tasks.js';
 
 // GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry.
 
 function taskIdParam(value: string | undefined): string {
-  if (!value || !TASK_ID.test(value)) throw badRequest('taskId: must match ^[A-Za-z0-9_-]{1,64}$');
+  if (!value || !TASK_ID.test(value)) throw badRequest(`taskId: ${TASK_ID_RULE}`);
   return value;
 }
 

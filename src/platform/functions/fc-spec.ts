@@ -11,7 +11,8 @@ import {
   fcOssMountConfigSchema,
   fcVpcConfigSchema,
 } from '../../config/index.js';
-import { resourceEnv, resourcesFromEnv } from './instance-env.js';
+import { INSTANCE_ENV } from '../../protocol/instance-env.js';
+import { fcInstanceEnv, resourcesFromEnv } from './instance-env.js';
 import { MAX_FUNCTION_NAME_LENGTH } from './naming.js';
 import type { FunctionSpec, RuntimeFunction } from './port.js';
 
@@ -24,40 +25,6 @@ const FC_FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 /** The one HTTP trigger each function gets. */
 export const TRIGGER_NAME = 'sdflow-http';
 export const TRIGGER_METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
-
-/** Set by restartInstances: a changed environment makes FC start new instances. Kept across updates. */
-export const RESTART_ENV = 'SDFLOW_RESTART_AT';
-
-/**
- * Environment the platform sets on every instance; resources.env and SDFLOW_FC_ENV cannot replace them. The object
- * store settings are the deployment's own, so the agent reads inputs and writes images where the API expects them;
- * its credentials come from the function's role (FC injects them as ALIBABA_CLOUD_*), never from this environment.
- */
-function platformEnv(fc: FcConfig, spec: FunctionSpec, resources: Record<string, unknown>): Record<string, string> {
-  const { oss } = fc;
-  const env: Record<string, string> = {
-    SD_MODEL: spec.model,
-    SDFLOW_FUNCTION_NAME: spec.functionName,
-    SDFLOW_AGENT_PORT: String(fc.port),
-    // A container is reached from outside itself: the agent listens on every interface.
-    SDFLOW_AGENT_HOST: '0.0.0.0',
-    SDFLOW_DATA_DIR: fc.agentDataDir,
-    SDFLOW_OBJECT_STORE: fc.objectStore,
-    SDFLOW_LOG_LEVEL: fc.logLevel,
-    SDFLOW_MAX_BODY_MB: String(fc.maxBodyBytes / (1024 * 1024)),
-  };
-  const oneOf = (name: string, value: string | number | boolean | undefined) => {
-    if (value !== undefined) env[name] = String(value);
-  };
-  oneOf('SDFLOW_OSS_BUCKET', oss.bucket);
-  oneOf('SDFLOW_OSS_REGION', oss.region);
-  oneOf('SDFLOW_OSS_ENDPOINT', oss.endpoint);
-  oneOf('SDFLOW_OSS_CNAME', oss.cname ? '1' : undefined);
-  oneOf('SDFLOW_OSS_INTERNAL', oss.internal ? '1' : undefined);
-  oneOf('SDFLOW_OSS_TIMEOUT_S', oss.timeoutS);
-  oneOf('SDFLOW_OSS_MAX_ATTEMPTS', oss.maxAttempts);
-  return { ...env, ...resourceEnv(resources) };
-}
 
 /** The batch-update resources FC applies (platform-schemas.ts validates them at the API; checked again here). */
 const resourcesSchema = z.looseObject({
@@ -193,7 +160,7 @@ export function desiredFunction(fc: FcConfig, spec: FunctionSpec): DesiredFuncti
     diskSize: fc.diskSize,
     timeout: r.timeout ?? fc.timeoutS,
     instanceConcurrency: fc.instanceConcurrency,
-    environmentVariables: { ...fc.env, ...r.env, ...platformEnv(fc, spec, r) },
+    environmentVariables: fcInstanceEnv(fc, spec, r),
     // For a custom container the initializer is an HTTP call: FC POSTs /initialize to the container once per instance,
     // before its first request; the agent pins (loads) its checkpoint there. The handler only has to be set.
     instanceLifecycleConfig: { initializer: { handler: 'initialize', timeout: fc.initializerTimeoutS } },
@@ -217,7 +184,7 @@ function covers(want: unknown, have: unknown): boolean {
 }
 
 const withoutRestart = (env: Record<string, string> | undefined) => {
-  const { [RESTART_ENV]: _restart, ...rest } = env ?? {};
+  const { [INSTANCE_ENV.restartAt]: _restart, ...rest } = env ?? {};
   return rest;
 };
 
@@ -243,16 +210,19 @@ export function differingFields(desired: DesiredFunction, actual: Record<string,
   return fields;
 }
 
-/** UpdateFunction's body for `desired`, keeping the restart marker the function already has. */
+/**
+ * UpdateFunction's body for `desired`, keeping the restart marker the function already has: set by restartInstances,
+ * it is kept across updates.
+ */
 export function updateInput(desired: DesiredFunction, actual: Record<string, unknown>): Record<string, unknown> {
   const { functionName: _name, ...fields } = desired;
-  const restartedAt = (actual.environmentVariables as Record<string, string> | undefined)?.[RESTART_ENV];
+  const restartedAt = (actual.environmentVariables as Record<string, string> | undefined)?.[INSTANCE_ENV.restartAt];
   return restartedAt === undefined
     ? fields
-    : { ...fields, environmentVariables: { ...desired.environmentVariables, [RESTART_ENV]: restartedAt } };
+    : { ...fields, environmentVariables: { ...desired.environmentVariables, [INSTANCE_ENV.restartAt]: restartedAt } };
 }
 
-/** A function FC holds, in the port's terms: its checkpoint (SD_MODEL) and what it runs with. */
+/** A function FC holds, in the port's terms: its checkpoint (its instances' SD_MODEL) and what it runs with. */
 export function runtimeFunctionOf(fn: Record<string, unknown>): RuntimeFunction {
   const env = (fn.environmentVariables ?? {}) as Record<string, string>;
   const container = (fn.customContainerConfig ?? {}) as { image?: string };
@@ -269,7 +239,7 @@ export function runtimeFunctionOf(fn: Record<string, unknown>): RuntimeFunction 
   };
   return {
     functionName: String(fn.functionName),
-    model: env.SD_MODEL ?? '',
+    model: env[INSTANCE_ENV.model] ?? '',
     resources: Object.fromEntries(Object.entries(resources).filter(([, value]) => value !== undefined)),
   };
 }

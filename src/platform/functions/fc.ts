@@ -2,8 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import FcSdk, * as $fc from '@alicloud/fc20230330';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
 import type { FcConfig } from '../../config/index.js';
-import { type AgentEvent, decodeEvents, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
 import { errorMessage } from '../../http-util.js';
+import { AGENT_PATHS, sdPassthroughPath } from '../../protocol/agent-http.js';
+import { type AgentEvent, decodeEvents, invokeEvents, startingEvent } from '../../protocol/events.js';
+import { INSTANCE_ENV } from '../../protocol/instance-env.js';
+import type { InvokeRequest } from '../../protocol/invoke.js';
 import { backoffMs, type RetryPolicy } from '../retry.js';
 import { describeFailure, FcError, withRetries } from './fc-retry.js';
 import { canonicalPath, signTriggerRequest, type TriggerCredentials } from './fc-signing.js';
@@ -13,7 +16,6 @@ import {
   type DesiredFunction,
   desiredFunction,
   differingFields,
-  RESTART_ENV,
   runtimeFunctionOf,
   TRIGGER_METHODS,
   TRIGGER_NAME,
@@ -340,20 +342,13 @@ export class FcFunctionRuntime implements FunctionRuntime {
         }
         if (res === undefined) yield startingEvent();
       }
-      let ended = false;
       try {
-        for await (const event of decodeEvents(res.body as ReadableStream<Uint8Array>)) {
-          if (event.type !== 'progress') ended = true;
-          yield event;
-        }
+        yield* invokeEvents(decodeEvents(res.body as ReadableStream<Uint8Array>));
       } catch (err) {
         if (options.signal.aborted) throw err;
         throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`);
       }
       finished = true;
-      if (!ended && !options.signal.aborted) {
-        throw new FunctionUnavailableError(`invoke stream of ${functionName} ended without a result`);
-      }
     } finally {
       if (!finished) stop.abort();
     }
@@ -363,7 +358,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
   private async openInvoke(name: string, body: string, signal: AbortSignal): Promise<Response> {
     const { maxAttempts } = this.retry;
     for (let attempt = 1; ; attempt++) {
-      const url = triggerTarget(await this.triggerUrl(name), '/invoke');
+      const url = triggerTarget(await this.triggerUrl(name), AGENT_PATHS.invoke);
       let failure: string;
       try {
         const res = await fetch(url, {
@@ -410,7 +405,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
   async passthrough(functionName: string, request: PassthroughRequest): Promise<PassthroughResponse> {
     assertFunctionName(functionName);
     const path = request.path.startsWith('/') ? request.path : `/${request.path}`;
-    const url = triggerTarget(await this.triggerUrl(functionName), `/sd${path}`);
+    const url = triggerTarget(await this.triggerUrl(functionName), sdPassthroughPath(path));
     const timeout = AbortSignal.timeout(this.passthroughTimeoutMs);
     const signal = request.signal ? AbortSignal.any([timeout, request.signal]) : timeout;
     let res: Response;
@@ -547,7 +542,7 @@ export class FcFunctionRuntime implements FunctionRuntime {
         if (functionName !== undefined) throw new FunctionNotFoundError(name);
         continue;
       }
-      const env = { ...(actual.environmentVariables as Record<string, string>), [RESTART_ENV]: restartedAt };
+      const env = { ...(actual.environmentVariables as Record<string, string>), [INSTANCE_ENV.restartAt]: restartedAt };
       await this.call('UpdateFunction', name, () =>
         this.client.updateFunction(
           name,

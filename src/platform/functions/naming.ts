@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 
-// The one module that owns function naming (DESIGN.md section 5): `<prefix>sd_<first 40 hex of sha256(model)>`.
+// The one module that owns function naming: `<prefix>sd_<first 40 hex of sha256(model)>`.
 // With a prefix of at most 20 characters a name is at most 63 characters, inside FC 3.0's 64.
 
-export const MAX_PREFIX_LENGTH = 20;
 export const MAX_FUNCTION_NAME_LENGTH = 64;
 const PREFIX = /^[a-z0-9_-]{0,20}$/;
 

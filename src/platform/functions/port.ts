@@ -1,4 +1,5 @@
-import type { AgentEvent, InvokeRequest } from '../../gpu-agent/protocol.js';
+import type { AgentEvent } from '../../protocol/events.js';
+import type { InvokeRequest } from '../../protocol/invoke.js';
 
 /** What the platform asks of a runtime when it creates or updates a function. */
 export interface FunctionSpec {
@@ -22,7 +23,7 @@ export interface InvokeOptions {
   signal: AbortSignal;
 }
 
-/** A passthrough HTTP request to one instance's SD backend (issue 3). */
+/** A passthrough HTTP request to one instance's SD backend. */
 export interface PassthroughRequest {
   method: string;
   /** Path and query on the SD backend, e.g. `/sdapi/v1/sd-models`. */

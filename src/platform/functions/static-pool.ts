@@ -141,9 +141,9 @@ export class WebUiPool {
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
 
-  constructor(private readonly o: WebUiPoolOptions) {
+  constructor(private readonly options: WebUiPoolOptions) {
     const now = Date.now();
-    for (const urls of Object.values(o.checkpoints)) {
+    for (const urls of Object.values(options.checkpoints)) {
       for (const url of urls) {
         if (!this.webUis.has(url)) this.webUis.set(url, { url, resource: `static:${url}`, since: now, freedAt: 0 });
       }
@@ -153,7 +153,7 @@ export class WebUiPool {
   /** Checks every WebUI now, then every healthCheckMs. The timer does not keep the process alive. */
   start(): void {
     void this.checkAll();
-    this.timer = setInterval(() => void this.checkAll(), this.o.healthCheckMs);
+    this.timer = setInterval(() => void this.checkAll(), this.options.healthCheckMs);
     this.timer.unref();
   }
 
@@ -195,7 +195,9 @@ export class WebUiPool {
     let checkpoint: unknown;
     let failure: string | undefined;
     try {
-      const res = await fetch(`${ui.url}/sdapi/v1/options`, { signal: AbortSignal.timeout(this.o.healthTimeoutMs) });
+      const res = await fetch(`${ui.url}/sdapi/v1/options`, {
+        signal: AbortSignal.timeout(this.options.healthTimeoutMs),
+      });
       const text = await res.text();
       if (!res.ok) failure = `answered HTTP ${res.status}`;
       else {
@@ -206,7 +208,7 @@ export class WebUiPool {
         }
       }
     } catch (err) {
-      failure = failureOf(err, this.o.healthTimeoutMs);
+      failure = failureOf(err, this.options.healthTimeoutMs);
     }
     if (this.closed) return;
     if (failure === undefined) this.markHealthy(ui, checkpoint);
@@ -221,7 +223,7 @@ export class WebUiPool {
     ui.healthy = true;
     ui.since = Date.now();
     ui.lastError = undefined;
-    this.o.logger.info({ url: ui.url }, back ? 'WebUI back in rotation' : 'WebUI in rotation');
+    this.options.logger.info({ url: ui.url }, back ? 'WebUI back in rotation' : 'WebUI in rotation');
     this.pump();
   }
 
@@ -231,11 +233,11 @@ export class WebUiPool {
     if (ui.healthy === false) return;
     ui.healthy = false;
     ui.since = Date.now();
-    this.o.logger.warn({ url: ui.url, reason, busy: ui.lease !== undefined }, 'WebUI taken out of rotation');
+    this.options.logger.warn({ url: ui.url, reason, busy: ui.lease !== undefined }, 'WebUI taken out of rotation');
   }
 
   private servedBy(url: string): string[] {
-    return Object.entries(this.o.checkpoints)
+    return Object.entries(this.options.checkpoints)
       .filter(([, urls]) => urls.includes(url))
       .map(([model]) => model);
   }
@@ -252,10 +254,10 @@ export class WebUiPool {
         this.drop(waiter);
         reject(
           new FunctionUnavailableError(
-            `no WebUI serving ${model} became free within ${this.o.queueTimeoutMs / 1000} s (${this.summary(model)})`,
+            `no WebUI serving ${model} became free within ${this.options.queueTimeoutMs / 1000} s (${this.summary(model)})`,
           ),
         );
-      }, this.o.queueTimeoutMs);
+      }, this.options.queueTimeoutMs);
       const onAbort = () => {
         this.drop(waiter);
         reject(signal.reason);
@@ -315,12 +317,15 @@ export class WebUiPool {
     let taken = false;
     let refused: string | undefined;
     try {
-      taken = await this.o.leases().tryAcquireLease(ui.resource, this.o.holder, this.o.leaseTtlMs);
+      taken = await this.options.leases().tryAcquireLease(ui.resource, this.options.holder, this.options.leaseTtlMs);
       if (!taken) refused = 'held by another sdflow process';
     } catch (err) {
       refused = `its lease could not be taken: ${errorMessage(err)}`;
       if (ui.refused !== refused) {
-        this.o.logger.warn({ url: ui.url, err: errorMessage(err) }, 'cannot take the lease of a WebUI; trying again');
+        this.options.logger.warn(
+          { url: ui.url, err: errorMessage(err) },
+          'cannot take the lease of a WebUI; trying again',
+        );
       }
     }
     ui.refused = refused;
@@ -345,7 +350,7 @@ export class WebUiPool {
     ui.lease = lease;
     lease.renewTimer = setInterval(() => {
       lease.renewing = lease.renewing.then(() => this.renew(ui, lease));
-    }, this.o.leaseTtlMs / 3);
+    }, this.options.leaseTtlMs / 3);
     lease.renewTimer.unref();
     waiter.resolve(lease);
   }
@@ -353,16 +358,16 @@ export class WebUiPool {
   private async renew(ui: WebUi, lease: LeaseImpl): Promise<void> {
     if (lease.renewTimer === undefined) return;
     try {
-      if (await this.o.leases().renewLease(ui.resource, this.o.holder, this.o.leaseTtlMs)) return;
+      if (await this.options.leases().renewLease(ui.resource, this.options.holder, this.options.leaseTtlMs)) return;
       // Aborting would waste the generation, and the WebUI's own queue keeps two jobs apart: the request finishes.
       lease.stopRenewing();
-      this.o.logger.error(
-        { url: ui.url, holder: this.o.holder, leaseTtlMs: this.o.leaseTtlMs },
+      this.options.logger.error(
+        { url: ui.url, holder: this.options.holder, leaseTtlMs: this.options.leaseTtlMs },
         'LEASE LOST on a WebUI while a request runs on it (not renewed within its TTL): another process may have ' +
           'sent it a job too; the request finishes, and the lease is not renewed again',
       );
     } catch (err) {
-      this.o.logger.warn(
+      this.options.logger.warn(
         { url: ui.url, err: errorMessage(err) },
         'cannot renew the lease of a WebUI; trying again at the next renewal',
       );
@@ -372,9 +377,9 @@ export class WebUiPool {
   /** Gives the WebUI's lease back; a failure is logged, and the lease then frees itself when it expires. */
   private async releaseShared(ui: WebUi): Promise<void> {
     try {
-      await this.o.leases().releaseLease(ui.resource, this.o.holder);
+      await this.options.leases().releaseLease(ui.resource, this.options.holder);
     } catch (err) {
-      this.o.logger.warn(
+      this.options.logger.warn(
         { url: ui.url, err: errorMessage(err) },
         'cannot give back the lease of a WebUI; it frees itself when it expires',
       );
@@ -384,7 +389,7 @@ export class WebUiPool {
   /** A free healthy WebUI of the checkpoint: one that holds it already, else the one free the longest. */
   private pick(model: string): WebUi | undefined {
     let best: WebUi | undefined;
-    for (const url of this.o.checkpoints[model] ?? []) {
+    for (const url of this.options.checkpoints[model] ?? []) {
       const ui = this.webUis.get(url)!;
       if (ui.healthy !== true || ui.lease || ui.claiming || ui.deferred) continue;
       const holds = ui.holds === model;
@@ -420,7 +425,7 @@ export class WebUiPool {
 
   /** The WebUIs of a checkpoint and their states. */
   describe(model: string): WebUiView[] {
-    return (this.o.checkpoints[model] ?? []).map((url) => {
+    return (this.options.checkpoints[model] ?? []).map((url) => {
       const ui = this.webUis.get(url)!;
       return {
         id: url,

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ConfigError, type StaticPoolConfig } from '../../config/index.js';
-import { type InvokeDeps, InvokeFailure, InvokeRunner, toErrorEvent } from '../../gpu-agent/invoke.js';
-import { PassthroughRunner } from '../../gpu-agent/passthrough.js';
-import { type AgentEvent, type InvokeRequest, startingEvent } from '../../gpu-agent/protocol.js';
-import { checkpointMatches, SdClient, SdHttpError } from '../../gpu-agent/sd-client.js';
+import { AgentCore, agentSdClient } from '../../gpu-agent/core.js';
+import { toErrorEvent } from '../../gpu-agent/invoke.js';
 import { errorMessage } from '../../http-util.js';
 import type { Logger } from '../../logging.js';
+import { type AgentEvent, InvokeStreamError, invokeEvents, startingEvent } from '../../protocol/events.js';
+import type { InvokeRequest } from '../../protocol/invoke.js';
 import type { MetaStore } from '../meta-store/port.js';
 import type { ObjectStore } from '../object-store/port.js';
 import { functionNameFor } from './naming.js';
@@ -26,7 +26,7 @@ import { type Lease, WebUiPool } from './static-pool.js';
 
 // The static GPU pool (SDFLOW_FUNCTIONS=static), for self-hosters: a file maps checkpoints to SD WebUI instances
 // that already run (A1111 with --api), one URL per instance. There is no agent next to those WebUIs, so this runtime
-// runs the agent's own invoke logic in the calling process against the WebUI it picks: the same NDJSON events, the
+// hosts the agent core in the calling process, in front of the WebUI it picks: the same NDJSON events, the
 // checkpoint pinned and overridden per request, a cancel that interrupts that WebUI, images uploaded to the object
 // store. The functions are the file's checkpoints, named by the naming module; sdflow neither creates nor deletes
 // them. Every process (API, each worker) runs such a runtime; they share one WebUI at a time through leases in the
@@ -60,15 +60,19 @@ class EventChannel {
     this.wake?.();
   }
 
-  /** The next event, or undefined once the channel is closed and drained. */
-  async next(): Promise<AgentEvent | undefined> {
-    while (this.items.length === 0 && !this.closed) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
+  /** The events as they come, until the channel is closed and drained. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<AgentEvent> {
+    for (;;) {
+      while (this.items.length === 0 && !this.closed) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+      }
+      const event = this.items.shift();
+      if (event === undefined) return;
+      yield event;
     }
-    return this.items.shift();
   }
 }
 
@@ -77,7 +81,6 @@ export class StaticPoolRuntime implements FunctionRuntime {
   /** Function name → checkpoint. */
   private readonly models = new Map<string, string>();
   private readonly pool: WebUiPool;
-  private readonly clients = new Map<string, SdClient>();
   private readonly logger: Logger;
   private store?: Promise<ObjectStore>;
   private meta?: MetaStore;
@@ -140,63 +143,20 @@ export class StaticPoolRuntime implements FunctionRuntime {
     return this.store;
   }
 
-  private clientFor(url: string): SdClient {
-    let client = this.clients.get(url);
-    if (!client) {
-      const startTimeoutMs = this.config.sdStartTimeoutS * 1000;
-      client = new SdClient(() => url, {
-        quickMs: 10_000,
-        optionsMs: Math.max(startTimeoutMs, 60_000),
-        // A backstop only: the caller's cancel (or a lost WebUI) is what normally ends a job.
-        generateMs: this.config.generateTimeoutS * 1000,
-        passthroughMs: Math.max(startTimeoutMs, 600_000),
-      });
-      this.clients.set(url, client);
-    }
-    return client;
-  }
-
-  /** The agent's invoke dependencies for one request on one WebUI. */
-  private invokeDeps(url: string, model: string, logger: Logger): InvokeDeps {
-    const sd = this.clientFor(url);
-    return {
-      sd,
+  /**
+   * The agent core for one request on one WebUI. The pool applies no function resources (whoever runs the WebUIs
+   * configures them), so there are no function settings. A WebUI a call found unreachable is health-checked at once:
+   * out of rotation until it answers again.
+   */
+  private agentCore(url: string, model: string, logger: Logger): AgentCore {
+    return new AgentCore({
+      sd: agentSdClient(() => url, this.config),
+      backend: { markUnreachable: () => void this.pool.check(url) },
       store: () => this.objectStore(),
       model,
-      progressPollMs: this.config.progressPollMs,
-      interruptPollMs: this.config.interruptPollMs,
-      previewIntervalMs: this.config.previewIntervalMs,
+      timings: this.config,
       logger,
-      // As the agent does: load the checkpoint first unless the WebUI holds it, so the request's override and its
-      // restore afterwards load nothing.
-      ensureCheckpoint: async (onLoad) => {
-        try {
-          if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model)) return;
-          onLoad();
-          const started = Date.now();
-          await sd.setOptions({ sd_model_checkpoint: model });
-          const loaded = (await sd.getOptions()).sd_model_checkpoint;
-          if (!checkpointMatches(loaded, model)) {
-            throw new InvokeFailure(
-              'not_found',
-              `WebUI ${url} did not load checkpoint ${model}; it reports ${String(loaded)}`,
-              false,
-            );
-          }
-          logger.info({ loadMs: Date.now() - started }, 'checkpoint loaded');
-        } catch (err) {
-          if (err instanceof SdHttpError && err.status < 500) {
-            throw new InvokeFailure(
-              'not_found',
-              `WebUI ${url} cannot load checkpoint ${model}: ${err.detail}`,
-              false,
-              err.status,
-            );
-          }
-          throw err;
-        }
-      },
-    };
+    });
   }
 
   async ensureFunction(spec: FunctionSpec): Promise<void> {
@@ -258,27 +218,29 @@ export class StaticPoolRuntime implements FunctionRuntime {
 
       const held = lease;
       const log = this.logger.child({ functionName, url: held.url, taskId: request.taskId });
-      const deps = this.invokeDeps(held.url, model, log);
-      const runner = request.kind === 'passthrough' ? new PassthroughRunner(deps) : new InvokeRunner(deps);
+      const core = this.agentCore(held.url, model, log);
       const channel = new EventChannel();
       const cancel = AbortSignal.any([signal, held.lost, stop.signal]);
       cancel.addEventListener('abort', () => channel.close(), { once: true });
-      run = runner
-        .run(request, (event) => channel.push(event), cancel)
+      run = core
+        .invoke(request, (event) => channel.push(event), cancel)
         .catch((err) => channel.push(toErrorEvent(err)))
         .finally(() => channel.close());
 
-      for (let event = await channel.next(); event; event = await channel.next()) {
-        if (signal.aborted) break;
-        if (event.type === 'error' && event.retryable) failed = true;
-        yield event;
-        if (event.type !== 'progress') return;
+      try {
+        for await (const event of invokeEvents(channel)) {
+          if (event.type === 'error' && event.retryable) failed = true;
+          yield event;
+        }
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        if (!(err instanceof InvokeStreamError)) throw err;
+        // Only a cancel ends a run without a result or error event: the WebUI failed its health check mid-request.
+        // The request ends retryably, and runs again elsewhere.
+        failed = true;
+        const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
+        yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
       }
-      if (signal.aborted) throw signal.reason;
-      // The WebUI failed its health check mid-request: the request ends retryably, and runs again elsewhere.
-      failed = true;
-      const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
-      yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
     } finally {
       stop.abort();
       if (lease) {
@@ -304,7 +266,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
     try {
       const path = request.path.startsWith('/') ? request.path : `/${request.path}`;
       const contentType = Object.entries(request.headers ?? {}).find(([k]) => k.toLowerCase() === 'content-type')?.[1];
-      const answer = await this.clientFor(lease.url).passthrough(
+      const answer = await agentSdClient(() => lease.url, this.config).passthrough(
         request.method,
         path,
         contentType,

@@ -1,4 +1,6 @@
-import { type AgentEvent, decodeEvents, type InvokeRequest } from '../../../gpu-agent/protocol.js';
+import { errorMessage } from '../../../http-util.js';
+import { type AgentEvent, decodeEvents, invokeEvents } from '../../../protocol/events.js';
+import type { InvokeRequest } from '../../../protocol/invoke.js';
 import {
   FunctionNotFoundError,
   type FunctionRuntime,
@@ -104,18 +106,11 @@ export class LocalFunctionRuntime implements FunctionRuntime {
     }
     if (res.status >= 500) throw new FunctionUnavailableError(await errorText(res));
     if (!res.ok || !res.body) throw new Error(`function runtime answered ${res.status}: ${await errorText(res)}`);
-    let ended = false;
     try {
-      for await (const event of decodeEvents(res.body)) {
-        if (event.type !== 'progress') ended = true;
-        yield event;
-      }
+      yield* invokeEvents(decodeEvents(res.body));
     } catch (err) {
       if (options.signal.aborted) throw err;
-      throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${(err as Error).message}`);
-    }
-    if (!ended && !options.signal.aborted) {
-      throw new FunctionUnavailableError(`invoke stream of ${functionName} ended without a result`);
+      throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`);
     }
   }
 

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
+import { AGENT_PATHS, type AgentHealth } from '../../../protocol/agent-http.js';
 import { logsDir } from '../../object-store/local-paths.js';
-import { resourceEnv } from '../instance-env.js';
+import { localInstanceEnv } from '../instance-env.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
 import { isAlive, isInstanceProcess, signalGroup, stopGroup } from './processes.js';
 import { type FunctionEntry, type InstanceRecord, RuntimeState } from './state.js';
@@ -68,8 +69,10 @@ interface Health {
 
 async function health(port: number): Promise<Health | undefined> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
-    const body = (await res.json().catch(() => ({}))) as { instanceId?: string };
+    const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATHS.healthz}`, {
+      signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS),
+    });
+    const body = (await res.json().catch(() => ({}))) as Partial<AgentHealth>;
     return { status: res.status, instanceId: body.instanceId };
   } catch {
     return undefined;
@@ -77,7 +80,7 @@ async function health(port: number): Promise<Health | undefined> {
 }
 
 async function initialize(port: number, timeoutMs: number): Promise<void> {
-  const res = await fetch(`http://127.0.0.1:${port}/initialize`, {
+  const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATHS.initialize}`, {
     method: 'POST',
     signal: AbortSignal.timeout(Math.max(timeoutMs, 1)),
   });
@@ -471,7 +474,6 @@ export class InstancePool {
   private launch(instance: Instance, fn: FunctionEntry): void {
     const logFile = join(this.instanceLogDir, `${instance.id}.log`);
     const fd = openSync(logFile, 'a');
-    const extraEnv = fn.resources.env;
     let child: ChildProcess;
     try {
       child = spawn(process.execPath, [CLI, 'agent'], {
@@ -479,16 +481,7 @@ export class InstancePool {
         // runtime whose launcher is gone stops them: see `serve` in cli/main.ts).
         detached: true,
         stdio: ['ignore', fd, fd],
-        env: {
-          ...process.env,
-          SDFLOW_AGENT_PORT: String(instance.port),
-          SD_MODEL: fn.model,
-          SDFLOW_INSTANCE_ID: instance.id,
-          SDFLOW_FUNCTION_NAME: fn.functionName,
-          // WebUI launch arguments (for an agent that starts a real WebUI) and the function's WebUI settings.
-          ...resourceEnv(fn.resources),
-          ...(typeof extraEnv === 'object' && extraEnv !== null ? (extraEnv as Record<string, string>) : {}),
-        },
+        env: localInstanceEnv(process.env, { ...fn, id: instance.id, port: instance.port }, this.o.dataDir),
       });
     } finally {
       closeSync(fd);

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { sleep } from '../../../http-util.js';
+import { INSTANCE_ENV } from '../../../protocol/instance-env.js';
 
 // Process-group helpers for instances. Each instance (agent + its simulator) runs in its own process group whose id
 // is the agent's pid. Re-adopted instances are not our children, so their death is seen through /proc or signal 0;
@@ -37,7 +38,9 @@ export function isAlive(pid: number): boolean {
 export function isInstanceProcess(pid: number, instanceId: string): boolean {
   if (!hasProc) return true;
   try {
-    return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`SDFLOW_INSTANCE_ID=${instanceId}`);
+    return readFileSync(`/proc/${pid}/environ`, 'latin1')
+      .split('\0')
+      .includes(`${INSTANCE_ENV.instanceId}=${instanceId}`);
   } catch {
     return false;
   }

@@ -1,24 +1,30 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { RuntimeConfig } from '../../../config/index.js';
+import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../../../http-util.js';
+import type { Logger } from '../../../logging.js';
+import { AGENT_PATHS, sdPassthroughPath } from '../../../protocol/agent-http.js';
 import {
   type AgentEvent,
   decodeEvents,
+  type ErrorEvent,
   encodeEvent,
+  invokeEvents,
   NDJSON_CONTENT_TYPE,
   startingEvent,
-} from '../../../gpu-agent/protocol.js';
-import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../../../http-util.js';
-import type { Logger } from '../../../logging.js';
+} from '../../../protocol/events.js';
 import { isFunctionName } from '../naming.js';
 import { FunctionNotFoundError } from '../port.js';
 import { RUNTIME_ERROR_HEADER } from './client.js';
 import { type Instance, InstancePool } from './pool.js';
 
-// `sdflow runtime`: the local stand-in for FC and the single owner of local instances (DESIGN.md section 7). It
-// manages functions over HTTP and routes each invoke to an instance of its own, streaming the agent's events back.
+// `sdflow runtime`: the local stand-in for FC and the single owner of local instances. It manages functions over HTTP
+// and routes each invoke to an instance of its own, streaming the agent's events back.
 
 const STARTING_EVERY_MS = 1000;
+
+/** The runtime's own retryable failure of an invoke. */
+const failure = (message: string): ErrorEvent => ({ type: 'error', kind: 'internal', message, retryable: true });
 
 // Resources the local runtime applies: env and extraArgs (instance environment), timeout (seconds, a cap on one
 // request), maxInstances and keepAliveS. The rest (image, cpu, memory, GPU, VPC, NAS, OSS mounts) is recorded in
@@ -100,17 +106,9 @@ export async function startRuntime(
     sendJson(res, created ? 201 : 200, pool.describe(name));
   }
 
-  /** Takes an instance for one request; writes `starting` events meanwhile when `heartbeat` is given. */
-  async function takeInstance(name: string, gone: AbortSignal, heartbeat?: () => void): Promise<Instance> {
-    const ready = pool.tryAcquire(name);
-    if (ready) return ready;
-    heartbeat?.();
-    const timer = heartbeat ? setInterval(heartbeat, STARTING_EVERY_MS) : undefined;
-    try {
-      return await pool.acquire(name, gone);
-    } finally {
-      clearInterval(timer);
-    }
+  /** Takes an instance for one passthrough request. */
+  async function takeInstance(name: string, gone: AbortSignal): Promise<Instance> {
+    return pool.tryAcquire(name) ?? (await pool.acquire(name, gone));
   }
 
   async function invoke(name: string, req: IncomingMessage, res: ServerResponse) {
@@ -122,122 +120,129 @@ export async function startRuntime(
     });
     res.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
     res.flushHeaders();
-    // Exactly one result or error event ends the stream: a timeout firing as the result arrives adds nothing.
-    let ended = false;
-    const write = (event: AgentEvent) => {
-      if (ended || res.writableEnded || res.destroyed) return;
-      if (event.type !== 'progress') ended = true;
-      res.write(encodeEvent(event));
-    };
-    const fail = (message: string) => write({ type: 'error', kind: 'internal', message, retryable: true });
+    try {
+      for await (const event of invokeEvents(invokeOnInstance(name, body, gone.signal))) {
+        if (!res.destroyed) res.write(encodeEvent(event));
+      }
+    } catch (err) {
+      if (!gone.signal.aborted) logger.warn({ functionName: name, err: errorMessage(err) }, 'invoke stream cut short');
+    } finally {
+      res.end();
+    }
+  }
 
+  /**
+   * One invoke's events: `starting` while it waits for an instance, then the instance's agent's, or the runtime's
+   * own error when no instance could take it, when it ran past the function's timeout, or when its stream broke.
+   */
+  async function* invokeOnInstance(name: string, body: Buffer, gone: AbortSignal): AsyncGenerator<AgentEvent> {
     let instance: Instance;
     try {
-      instance = await takeInstance(name, gone.signal, () => write(startingEvent()));
+      instance = yield* waitForInstance(name, gone);
     } catch (err) {
-      if (!gone.signal.aborted) {
-        if (err instanceof FunctionNotFoundError) {
-          // Deleted while the request waited for an instance: a retry finds it missing and recreates it.
-          write({
-            type: 'error',
-            kind: 'not_found',
-            message: `${err.message} (deleted while the request waited for an instance)`,
-            retryable: true,
-          });
-        } else fail(errorMessage(err));
-      }
-      res.end();
+      if (gone.aborted) return;
+      if (err instanceof FunctionNotFoundError) {
+        // Deleted while the request waited for an instance: a retry finds it missing and recreates it.
+        yield {
+          type: 'error',
+          kind: 'not_found',
+          message: `${err.message} (deleted while the request waited for an instance)`,
+          retryable: true,
+        };
+      } else yield failure(errorMessage(err));
       return;
     }
     const log = logger.child({ functionName: name, instanceId: instance.id });
     // The function's timeout caps the request on its instance; closing the agent's connection interrupts SD.
     const overtime = new AbortController();
     const timeoutS = pool.timeoutS(name);
-    const timer =
-      timeoutS === undefined
-        ? undefined
-        : setTimeout(() => {
-            if (ended) return;
-            log.warn({ timeoutS }, 'invoke ran longer than the function timeout; ending it');
-            write({
-              type: 'error',
-              kind: 'deadline',
-              message: `the request ran longer than the function's timeout of ${timeoutS}s`,
-              retryable: true,
-            });
-            overtime.abort();
-          }, timeoutS * 1000);
+    const timer = timeoutS === undefined ? undefined : setTimeout(() => overtime.abort(), timeoutS * 1000);
+    let reusable = true;
     try {
-      const broken = await pipeInvoke(instance, body, write, AbortSignal.any([gone.signal, overtime.signal]));
-      if (broken) {
-        const exit = await pool.exitOf(instance, 1000);
-        const detail = exit ? `${broken} (the instance exited: ${exit})` : broken;
-        log.warn({ detail }, 'invoke stream broke');
-        fail(`instance ${instance.id} failed mid-request: ${detail}`);
-        pool.discard(instance);
+      const response = await openInvoke(instance, body, AbortSignal.any([gone, overtime.signal]));
+      yield* invokeEvents(decodeEvents(response));
+    } catch (err) {
+      if (gone.aborted) {
+        log.info('invoke cancelled by the client; upstream request closed');
+      } else if (overtime.signal.aborted) {
+        log.warn({ timeoutS }, 'invoke ran longer than the function timeout; ending it');
+        yield {
+          type: 'error',
+          kind: 'deadline',
+          message: `the request ran longer than the function's timeout of ${timeoutS}s`,
+          retryable: true,
+        };
       } else {
-        if (gone.signal.aborted) log.info('invoke cancelled by the client; upstream request closed');
-        pool.release(instance);
+        // An instance that broke a stream is not trusted with another.
+        reusable = false;
+        const exit = await pool.exitOf(instance, 1000);
+        const detail = exit ? `${errorMessage(err)} (the instance exited: ${exit})` : errorMessage(err);
+        log.warn({ detail }, 'invoke stream broke');
+        yield failure(`instance ${instance.id} failed mid-request: ${detail}`);
       }
     } finally {
       clearTimeout(timer);
-      res.end();
+      if (reusable) pool.release(instance);
+      else pool.discard(instance);
+    }
+  }
+
+  /** Takes an instance of the function, with a `starting` event at once and every second until one is free. */
+  async function* waitForInstance(name: string, gone: AbortSignal): AsyncGenerator<AgentEvent, Instance> {
+    const ready = pool.tryAcquire(name);
+    if (ready) return ready;
+    const acquiring = pool.acquire(name, gone);
+    // Rejections are taken below; this keeps one that lands while a `starting` event is out from being unhandled.
+    acquiring.catch(() => {});
+    for (;;) {
+      yield startingEvent();
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), STARTING_EVERY_MS);
+      });
+      try {
+        const instance = await Promise.race([acquiring, tick]);
+        if (instance) return instance;
+      } finally {
+        clearTimeout(timer);
+      }
     }
   }
 
   /**
-   * Sends the invoke to the instance and relays its events. Resolves to a description of what broke when the stream
-   * ended without a result or error event (and the client did not go away), else undefined.
+   * POSTs the invoke to the instance's agent: its 200 answer, whose body is the event stream. Aborting `signal` closes
+   * the connection, which the agent takes as a cancel.
    */
-  function pipeInvoke(
-    instance: Instance,
-    body: Buffer,
-    write: (event: AgentEvent) => void,
-    gone: AbortSignal,
-  ): Promise<string | undefined> {
-    if (gone.aborted) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      let settled = false;
-      const finish = (broken: string | undefined) => {
-        if (settled) return;
-        settled = true;
-        gone.removeEventListener('abort', onGone);
-        resolve(gone.aborted ? undefined : broken);
-      };
-      // Closing the upstream connection is the cancel the agent acts on.
-      const onGone = () => {
-        upstream.destroy();
-        finish(undefined);
-      };
+  function openInvoke(instance: Instance, body: Buffer, signal: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
       const upstream = httpRequest({
         host: '127.0.0.1',
         port: instance.port,
-        path: '/invoke',
+        path: AGENT_PATHS.invoke,
         method: 'POST',
         agent: false,
         headers: { 'content-type': 'application/json', 'content-length': body.length },
       });
-      gone.addEventListener('abort', onGone, { once: true });
-      upstream.on('error', (err) => finish(errorMessage(err)));
+      const close = () => upstream.destroy(signal.reason);
+      signal.addEventListener('abort', close, { once: true });
+      upstream.on('close', () => signal.removeEventListener('abort', close));
+      upstream.on('error', reject);
       upstream.on('response', (response) => {
-        void (async () => {
-          if (response.statusCode !== 200) {
-            const chunks: Buffer[] = [];
-            for await (const chunk of response) chunks.push(chunk as Buffer);
-            finish(`agent answered ${response.statusCode}: ${Buffer.concat(chunks).toString('utf8').slice(0, 300)}`);
-            return;
-          }
-          let ended = false;
-          try {
-            for await (const event of decodeEvents(response)) {
-              write(event);
-              if (event.type !== 'progress') ended = true;
-            }
-            finish(ended ? undefined : 'the agent closed the stream without a result');
-          } catch (err) {
-            finish(ended ? undefined : errorMessage(err));
-          }
-        })();
+        if (response.statusCode === 200) {
+          resolve(response);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8').slice(0, 300);
+          reject(new Error(`agent answered ${response.statusCode}: ${text}`));
+        });
       });
       upstream.end(body);
     });
@@ -273,7 +278,7 @@ export async function startRuntime(
           {
             host: '127.0.0.1',
             port: instance.port,
-            path: `/sd${rest}`,
+            path: sdPassthroughPath(rest),
             method: req.method,
             agent: false,
             headers: {

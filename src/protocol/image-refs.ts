@@ -1,3 +1,4 @@
+import { isJsonObject } from '../json.js';
 import type { SdParams, TaskKind } from '../types.js';
 
 // Image references in A1111 bodies. The API's claim check and the agent both walk the same fields with
@@ -12,6 +13,9 @@ export type ImageRef =
 const MAX_KEY_LENGTH = 1024;
 const DATA_URL = /^data:image\/[A-Za-z0-9.+-]+;base64,/;
 const BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
+
+/** The image's bytes, from base64 or a data URL (as some SD front-ends and forks send and answer images). */
+export const imageBytes = (value: string): Buffer => Buffer.from(value.replace(DATA_URL, ''), 'base64');
 
 /** Leading bytes of the image formats SD front-ends send. */
 const SIGNATURES: readonly (readonly number[])[] = [
@@ -72,14 +76,12 @@ const UNIT_IMAGE_FIELDS = ['image', 'mask', 'input_image', 'mask_image'] as cons
 /** Receives each image reference with the field it sits in (e.g. `init_images[0]`) and returns its replacement. */
 export type ImageRefMapper = (value: string, field: string) => string | Promise<string>;
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 async function mapUnit(unit: Record<string, unknown>, field: string, fn: ImageRefMapper) {
   const out: Record<string, unknown> = { ...unit };
   for (const name of UNIT_IMAGE_FIELDS) {
     const value = unit[name];
     if (typeof value === 'string' && value !== '') out[name] = await fn(value, `${field}.${name}`);
-    else if (isRecord(value)) out[name] = await mapUnit(value, `${field}.${name}`, fn);
+    else if (isJsonObject(value)) out[name] = await mapUnit(value, `${field}.${name}`, fn);
   }
   return out;
 }
@@ -101,10 +103,10 @@ export async function mapImageRefs(kind: TaskKind, params: SdParams, fn: ImageRe
     );
   }
   if (typeof params.mask === 'string' && params.mask !== '') out.mask = await fn(params.mask, 'mask');
-  if (isRecord(params.alwayson_scripts)) {
+  if (isJsonObject(params.alwayson_scripts)) {
     const scripts: Record<string, unknown> = {};
     for (const [name, script] of Object.entries(params.alwayson_scripts)) {
-      if (!isRecord(script) || !Array.isArray(script.args)) {
+      if (!isJsonObject(script) || !Array.isArray(script.args)) {
         scripts[name] = script;
         continue;
       }
@@ -112,7 +114,7 @@ export async function mapImageRefs(kind: TaskKind, params: SdParams, fn: ImageRe
         script.args.map((arg, i) => {
           const field = `alwayson_scripts.${name}.args[${i}]`;
           if (typeof arg === 'string') return isScriptImageArg(arg) ? fn(arg, field) : arg;
-          return isRecord(arg) ? mapUnit(arg, field, fn) : arg;
+          return isJsonObject(arg) ? mapUnit(arg, field, fn) : arg;
         }),
       );
       scripts[name] = { ...script, args };
