@@ -13,11 +13,19 @@ export async function waitForWorkflow(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<WorkflowWait> {
-  const stop = AbortSignal.any(signal ? [AbortSignal.timeout(timeoutMs), signal] : [AbortSignal.timeout(timeoutMs)]);
+  // A controller and a plain timer, held here until the wait ends: a signal composed with AbortSignal.any() from
+  // AbortSignal.timeout() can be collected before it fires, and the wait would then never time out.
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), timeoutMs);
+  const onAbort = () => stop.abort();
+  signal?.addEventListener('abort', onAbort);
   try {
-    await temporal.connection.withAbortSignal(stop, () => temporal.workflow.getHandle(workflowId).result());
+    await temporal.connection.withAbortSignal(stop.signal, () => temporal.workflow.getHandle(workflowId).result());
     return { closed: true };
   } catch (failure) {
-    return stop.aborted ? { closed: false } : { closed: true, failure };
+    return stop.signal.aborted ? { closed: false } : { closed: true, failure };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
 }
