@@ -1,9 +1,9 @@
 import type { Config } from '../config/index.js';
 import { createLogger } from '../logging.js';
-import { FcFunctionRuntime } from './functions/fc.js';
+import { FcFunctionRuntime } from './functions/fc/runtime.js';
 import { LocalFunctionRuntime } from './functions/local/client.js';
 import type { FunctionRuntime } from './functions/port.js';
-import { StaticPoolRuntime } from './functions/static.js';
+import { StaticPoolRuntime } from './functions/static/runtime.js';
 import type { MetaStore } from './meta-store/port.js';
 import { SqliteMetaStore } from './meta-store/sqlite.js';
 import { TablestoreMetaStore } from './meta-store/tablestore.js';

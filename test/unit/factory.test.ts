@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { FcFunctionRuntime } from '../../src/platform/functions/fc.js';
+import { FcFunctionRuntime } from '../../src/platform/functions/fc/runtime.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';

@@ -1,4 +1,4 @@
-import { type RetryPolicy, retrying } from '../retry.js';
+import { type RetryPolicy, retrying } from '../../retry.js';
 
 // How the FC adapter tells a failure worth retrying from one to report, and how it retries. The FC SDK (through
 // @alicloud/openapi-core) throws, for an answer of 4xx/5xx, a ClientError, ServerError or ThrottlingError carrying
