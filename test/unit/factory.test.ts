@@ -6,8 +6,8 @@ import { loadConfig } from '../../src/config/index.js';
 import { FcFunctionRuntime } from '../../src/platform/functions/fc/runtime.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../../src/platform/index.js';
-import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
-import { TablestoreMetaStore } from '../../src/platform/meta-store/tablestore.js';
+import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite/store.js';
+import { TablestoreMetaStore } from '../../src/platform/meta-store/tablestore/store.js';
 import { LocalObjectStore } from '../../src/platform/object-store/local.js';
 import { OssObjectStore } from '../../src/platform/object-store/oss.js';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import TableStore from 'tablestore';
-import { ConfigError, type TablestoreConfig } from '../../config/index.js';
-import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../types.js';
-import type { ModelType } from '../object-store/keys.js';
-import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from './cursor.js';
+import { ConfigError, type TablestoreConfig } from '../../../config/index.js';
+import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
+import type { ModelType } from '../../object-store/keys.js';
+import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
 import type {
   FunctionRecord,
   MetaStore,
@@ -15,9 +15,9 @@ import type {
   TaskQuery,
   TaskRecord,
   UserOptions,
-} from './port.js';
-import { insertedTask } from './port.js';
-import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './tablestore-client.js';
+} from '../port.js';
+import { insertedTask } from '../port.js';
+import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './client.js';
 import {
   attributeColumns,
   type Columns,
@@ -43,9 +43,9 @@ import {
   userOptionsFromColumns,
   userOptionsKey,
   writeIdOf,
-} from './tablestore-rows.js';
+} from './rows.js';
 
-export { MetaStoreError } from './tablestore-client.js';
+export { MetaStoreError } from './client.js';
 
 // The meta store on Alibaba Tablestore, through the official `tablestore` SDK. It behaves as SqliteMetaStore does.
 //

@@ -1,7 +1,7 @@
 import TableStore from 'tablestore';
-import type { ErrorKind, TaskKind, TaskStatus } from '../../types.js';
-import type { ModelType } from '../object-store/keys.js';
-import type { FunctionRecord, ModelRecord, ModelStatus, NewTask, TaskFinal, TaskRecord, UserOptions } from './port.js';
+import type { ErrorKind, TaskKind, TaskStatus } from '../../../types.js';
+import type { ModelType } from '../../object-store/keys.js';
+import type { FunctionRecord, ModelRecord, ModelStatus, NewTask, TaskFinal, TaskRecord, UserOptions } from '../port.js';
 
 // How meta-store records map to Tablestore rows, and back. Every row the Tablestore adapter writes or reads goes
 // through here. Times are ISO strings (UTC, milliseconds, so string order is time order, as in SQLite); params,
@@ -18,7 +18,7 @@ export interface TableSchema {
   primaryKey: TableStore.PrimaryKeySchema[];
 }
 
-/** The adapter's tables. task_index is the listing index of tasks (see tablestore.ts). */
+/** The adapter's tables. task_index is the listing index of tasks (see store.ts). */
 export const TABLES = {
   tasks: { name: 'tasks', primaryKey: [{ name: 'taskId', type: 'STRING' }] },
   taskIndex: {
