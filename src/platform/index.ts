@@ -7,9 +7,9 @@ import { StaticPoolRuntime } from './functions/static/runtime.js';
 import type { MetaStore } from './meta-store/port.js';
 import { SqliteMetaStore } from './meta-store/sqlite/store.js';
 import { TablestoreMetaStore } from './meta-store/tablestore/store.js';
-import { LocalObjectStore } from './object-store/local.js';
+import { LocalObjectStore } from './object-store/local/store.js';
 import { metaDbFile, objectsDir } from './object-store/local-paths.js';
-import { OssObjectStore } from './object-store/oss.js';
+import { OssObjectStore } from './object-store/oss/store.js';
 import type { ObjectStore } from './object-store/port.js';
 import { loadUrlSecret } from './object-store/signing.js';
 

@@ -4,10 +4,10 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink, 
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { contentTypeFor } from './content-type.js';
-import { assertSafeKey, ObjectKeyError } from './keys.js';
-import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from './port.js';
-import { signObjectUrl } from './signing.js';
+import { contentTypeFor } from '../content-type.js';
+import { assertSafeKey, ObjectKeyError } from '../keys.js';
+import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from '../port.js';
+import { signObjectUrl } from '../signing.js';
 
 // The object store on the local filesystem: key `a/b/c` is the file `<root>/a/b/c`, so local instances read model
 // files in place. Next to each object the store keeps its own hidden files, all named `.sdflow-…`: temp files of

@@ -1,4 +1,4 @@
-import { type RetryPolicy, retrying } from '../retry.js';
+import { type RetryPolicy, retrying } from '../../retry.js';
 
 // How the OSS adapter tells a failure worth retrying from one to report, and how it retries. ali-oss throws plain
 // Errors: those built from an OSS answer carry `status`, `code` (OSS's error code), `requestId` and `ecCode`; those
