@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import { metaDbFile, objectsDir } from '../data-dir.js';
 import { createLogger } from '../logging.js';
 import { FcFunctionRuntime } from './functions/fc/runtime.js';
 import { LocalFunctionRuntime } from './functions/local/client.js';
@@ -8,7 +9,6 @@ import type { MetaStore } from './meta-store/port.js';
 import { SqliteMetaStore } from './meta-store/sqlite/store.js';
 import { TablestoreMetaStore } from './meta-store/tablestore/store.js';
 import { LocalObjectStore } from './object-store/local/store.js';
-import { metaDbFile, objectsDir } from './object-store/local-paths.js';
 import { OssObjectStore } from './object-store/oss/store.js';
 import type { ObjectStore } from './object-store/port.js';
 import { loadUrlSecret } from './object-store/signing.js';

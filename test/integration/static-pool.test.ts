@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
+import { metaDbFile } from '../../src/data-dir.js';
 import { freePort } from '../../src/http-util.js';
 import { createLogger } from '../../src/logging.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
@@ -14,7 +15,6 @@ import { readPoolFile } from '../../src/platform/functions/static/pool-file.js';
 import { StaticPoolRuntime } from '../../src/platform/functions/static/runtime.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import { objectKeyForModel } from '../../src/platform/object-store/keys.js';
-import { metaDbFile } from '../../src/platform/object-store/local-paths.js';
 import type { AgentEvent } from '../../src/protocol/events.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import {

@@ -2,8 +2,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { StoresConfig } from '../../config/index.js';
+import { urlSecretFile } from '../../data-dir.js';
 import { assertSafeKey } from './keys.js';
-import { urlSecretFile } from './local-paths.js';
 
 // Signed download links of the local object store: `<publicUrl>/files/<key>?expires=<unix s>&signature=<hex>`,
 // where the signature is HMAC-SHA256 over `<key>\n<expires>`. The signature alone authorizes the download.
