@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { logsDir } from '../../../data-dir.js';
+import { instanceLogFile, instanceLogsDir } from '../../../data-dir.js';
 import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { AGENT_PATHS, type AgentHealth } from '../../../protocol/agent-http.js';
@@ -130,7 +129,6 @@ export class InstancePool {
   private readonly instances = new Map<string, Instance>();
   private waiters: Waiter[] = [];
   private readonly state: RuntimeState;
-  private readonly instanceLogDir: string;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
   /** Until the recorded instances are all re-adopted or reaped, the old record stays as it is. */
@@ -138,8 +136,7 @@ export class InstancePool {
 
   constructor(private readonly o: PoolOptions) {
     this.state = new RuntimeState(o.dataDir);
-    this.instanceLogDir = join(logsDir(o.dataDir), 'instances');
-    mkdirSync(this.instanceLogDir, { recursive: true });
+    mkdirSync(instanceLogsDir(o.dataDir), { recursive: true });
   }
 
   /** Loads the recorded functions, then re-adopts or reaps every recorded instance. */
@@ -445,7 +442,7 @@ export class InstancePool {
       else this.pump(fn.functionName);
     } catch (err) {
       const message = `instance ${id} of ${fn.functionName} failed to start: ${errorMessage(err)}`;
-      log.error({ err: errorMessage(err), log: logTail(join(this.instanceLogDir, `${id}.log`)) }, message);
+      log.error({ err: errorMessage(err), log: logTail(instanceLogFile(this.o.dataDir, id)) }, message);
       // One failed spawn fails the oldest waiter, so a broken function cannot hold requests until they time out.
       const waiter = this.waiters.find((w) => w.functionName === fn.functionName);
       if (waiter) {
@@ -472,7 +469,7 @@ export class InstancePool {
   }
 
   private launch(instance: Instance, fn: FunctionEntry): void {
-    const logFile = join(this.instanceLogDir, `${instance.id}.log`);
+    const logFile = instanceLogFile(this.o.dataDir, instance.id);
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
