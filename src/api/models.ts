@@ -8,9 +8,10 @@ import {
 } from '@temporalio/client';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
-import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
-import { type ModelType, ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import { ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
 import type { ObjectInfo, ObjectStore } from '../platform/object-store/port.js';
+import type { ModelRecord, ModelType } from '../records.js';
 import { registrationWorkflowId } from '../temporal.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
 import type { ModelRegistrationInput, modelRegistrationWorkflow } from '../workflows/registration.js';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { isJsonObject } from '../json.js';
-import type { TaskRecord } from '../platform/meta-store/port.js';
 import { objectKeyForInput } from '../platform/object-store/keys.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import type { TaskRecord } from '../records.js';
 import type { ErrorKind, SdParams } from '../types.js';
 import type { Answer } from './answers.js';
 import { badRequest, HttpError } from './errors.js';

@@ -9,8 +9,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { ModelStatus } from '../platform/meta-store/port.js';
-import type { ModelType } from '../platform/object-store/keys.js';
+import type { ModelStatus, ModelType } from '../records.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
 import { failureType } from './failures.js';
 

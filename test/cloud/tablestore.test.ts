@@ -4,7 +4,6 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import { InvalidCursorError } from '../../src/platform/meta-store/cursor.js';
-import type { ModelRecord, NewTask, TaskRecord } from '../../src/platform/meta-store/port.js';
 import { classify, decodeErrorBody } from '../../src/platform/meta-store/tablestore/client.js';
 import {
   attributeColumns,
@@ -25,6 +24,7 @@ import {
   writeIdOf,
 } from '../../src/platform/meta-store/tablestore/rows.js';
 import { MetaStoreError, TablestoreMetaStore } from '../../src/platform/meta-store/tablestore/store.js';
+import type { ModelRecord, NewTask, TaskRecord } from '../../src/records.js';
 import { FAULTS, signature, stringToSign, TablestoreFake } from './fakes/tablestore-fake.js';
 
 // The Tablestore meta store, with the official `tablestore` SDK, against a local Tablestore fake that decodes the

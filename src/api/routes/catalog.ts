@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import type { RouterContext } from '@koa/router';
 import { z } from 'zod';
 import type { MetaStore } from '../../platform/meta-store/port.js';
-import { MODEL_TYPES } from '../../platform/object-store/keys.js';
+import { MODEL_TYPES } from '../../records.js';
 import { notFound } from '../errors.js';
 import { modelView } from '../models.js';
 

@@ -3,7 +3,7 @@ import { unknownOptionKeys } from '../../a1111/options.js';
 import { errorMessage } from '../../http-util.js';
 import { functionNameFor, isFunctionName } from '../../platform/functions/naming.js';
 import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/functions/port.js';
-import type { FunctionRecord } from '../../platform/meta-store/port.js';
+import type { FunctionRecord } from '../../records.js';
 import type { ApiDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
 import { stripTitleHash } from '../checkpoints.js';

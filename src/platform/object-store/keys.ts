@@ -1,7 +1,6 @@
-// The one module that owns the object-key layout (DESIGN.md section 5).
+import type { ModelType } from '../../records.js';
 
-export type ModelType = 'stableDiffusion' | 'sdVae' | 'lora' | 'controlNet';
-export const MODEL_TYPES: readonly ModelType[] = ['stableDiffusion', 'sdVae', 'lora', 'controlNet'];
+// The one module that owns the object-key layout (DESIGN.md section 5).
 
 /** `images/<user>/<taskId>_<n>.png`, n from 1. */
 export function objectKeyForOutput(user: string, taskId: string, n: number): string {

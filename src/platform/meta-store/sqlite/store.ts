@@ -1,22 +1,20 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../../types.js';
-import type { ModelType } from '../../object-store/keys.js';
-import { decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
 import type {
   FunctionRecord,
-  MetaStore,
   ModelRecord,
   ModelStatus,
+  ModelType,
   NewTask,
-  Page,
   TaskFinal,
-  TaskQuery,
   TaskRecord,
   UserOptions,
-} from '../port.js';
-import { insertedTask } from '../port.js';
+} from '../../../records.js';
+import { insertedTask } from '../../../records.js';
+import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../../types.js';
+import { decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
+import type { MetaStore, Page, TaskQuery } from '../port.js';
 
 // The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
 // connection runs in WAL mode with a busy timeout, and every write that must be atomic is one statement or an

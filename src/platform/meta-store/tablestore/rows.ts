@@ -1,7 +1,15 @@
 import TableStore from 'tablestore';
+import type {
+  FunctionRecord,
+  ModelRecord,
+  ModelStatus,
+  ModelType,
+  NewTask,
+  TaskFinal,
+  TaskRecord,
+  UserOptions,
+} from '../../../records.js';
 import type { ErrorKind, TaskKind, TaskStatus } from '../../../types.js';
-import type { ModelType } from '../../object-store/keys.js';
-import type { FunctionRecord, ModelRecord, ModelStatus, NewTask, TaskFinal, TaskRecord, UserOptions } from '../port.js';
 
 // How meta-store records map to Tablestore rows, and back. Every row the Tablestore adapter writes or reads goes
 // through here. Times are ISO strings (UTC, milliseconds, so string order is time order, as in SQLite); params,

@@ -1,22 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import TableStore from 'tablestore';
 import { ConfigError, type TablestoreConfig } from '../../../config/index.js';
-import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
-import type { ModelType } from '../../object-store/keys.js';
-import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
 import type {
   FunctionRecord,
-  MetaStore,
   ModelRecord,
   ModelStatus,
+  ModelType,
   NewTask,
-  Page,
   TaskFinal,
-  TaskQuery,
   TaskRecord,
   UserOptions,
-} from '../port.js';
-import { insertedTask } from '../port.js';
+} from '../../../records.js';
+import { insertedTask } from '../../../records.js';
+import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
+import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
+import type { MetaStore, Page, TaskQuery } from '../port.js';
 import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './client.js';
 import {
   attributeColumns,
