@@ -13,7 +13,7 @@ import type {
 } from '../../../records.js';
 import { insertedTask } from '../../../records.js';
 import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
-import { type CursorPosition, decodeCursor, encodeCursor, pageLimit } from '../cursor.js';
+import { type CursorPosition, decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
 import type { MetaStore, Page, TaskQuery } from '../port.js';
 import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './client.js';
 import {
@@ -89,13 +89,6 @@ function leftStatuses(status: TaskStatus): TaskStatus[] {
   if (status === 'waiting') return [];
   if (status === 'running') return ['waiting'];
   return ['waiting', 'running', ...FINAL_STATUSES.filter((s) => s !== status)];
-}
-
-/** Normalizes an instant to the stored form (ISO, UTC, milliseconds), so string comparison is time order. */
-function isoInstant(value: string): string {
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new RangeError(`not a valid instant: ${JSON.stringify(value)}`);
-  return new Date(ms).toISOString();
 }
 
 const now = () => new Date().toISOString();
