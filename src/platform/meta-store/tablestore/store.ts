@@ -15,12 +15,8 @@ import { insertedTask } from '../../../records.js';
 import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
 import { type CursorPosition, decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
 import type { MetaStore, Page, TaskQuery } from '../port.js';
-import { type Failure, isConditionFailure, MetaStoreError, rowFailure, TablestoreCaller } from './client.js';
+import { isConditionFailure, MetaStoreError, TablestoreCaller } from './client.js';
 import {
-  attributeColumns,
-  type Columns,
-  type ColumnUpdate,
-  columnsOf,
   finalUpdate,
   functionColumns,
   functionFromColumns,
@@ -33,23 +29,19 @@ import {
   scopeKey,
   statusScopes,
   TABLES,
-  type TableSchema,
   taskFromColumns,
   taskScopes,
-  updateOf,
   userOptionsColumns,
   userOptionsFromColumns,
   userOptionsKey,
   writeIdOf,
 } from './rows.js';
+import { allOf, anyOf, BATCH_GET_LIMIT, condition, conditionally, equals, type PrimaryKey, Tables } from './tables.js';
 
 export { MetaStoreError } from './client.js';
 
-// The meta store on Alibaba Tablestore, through the official `tablestore` SDK. It behaves as SqliteMetaStore does.
-//
-// Tables (names carry the configured prefix, which by default carries the deployment id, so deployments sharing an
-// instance never see each other's rows) are created on first use, once per process: a replica that loses the race
-// to create one takes "already exists" as success, and every table is awaited until it reports itself active.
+// The meta store on Alibaba Tablestore, through the official `tablestore` SDK and the row operations of tables.ts.
+// It behaves as SqliteMetaStore does.
 //
 // Listing. Tablestore reads a plain table only by primary key (GetRow, GetRange), and listTasks filters by user and
 // by status, newest first. The tasks are listed through `task_index`, a table of pointer rows keyed
@@ -70,19 +62,12 @@ export { MetaStoreError } from './client.js';
 // there; the rows carry the id of the write that made them, so the insert recognizes its own row and reports it
 // inserted. Idempotency keys are rows keyed (user, idempotencyKey), claimed with EXPECT_NOT_EXIST before the task row.
 
-const TABLE_POLL_MS = 200;
 const DEFAULT_TABLE_READY_TIMEOUT_MS = 60_000;
-/** Tablestore's limits on rows per batch. */
-const BATCH_GET_LIMIT = 100;
-const BATCH_WRITE_LIMIT = 200;
 /** How often a conditional write is retried when rivals keep changing the row under it. */
 const CONTENTION_ROUNDS = 20;
 /** How long an insert waits for a concurrent insert holding the same idempotency key to write its task row. */
 const CLAIM_WAIT_MS = 1000;
 const CLAIM_POLL_MS = 100;
-/** Tablestore's TableStatus ACTIVE, and PrimaryKeyType by number. */
-const TABLE_ACTIVE = 1;
-const PK_TYPES: Record<number, string> = { 1: 'INTEGER', 2: 'STRING', 3: 'BINARY' };
 
 /** Statuses a task at `status` has left for good: their status pointers can go. */
 function leftStatuses(status: TaskStatus): TaskStatus[] {
@@ -93,21 +78,6 @@ function leftStatuses(status: TaskStatus): TaskStatus[] {
 
 const now = () => new Date().toISOString();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-const condition = (existence: keyof typeof TableStore.RowExistenceExpectation, column?: TableStore.ColumnCondition) =>
-  new TableStore.Condition(TableStore.RowExistenceExpectation[existence], column ?? null);
-
-/** `name == value`; a row without the column fails it. */
-const equals = (name: string, value: string) =>
-  new TableStore.SingleColumnCondition(name, value, TableStore.ComparatorType.EQUAL, false);
-
-function combine(operator: number, conditions: TableStore.ColumnCondition[]): TableStore.ColumnCondition {
-  const composite = new TableStore.CompositeCondition(operator);
-  for (const c of conditions) composite.addSubCondition(c);
-  return composite;
-}
-const allOf = (...conditions: TableStore.ColumnCondition[]) => combine(TableStore.LogicalOperator.AND, conditions);
-const anyOf = (...conditions: TableStore.ColumnCondition[]) => combine(TableStore.LogicalOperator.OR, conditions);
 
 /** A listing's exclusive upper bound in (createdAt, taskId) order; a null taskId sorts before every taskId. */
 interface Bound {
@@ -154,9 +124,6 @@ async function* mergeNewestFirst(streams: AsyncGenerator<IndexEntry>[]): AsyncGe
   }
 }
 
-type PrimaryKey = TableStore.PrimaryKeyInput;
-type BatchChange = { schema: TableSchema; row: TableStore.BatchWriteRowChange };
-
 /** Test knobs; production uses the defaults. */
 export interface TablestoreTuning {
   retryBaseMs?: number;
@@ -165,13 +132,9 @@ export interface TablestoreTuning {
 }
 
 export class TablestoreMetaStore implements MetaStore {
-  private readonly caller: TablestoreCaller;
-  private readonly prefix: string;
-  private readonly tableReadyTimeoutMs: number;
+  private readonly tables: Tables;
   /** An idempotency claim whose task row is still missing after this long belongs to an insert that gave up. */
   private readonly claimGraceMs: number;
-  private tablesReady: Promise<void> | undefined;
-  private closed = false;
 
   constructor(tablestore: TablestoreConfig, tuning: TablestoreTuning = {}) {
     const { credentials } = tablestore;
@@ -191,7 +154,7 @@ export class TablestoreMetaStore implements MetaStore {
     const retryBaseMs = tuning.retryBaseMs ?? 100;
     const retryMaxMs = tuning.retryMaxMs ?? 3000;
     const timeoutMs = tablestore.timeoutS * 1000;
-    this.caller = new TablestoreCaller({
+    const caller = new TablestoreCaller({
       endpoint: tablestore.endpoint,
       instance: tablestore.instance,
       accessKeyId: credentials.accessKeyId,
@@ -202,8 +165,11 @@ export class TablestoreMetaStore implements MetaStore {
       retryBaseMs,
       retryMaxMs,
     });
-    this.prefix = tablestore.tablePrefix;
-    this.tableReadyTimeoutMs = tuning.tableReadyTimeoutMs ?? DEFAULT_TABLE_READY_TIMEOUT_MS;
+    this.tables = new Tables(
+      caller,
+      tablestore.tablePrefix,
+      tuning.tableReadyTimeoutMs ?? DEFAULT_TABLE_READY_TIMEOUT_MS,
+    );
     // Twice the longest an insert's own write can keep retrying, so a claim is never taken from a live insert.
     this.claimGraceMs = 2 * tablestore.maxAttempts * (timeoutMs + retryMaxMs);
   }
@@ -228,8 +194,8 @@ export class TablestoreMetaStore implements MetaStore {
 
     let written: boolean;
     try {
-      written = await this.conditionally(() =>
-        this.putRow(
+      written = await conditionally(() =>
+        this.tables.putRow(
           TABLES.tasks,
           [{ taskId: task.taskId }],
           newTaskColumns(task, createdAt, writeId),
@@ -243,7 +209,7 @@ export class TablestoreMetaStore implements MetaStore {
     }
     if (written) return insertedTask(task, createdAt);
 
-    const stored = await this.getRow(TABLES.tasks, [{ taskId: task.taskId }]);
+    const stored = await this.tables.getRow(TABLES.tasks, [{ taskId: task.taskId }]);
     // Our own row, written by an attempt whose response was lost.
     if (stored && writeIdOf(stored) === writeId) return insertedTask(task, createdAt);
     if (claim) await this.releaseIdempotencyKey(claim);
@@ -252,12 +218,12 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   async getTask(taskId: string): Promise<TaskRecord | null> {
-    const row = await this.getRow(TABLES.tasks, [{ taskId }]);
+    const row = await this.tables.getRow(TABLES.tasks, [{ taskId }]);
     return row ? taskFromColumns(row) : null;
   }
 
   async findTaskByIdempotencyKey(user: string, idempotencyKey: string): Promise<TaskRecord | null> {
-    const claim = await this.getRow(TABLES.idempotency, [{ user }, { idempotencyKey }]);
+    const claim = await this.tables.getRow(TABLES.idempotency, [{ user }, { idempotencyKey }]);
     if (!claim || typeof claim.taskId !== 'string') return null;
     const task = await this.getTask(claim.taskId);
     // The claim names the task only once that task's row is there and carries the key.
@@ -268,8 +234,8 @@ export class TablestoreMetaStore implements MetaStore {
     const task = await this.getTask(taskId);
     if (task?.status !== 'waiting') return;
     await this.putPointers(statusScopes(task.user, 'running').map((s) => this.indexKey(s, task.createdAt, taskId)));
-    const moved = await this.conditionally(() =>
-      this.updateRow(
+    const moved = await conditionally(() =>
+      this.tables.updateRow(
         TABLES.tasks,
         [{ taskId }],
         runningUpdate(now()),
@@ -285,8 +251,8 @@ export class TablestoreMetaStore implements MetaStore {
     const task = await this.getTask(taskId);
     if (!task || isFinal(task.status)) return task;
     await this.putPointers(statusScopes(task.user, final.status).map((s) => this.indexKey(s, task.createdAt, taskId)));
-    await this.conditionally(() =>
-      this.updateRow(
+    await conditionally(() =>
+      this.tables.updateRow(
         TABLES.tasks,
         [{ taskId }],
         finalUpdate(final, now()),
@@ -315,7 +281,7 @@ export class TablestoreMetaStore implements MetaStore {
     const items: TaskRecord[] = [];
     let pending: IndexEntry[] = [];
     const check = async () => {
-      const rows = await this.batchGet(
+      const rows = await this.tables.batchGet(
         TABLES.tasks,
         pending.map((e) => [{ taskId: e.taskId }]),
       );
@@ -350,7 +316,7 @@ export class TablestoreMetaStore implements MetaStore {
   // ---- models ----
 
   async putModel(model: ModelRecord): Promise<void> {
-    await this.putRow(TABLES.models, [{ name: model.name }], modelColumns(model), 'IGNORE');
+    await this.tables.putRow(TABLES.models, [{ name: model.name }], modelColumns(model), 'IGNORE');
   }
 
   /** False when a model of that name exists and is not `deleted`; a deleted one is replaced. */
@@ -359,13 +325,13 @@ export class TablestoreMetaStore implements MetaStore {
     const writeId = randomUUID();
     const columns = modelColumns(model, writeId);
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-      if (await this.conditionally(() => this.putRow(TABLES.models, key, columns, 'EXPECT_NOT_EXIST'))) return true;
-      const stored = await this.getRow(TABLES.models, key);
+      if (await conditionally(() => this.tables.putRow(TABLES.models, key, columns, 'EXPECT_NOT_EXIST'))) return true;
+      const stored = await this.tables.getRow(TABLES.models, key);
       if (!stored) continue;
       if (writeIdOf(stored) === writeId) return true;
       if (stored.status !== 'deleted') return false;
-      const replaced = await this.conditionally(() =>
-        this.putRow(TABLES.models, key, columns, condition('EXPECT_EXIST', equals('status', 'deleted'))),
+      const replaced = await conditionally(() =>
+        this.tables.putRow(TABLES.models, key, columns, condition('EXPECT_EXIST', equals('status', 'deleted'))),
       );
       if (replaced) return true;
     }
@@ -373,14 +339,14 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   async getModel(name: string): Promise<ModelRecord | null> {
-    const row = await this.getRow(TABLES.models, [{ name }]);
+    const row = await this.tables.getRow(TABLES.models, [{ name }]);
     return row ? modelFromColumns(row) : null;
   }
 
   async removeModel(name: string, registeredTime: string): Promise<boolean> {
     const key = [{ name }];
     try {
-      await this.deleteRow(
+      await this.tables.deleteRow(
         TABLES.models,
         key,
         condition('EXPECT_EXIST', allOf(equals('registeredTime', registeredTime), equals('status', 'registering'))),
@@ -389,13 +355,13 @@ export class TablestoreMetaStore implements MetaStore {
     } catch (err) {
       if (!isConditionFailure(err)) throw err;
       // An earlier attempt may have removed it before its response was lost.
-      return err.mayHaveApplied && (await this.getRow(TABLES.models, key)) === null;
+      return err.mayHaveApplied && (await this.tables.getRow(TABLES.models, key)) === null;
     }
   }
 
   async listModels(filter: { type?: ModelType; status?: ModelStatus } = {}): Promise<ModelRecord[]> {
     const models: ModelRecord[] = [];
-    for await (const row of this.scanAll(TABLES.models)) {
+    for await (const row of this.tables.scanAll(TABLES.models)) {
       const model = modelFromColumns(row);
       if (filter.type !== undefined && model.type !== filter.type) continue;
       if (filter.status !== undefined && model.status !== filter.status) continue;
@@ -411,10 +377,10 @@ export class TablestoreMetaStore implements MetaStore {
     const key = [{ functionName: fn.functionName }];
     const columns = functionColumns(fn);
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-      if (await this.conditionally(() => this.putRow(TABLES.functions, key, columns, 'EXPECT_NOT_EXIST'))) return;
+      if (await conditionally(() => this.tables.putRow(TABLES.functions, key, columns, 'EXPECT_NOT_EXIST'))) return;
       const { createdAt: _kept, ...update } = columns;
-      const updated = await this.conditionally(() =>
-        this.updateRow(TABLES.functions, key, { put: update, remove: [] }, condition('EXPECT_EXIST')),
+      const updated = await conditionally(() =>
+        this.tables.updateRow(TABLES.functions, key, { put: update, remove: [] }, condition('EXPECT_EXIST')),
       );
       if (updated) return;
     }
@@ -422,18 +388,18 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   async getFunction(functionName: string): Promise<FunctionRecord | null> {
-    const row = await this.getRow(TABLES.functions, [{ functionName }]);
+    const row = await this.tables.getRow(TABLES.functions, [{ functionName }]);
     return row ? functionFromColumns(row) : null;
   }
 
   async listFunctions(): Promise<FunctionRecord[]> {
     const functions: FunctionRecord[] = [];
-    for await (const row of this.scanAll(TABLES.functions)) functions.push(functionFromColumns(row));
+    for await (const row of this.tables.scanAll(TABLES.functions)) functions.push(functionFromColumns(row));
     return functions;
   }
 
   async deleteFunction(functionName: string): Promise<void> {
-    await this.deleteRow(TABLES.functions, [{ functionName }], condition('IGNORE'));
+    await this.tables.deleteRow(TABLES.functions, [{ functionName }], condition('IGNORE'));
   }
 
   // ---- user options ----
@@ -444,10 +410,10 @@ export class TablestoreMetaStore implements MetaStore {
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
       const version = ((await this.latestUserOptions(user))?.version ?? 0) + 1;
       const key = userOptionsKey(user, version);
-      if (await this.conditionally(() => this.putRow(TABLES.userOptions, key, columns, 'EXPECT_NOT_EXIST'))) {
+      if (await conditionally(() => this.tables.putRow(TABLES.userOptions, key, columns, 'EXPECT_NOT_EXIST'))) {
         return version;
       }
-      const stored = await this.getRow(TABLES.userOptions, key);
+      const stored = await this.tables.getRow(TABLES.userOptions, key);
       // Our own row (an attempt whose response was lost), or a concurrent writer took this version: go again.
       if (stored && writeIdOf(stored) === writeId) return version;
     }
@@ -456,7 +422,7 @@ export class TablestoreMetaStore implements MetaStore {
 
   async getUserOptions(user: string, version?: number): Promise<UserOptions | null> {
     if (version === undefined) return this.latestUserOptions(user);
-    const row = await this.getRow(TABLES.userOptions, userOptionsKey(user, version));
+    const row = await this.tables.getRow(TABLES.userOptions, userOptionsKey(user, version));
     return row ? userOptionsFromColumns(row) : null;
   }
 
@@ -471,11 +437,11 @@ export class TablestoreMetaStore implements MetaStore {
     const key = [{ subject }];
     const current = String(window);
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-      const row = await this.getRow(TABLES.rateWindows, key);
+      const row = await this.tables.getRow(TABLES.rateWindows, key);
       if (!row) {
         if (
-          await this.conditionally(() =>
-            this.putRow(TABLES.rateWindows, key, { window: current, hits: '1' }, 'EXPECT_NOT_EXIST'),
+          await conditionally(() =>
+            this.tables.putRow(TABLES.rateWindows, key, { window: current, hits: '1' }, 'EXPECT_NOT_EXIST'),
           )
         ) {
           return 1;
@@ -486,8 +452,8 @@ export class TablestoreMetaStore implements MetaStore {
       const unchanged = allOf(equals('window', String(row.window)), equals('hits', String(row.hits)));
       const update = { put: { window: current, hits: String(hits) }, remove: [] };
       if (
-        await this.conditionally(() =>
-          this.updateRow(TABLES.rateWindows, key, update, condition('EXPECT_EXIST', unchanged)),
+        await conditionally(() =>
+          this.tables.updateRow(TABLES.rateWindows, key, update, condition('EXPECT_EXIST', unchanged)),
         )
       ) {
         return hits;
@@ -506,11 +472,11 @@ export class TablestoreMetaStore implements MetaStore {
   async tryAcquireLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
     const key = [{ resource }];
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-      const row = await this.getRow(TABLES.leases, key);
+      const row = await this.tables.getRow(TABLES.leases, key);
       const nowMs = Date.now();
       const columns = leaseColumns(holder, nowMs + ttlMs);
       if (!row) {
-        if (await this.conditionally(() => this.putRow(TABLES.leases, key, columns, 'EXPECT_NOT_EXIST'))) return true;
+        if (await conditionally(() => this.tables.putRow(TABLES.leases, key, columns, 'EXPECT_NOT_EXIST'))) return true;
         continue;
       }
       const lease = leaseFromColumns(row);
@@ -518,7 +484,9 @@ export class TablestoreMetaStore implements MetaStore {
       const unchanged = allOf(equals('holder', lease.holder), equals('expiresAt', lease.expiresAt));
       const update = { put: columns, remove: [] };
       if (
-        await this.conditionally(() => this.updateRow(TABLES.leases, key, update, condition('EXPECT_EXIST', unchanged)))
+        await conditionally(() =>
+          this.tables.updateRow(TABLES.leases, key, update, condition('EXPECT_EXIST', unchanged)),
+        )
       ) {
         return true;
       }
@@ -530,8 +498,8 @@ export class TablestoreMetaStore implements MetaStore {
   async renewLease(resource: string, holder: string, ttlMs: number): Promise<boolean> {
     const { expiresAt } = leaseColumns(holder, Date.now() + ttlMs);
     // A lost response is harmless: the retried update still finds the row the holder's.
-    return this.conditionally(() =>
-      this.updateRow(
+    return conditionally(() =>
+      this.tables.updateRow(
         TABLES.leases,
         [{ resource }],
         { put: { expiresAt }, remove: [] },
@@ -542,20 +510,20 @@ export class TablestoreMetaStore implements MetaStore {
 
   async releaseLease(resource: string, holder: string): Promise<void> {
     // A failed condition means the row is gone or another holder's: there is nothing of ours to free.
-    await this.conditionally(() =>
-      this.deleteRow(TABLES.leases, [{ resource }], condition('EXPECT_EXIST', equals('holder', holder))),
+    await conditionally(() =>
+      this.tables.deleteRow(TABLES.leases, [{ resource }], condition('EXPECT_EXIST', equals('holder', holder))),
     );
   }
 
   // ---- config ----
 
   async getConfigValue(key: string): Promise<string | null> {
-    const row = await this.getRow(TABLES.config, [{ key }]);
+    const row = await this.tables.getRow(TABLES.config, [{ key }]);
     return typeof row?.value === 'string' ? row.value : null;
   }
 
   async setConfigValueOnce(key: string, value: string): Promise<string> {
-    if (await this.conditionally(() => this.putRow(TABLES.config, [{ key }], { value }, 'EXPECT_NOT_EXIST'))) {
+    if (await conditionally(() => this.tables.putRow(TABLES.config, [{ key }], { value }, 'EXPECT_NOT_EXIST'))) {
       return value;
     }
     // Config rows are never deleted, so the row is there: ours (a lost response), or a concurrent first writer's.
@@ -563,8 +531,7 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.caller.close();
+    this.tables.close();
   }
 
   // ---- idempotency claims ----
@@ -579,10 +546,10 @@ export class TablestoreMetaStore implements MetaStore {
     const columns = { taskId: claim.taskId, writeId: claim.writeId, claimedAt: claim.claimedAt };
     const waitUntil = Date.now() + CLAIM_WAIT_MS;
     for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-      if (await this.conditionally(() => this.putRow(TABLES.idempotency, key, columns, 'EXPECT_NOT_EXIST'))) {
+      if (await conditionally(() => this.tables.putRow(TABLES.idempotency, key, columns, 'EXPECT_NOT_EXIST'))) {
         return true;
       }
-      const holder = await this.getRow(TABLES.idempotency, key);
+      const holder = await this.tables.getRow(TABLES.idempotency, key);
       if (!holder) continue;
       if (writeIdOf(holder) === claim.writeId) return true;
       const task = typeof holder.taskId === 'string' ? await this.getTask(holder.taskId) : null;
@@ -595,8 +562,13 @@ export class TablestoreMetaStore implements MetaStore {
       }
       const holderWriteId = writeIdOf(holder);
       if (holderWriteId === undefined) return false;
-      const taken = await this.conditionally(() =>
-        this.putRow(TABLES.idempotency, key, columns, condition('EXPECT_EXIST', equals('writeId', holderWriteId))),
+      const taken = await conditionally(() =>
+        this.tables.putRow(
+          TABLES.idempotency,
+          key,
+          columns,
+          condition('EXPECT_EXIST', equals('writeId', holderWriteId)),
+        ),
       );
       if (taken) return true;
     }
@@ -609,14 +581,14 @@ export class TablestoreMetaStore implements MetaStore {
 
   /** Whether the key's current claim is for `taskId` and not ours. */
   private async idempotencyHolderIs(claim: Claim, taskId: string): Promise<boolean> {
-    const holder = await this.getRow(TABLES.idempotency, this.claimKey(claim));
+    const holder = await this.tables.getRow(TABLES.idempotency, this.claimKey(claim));
     return holder !== null && holder.taskId === taskId && writeIdOf(holder) !== claim.writeId;
   }
 
   /** Gives the key back, only while the claim is still ours. */
   private async releaseIdempotencyKey(claim: Claim): Promise<void> {
-    await this.conditionally(() =>
-      this.deleteRow(
+    await conditionally(() =>
+      this.tables.deleteRow(
         TABLES.idempotency,
         this.claimKey(claim),
         condition('EXPECT_EXIST', equals('writeId', claim.writeId)),
@@ -631,7 +603,7 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   private async putPointers(keys: PrimaryKey[]): Promise<void> {
-    await this.batchWrite(
+    await this.tables.batchWrite(
       keys.map((primaryKey) => ({
         schema: TABLES.taskIndex,
         row: { type: 'PUT', primaryKey, attributeColumns: [], condition: condition('IGNORE') },
@@ -640,7 +612,7 @@ export class TablestoreMetaStore implements MetaStore {
   }
 
   private async deletePointers(keys: PrimaryKey[]): Promise<void> {
-    await this.batchWrite(
+    await this.tables.batchWrite(
       keys.map((primaryKey) => ({
         schema: TABLES.taskIndex,
         row: { type: 'DELETE', primaryKey, condition: condition('IGNORE') },
@@ -671,7 +643,7 @@ export class TablestoreMetaStore implements MetaStore {
       ? [{ scope }, { createdAt: bound.createdAt }, { taskId: bound.taskId ?? TableStore.INF_MIN }]
       : [{ scope }, { createdAt: TableStore.INF_MAX }, { taskId: TableStore.INF_MAX }];
     const end: PrimaryKey = [{ scope }, { createdAt: TableStore.INF_MIN }, { taskId: TableStore.INF_MIN }];
-    for await (const row of this.scan(TABLES.taskIndex, 'BACKWARD', start, end, chunk)) {
+    for await (const row of this.tables.scan(TABLES.taskIndex, 'BACKWARD', start, end, chunk)) {
       const createdAt = row.createdAt;
       const taskId = row.taskId;
       if (typeof createdAt !== 'string' || typeof taskId !== 'string') continue;
@@ -683,222 +655,10 @@ export class TablestoreMetaStore implements MetaStore {
   private async latestUserOptions(user: string): Promise<UserOptions | null> {
     const start: PrimaryKey = [{ user }, { version: TableStore.INF_MAX }];
     const end: PrimaryKey = [{ user }, { version: TableStore.INF_MIN }];
-    for await (const row of this.scan(TABLES.userOptions, 'BACKWARD', start, end, 1)) {
+    for await (const row of this.tables.scan(TABLES.userOptions, 'BACKWARD', start, end, 1)) {
       return userOptionsFromColumns(row);
     }
     return null;
-  }
-
-  // ---- table operations ----
-
-  private tableName(schema: TableSchema): string {
-    return `${this.prefix}${schema.name}`;
-  }
-
-  /** Runs a conditional write: false when its condition failed, so the write did nothing. */
-  private async conditionally(write: () => Promise<void>): Promise<boolean> {
-    try {
-      await write();
-      return true;
-    } catch (err) {
-      if (isConditionFailure(err)) return false;
-      throw err;
-    }
-  }
-
-  private async getRow(schema: TableSchema, primaryKey: PrimaryKey): Promise<Columns | null> {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    const data = await this.caller.call<{ row: TableStore.RowOutput }>('GetRow', tableName, (client, done) =>
-      client.getRow({ tableName, primaryKey, maxVersions: 1 }, done),
-    );
-    return columnsOf(data.row);
-  }
-
-  private async putRow(
-    schema: TableSchema,
-    primaryKey: PrimaryKey,
-    columns: Columns,
-    expectation: keyof typeof TableStore.RowExistenceExpectation | TableStore.Condition,
-  ): Promise<void> {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    const attributes = attributeColumns(tableName, columns);
-    const rowCondition = typeof expectation === 'string' ? condition(expectation) : expectation;
-    await this.caller.call('PutRow', tableName, (client, done) =>
-      client.putRow({ tableName, primaryKey, attributeColumns: attributes, condition: rowCondition }, done),
-    );
-  }
-
-  private async updateRow(
-    schema: TableSchema,
-    primaryKey: PrimaryKey,
-    update: ColumnUpdate,
-    rowCondition: TableStore.Condition,
-  ): Promise<void> {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    const updateOfAttributeColumns = updateOf(tableName, update);
-    await this.caller.call('UpdateRow', tableName, (client, done) =>
-      client.updateRow({ tableName, primaryKey, updateOfAttributeColumns, condition: rowCondition }, done),
-    );
-  }
-
-  private async deleteRow(schema: TableSchema, primaryKey: PrimaryKey, rowCondition: TableStore.Condition) {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    await this.caller.call('DeleteRow', tableName, (client, done) =>
-      client.deleteRow({ tableName, primaryKey, condition: rowCondition }, done),
-    );
-  }
-
-  /** Rows of one table from start to end, following next_start_primary_key until the range is done. */
-  private async *scan(
-    schema: TableSchema,
-    direction: 'FORWARD' | 'BACKWARD',
-    start: PrimaryKey,
-    end: PrimaryKey,
-    limit: number,
-  ): AsyncGenerator<Columns> {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    let next: PrimaryKey | null = start;
-    while (next) {
-      const inclusiveStartPrimaryKey: PrimaryKey = next;
-      const data: TableStore.GetRangeOutput = await this.caller.call<TableStore.GetRangeOutput>(
-        'GetRange',
-        tableName,
-        (client, done) =>
-          client.getRange(
-            { tableName, direction, inclusiveStartPrimaryKey, exclusiveEndPrimaryKey: end, limit, maxVersions: 1 },
-            done,
-          ),
-      );
-      for (const row of data.rows) {
-        const columns = columnsOf(row);
-        if (columns) yield columns;
-      }
-      next = data.nextStartPrimaryKey?.map(({ name, value }) => ({ [name]: value })) ?? null;
-    }
-  }
-
-  private scanAll(schema: TableSchema): AsyncGenerator<Columns> {
-    const edge = (value: TableStore.RangeEnd) => schema.primaryKey.map((pk) => ({ [pk.name]: value }));
-    return this.scan(schema, 'FORWARD', edge(TableStore.INF_MIN), edge(TableStore.INF_MAX), 1000);
-  }
-
-  /** Rows by key, in the order asked (null for a missing row), BATCH_GET_LIMIT keys a request. */
-  private async batchGet(schema: TableSchema, keys: PrimaryKey[]): Promise<Array<Columns | null>> {
-    await this.ready();
-    const tableName = this.tableName(schema);
-    const rows: Array<Columns | null> = [];
-    for (let i = 0; i < keys.length; i += BATCH_GET_LIMIT) {
-      const primaryKey = keys.slice(i, i + BATCH_GET_LIMIT);
-      const data = await this.caller.call<{ tables: TableStore.BatchRowResult[][] }>(
-        'BatchGetRow',
-        tableName,
-        (client, done) => client.batchGetRow({ tables: [{ tableName, primaryKey, maxVersions: 1 }] }, done),
-        (result) => batchFailure(result.tables.flat()),
-      );
-      rows.push(...(data.tables[0] ?? []).map((row) => columnsOf(row)));
-    }
-    return rows;
-  }
-
-  /** Unconditional batch writes, BATCH_WRITE_LIMIT rows a request; each row is idempotent, so a batch is retried whole. */
-  private async batchWrite(changes: BatchChange[]): Promise<void> {
-    if (changes.length === 0) return;
-    await this.ready();
-    for (let i = 0; i < changes.length; i += BATCH_WRITE_LIMIT) {
-      const slice = changes.slice(i, i + BATCH_WRITE_LIMIT);
-      const byTable = new Map<string, TableStore.BatchWriteRowChange[]>();
-      for (const change of slice) {
-        const name = this.tableName(change.schema);
-        byTable.set(name, [...(byTable.get(name) ?? []), change.row]);
-      }
-      const tables = [...byTable].map(([tableName, rows]) => ({ tableName, rows }));
-      await this.caller.call<{ tables: TableStore.BatchRowResult[] }>(
-        'BatchWriteRow',
-        [...byTable.keys()].join(', '),
-        (client, done) => client.batchWriteRow({ tables }, done),
-        (result) => batchFailure(result.tables),
-      );
-    }
-  }
-
-  /** Creates the tables on first use, once per process; a failure lets the next call try again. */
-  private ready(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the Tablestore meta store is closed'));
-    this.tablesReady ??= this.createTables().catch((err: unknown) => {
-      this.tablesReady = undefined;
-      throw err;
-    });
-    return this.tablesReady;
-  }
-
-  private async createTables(): Promise<void> {
-    const listed = await this.caller.call<{ tableNames: string[] }>('ListTable', undefined, (client, done) =>
-      client.listTable({}, done),
-    );
-    const existing = new Set(listed.tableNames);
-    await Promise.all(
-      Object.values(TABLES).map(async (schema: TableSchema) => {
-        const tableName = this.tableName(schema);
-        if (!existing.has(tableName)) await this.createTable(schema);
-        await this.awaitActive(schema);
-      }),
-    );
-  }
-
-  private async createTable(schema: TableSchema): Promise<void> {
-    const tableName = this.tableName(schema);
-    try {
-      await this.caller.call('CreateTable', tableName, (client, done) =>
-        client.createTable(
-          {
-            tableMeta: { tableName, primaryKey: schema.primaryKey },
-            reservedThroughput: { capacityUnit: { read: 0, write: 0 } },
-            tableOptions: { timeToLive: -1, maxVersions: 1 },
-          },
-          done,
-        ),
-      );
-    } catch (err) {
-      // Another replica created it first.
-      if (!(err instanceof MetaStoreError && err.code === 'OTSObjectAlreadyExist')) throw err;
-    }
-  }
-
-  /** Waits until the table answers as active, and checks that it has this adapter's primary key. */
-  private async awaitActive(schema: TableSchema): Promise<void> {
-    const tableName = this.tableName(schema);
-    const deadline = Date.now() + this.tableReadyTimeoutMs;
-    for (;;) {
-      let described: TableStore.DescribeTableOutput | undefined;
-      try {
-        described = await this.caller.call<TableStore.DescribeTableOutput>('DescribeTable', tableName, (client, done) =>
-          client.describeTable({ tableName }, done),
-        );
-      } catch (err) {
-        // A table created a moment ago may not be visible yet.
-        if (!(err instanceof MetaStoreError && err.code === 'OTSObjectNotExist')) throw err;
-      }
-      if (described) {
-        const actual = described.tableMeta.primaryKey.map((pk) => `${pk.name}:${PK_TYPES[pk.type] ?? pk.type}`);
-        const expected = schema.primaryKey.map((pk) => `${pk.name}:${pk.type}`);
-        if (actual.join(',') !== expected.join(',')) {
-          throw new Error(
-            `Tablestore table ${tableName} exists with primary key (${actual.join(', ')}), not (${expected.join(', ')}); ` +
-              'choose another SDFLOW_TABLESTORE_TABLE_PREFIX',
-          );
-        }
-        if (described.tableStatus === TABLE_ACTIVE) return;
-      }
-      if (Date.now() >= deadline) {
-        throw new Error(`Tablestore table ${tableName} did not become active within ${this.tableReadyTimeoutMs} ms`);
-      }
-      await sleep(TABLE_POLL_MS);
-    }
   }
 }
 
@@ -908,11 +668,4 @@ interface Claim {
   taskId: string;
   writeId: string;
   claimedAt: string;
-}
-
-/** The first failed row of a batch, as a failure of the whole request (its rows are idempotent, so it may be retried). */
-function batchFailure(rows: TableStore.BatchRowResult[]): Failure | undefined {
-  const failed = rows.find((row) => !row.isOk);
-  if (!failed) return undefined;
-  return rowFailure(failed.errorCode ?? 'UnknownRowError', failed.errorMessage ?? 'a row of the batch failed');
 }
