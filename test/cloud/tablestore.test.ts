@@ -15,15 +15,14 @@ import {
   modelColumns,
   modelFromColumns,
   newTaskColumns,
-  scopeKey,
   taskFromColumns,
-  taskScopes,
   updateOf,
   userOptionsFromColumns,
   userOptionsKey,
   writeIdOf,
 } from '../../src/platform/meta-store/tablestore/rows.js';
 import { MetaStoreError, TablestoreMetaStore } from '../../src/platform/meta-store/tablestore/store.js';
+import { scopeKey, taskScopes } from '../../src/platform/meta-store/tablestore/task-index.js';
 import type { ModelRecord, NewTask, TaskRecord } from '../../src/records.js';
 import { FAULTS, signature, stringToSign, TablestoreFake } from './fakes/tablestore-fake.js';
 

@@ -26,7 +26,7 @@ export interface TableSchema {
   primaryKey: TableStore.PrimaryKeySchema[];
 }
 
-/** The adapter's tables. task_index is the listing index of tasks (see store.ts). */
+/** The adapter's tables. task_index is the listing index of tasks (see task-index.ts). */
 export const TABLES = {
   tasks: { name: 'tasks', primaryKey: [{ name: 'taskId', type: 'STRING' }] },
   taskIndex: {
@@ -202,26 +202,6 @@ export function updateOf(table: string, update: ColumnUpdate): TableStore.Update
   const changes: TableStore.UpdateOfAttributeColumns[] = [{ PUT: attributeColumns(table, update.put) }];
   if (update.remove.length > 0) changes.push({ DELETE_ALL: update.remove });
   return changes;
-}
-
-// ---- the listing index ----
-
-/**
- * The index scope of a listing filter: every task, one user's, one status's, or one user's in one status.
- * JSON keeps any user name unambiguous.
- */
-export function scopeKey(user: string | undefined, status: TaskStatus | undefined): string {
-  return JSON.stringify([user ?? null, status ?? null]);
-}
-
-/** The scopes that depend on the task's status: they move when the status does. */
-export function statusScopes(user: string, status: TaskStatus): string[] {
-  return [scopeKey(undefined, status), scopeKey(user, status)];
-}
-
-/** Every scope a task of this user and status is listed under. */
-export function taskScopes(user: string, status: TaskStatus): string[] {
-  return [scopeKey(undefined, undefined), scopeKey(user, undefined), ...statusScopes(user, status)];
 }
 
 // ---- models, functions, user options ----

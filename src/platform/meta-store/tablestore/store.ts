@@ -12,8 +12,7 @@ import type {
   UserOptions,
 } from '../../../records.js';
 import { insertedTask } from '../../../records.js';
-import { FINAL_STATUSES, isFinal, type TaskStatus } from '../../../types.js';
-import { type CursorPosition, decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
+import { isFinal } from '../../../types.js';
 import type { MetaStore, Page, TaskQuery } from '../port.js';
 import { isConditionFailure, MetaStoreError, TablestoreCaller } from './client.js';
 import {
@@ -26,36 +25,20 @@ import {
   modelFromColumns,
   newTaskColumns,
   runningUpdate,
-  scopeKey,
-  statusScopes,
   TABLES,
   taskFromColumns,
-  taskScopes,
   userOptionsColumns,
   userOptionsFromColumns,
   userOptionsKey,
   writeIdOf,
 } from './rows.js';
-import { allOf, anyOf, BATCH_GET_LIMIT, condition, conditionally, equals, type PrimaryKey, Tables } from './tables.js';
+import { allOf, anyOf, condition, conditionally, equals, type PrimaryKey, Tables } from './tables.js';
+import { statusPointers, TaskIndex, taskPointers } from './task-index.js';
 
 export { MetaStoreError } from './client.js';
 
-// The meta store on Alibaba Tablestore, through the official `tablestore` SDK and the row operations of tables.ts.
-// It behaves as SqliteMetaStore does.
-//
-// Listing. Tablestore reads a plain table only by primary key (GetRow, GetRange), and listTasks filters by user and
-// by status, newest first. The tasks are listed through `task_index`, a table of pointer rows keyed
-// (scope, createdAt, taskId), that the adapter keeps: every task has a pointer in four scopes — all tasks, its
-// user's, its status's, and its user's in its status. A query reads one scope per requested status with GetRange
-// BACKWARD (newest first), follows next_start_primary_key past any page size, merges the scopes in
-// (createdAt, taskId) order and starts strictly after the cursor's row, as SQLite's keyset paging does.
-// Why not a global secondary index: Tablestore's global indexes are updated asynchronously, so a task just submitted
-// could be missing from the listing, and an index cannot key "all tasks" without a hot constant column either. (The
-// "all tasks" scope here is one partition key too; it takes one small write per submitted task, far below what a
-// partition sustains at the rate GPU-bound tasks arrive.)
-// Pointer rows are written before the task row changes and removed only after, and a listing checks each pointer
-// against the task row (same createdAt, user and status), so a writer that stops halfway leaves at worst a stale
-// pointer, which listings skip: a task is never missing from a listing, and never listed twice.
+// The meta store on Alibaba Tablestore, through the official `tablestore` SDK. It behaves as SqliteMetaStore does.
+// Its row operations and table setup are tables.ts's; tasks are listed through the index that task-index.ts keeps.
 //
 // Writes are conditional (row existence plus column conditions), so a retried or late write never overwrites a
 // newer state. A retried insert whose first attempt was applied but whose response was lost finds a row already
@@ -69,60 +52,8 @@ const CONTENTION_ROUNDS = 20;
 const CLAIM_WAIT_MS = 1000;
 const CLAIM_POLL_MS = 100;
 
-/** Statuses a task at `status` has left for good: their status pointers can go. */
-function leftStatuses(status: TaskStatus): TaskStatus[] {
-  if (status === 'waiting') return [];
-  if (status === 'running') return ['waiting'];
-  return ['waiting', 'running', ...FINAL_STATUSES.filter((s) => s !== status)];
-}
-
 const now = () => new Date().toISOString();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** A listing's exclusive upper bound in (createdAt, taskId) order; a null taskId sorts before every taskId. */
-interface Bound {
-  createdAt: string;
-  taskId: string | null;
-}
-
-/** Whether (createdAt, taskId) sorts strictly before the bound. */
-function before(createdAt: string, taskId: string, bound: Bound): boolean {
-  if (createdAt !== bound.createdAt) return createdAt < bound.createdAt;
-  return bound.taskId !== null && taskId < bound.taskId;
-}
-
-function tighter(a: Bound | undefined, b: Bound | undefined): Bound | undefined {
-  if (!a || !b) return a ?? b;
-  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? a : b;
-  if (a.taskId === null) return a;
-  return b.taskId === null || b.taskId < a.taskId ? b : a;
-}
-
-interface IndexEntry {
-  createdAt: string;
-  taskId: string;
-  /** The status of the scope the entry was read from, if the scope has one. */
-  status?: TaskStatus;
-}
-
-const newer = (a: IndexEntry, b: IndexEntry) =>
-  a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.taskId > b.taskId;
-
-/** Merges streams that are each newest first into one newest-first stream. */
-async function* mergeNewestFirst(streams: AsyncGenerator<IndexEntry>[]): AsyncGenerator<IndexEntry> {
-  const heads = await Promise.all(streams.map((s) => s.next()));
-  for (;;) {
-    let pick = -1;
-    for (let i = 0; i < heads.length; i++) {
-      const head = heads[i];
-      if (head.done) continue;
-      if (pick < 0 || newer(head.value, heads[pick].value as IndexEntry)) pick = i;
-    }
-    if (pick < 0) return;
-    yield heads[pick].value as IndexEntry;
-    heads[pick] = await streams[pick].next();
-  }
-}
 
 /** Test knobs; production uses the defaults. */
 export interface TablestoreTuning {
@@ -133,6 +64,7 @@ export interface TablestoreTuning {
 
 export class TablestoreMetaStore implements MetaStore {
   private readonly tables: Tables;
+  private readonly index: TaskIndex;
   /** An idempotency claim whose task row is still missing after this long belongs to an insert that gave up. */
   private readonly claimGraceMs: number;
 
@@ -170,6 +102,7 @@ export class TablestoreMetaStore implements MetaStore {
       tablestore.tablePrefix,
       tuning.tableReadyTimeoutMs ?? DEFAULT_TABLE_READY_TIMEOUT_MS,
     );
+    this.index = new TaskIndex(this.tables);
     // Twice the longest an insert's own write can keep retrying, so a claim is never taken from a live insert.
     this.claimGraceMs = 2 * tablestore.maxAttempts * (timeoutMs + retryMaxMs);
   }
@@ -179,8 +112,8 @@ export class TablestoreMetaStore implements MetaStore {
   async insertTask(task: NewTask): Promise<TaskRecord | null> {
     const createdAt = now();
     const writeId = randomUUID();
-    const pointers = taskScopes(task.user, 'waiting').map((scope) => this.indexKey(scope, createdAt, task.taskId));
-    await this.putPointers(pointers);
+    const pointers = taskPointers({ ...task, createdAt }, 'waiting');
+    await this.index.put(pointers);
 
     const claim =
       task.idempotencyKey === undefined
@@ -188,7 +121,7 @@ export class TablestoreMetaStore implements MetaStore {
         : { user: task.user, key: task.idempotencyKey, taskId: task.taskId, writeId, claimedAt: createdAt };
     if (claim && !(await this.claimIdempotencyKey(claim))) {
       // A holder with our taskId may have written these very pointer rows: leave them to it.
-      if (!(await this.idempotencyHolderIs(claim, task.taskId))) await this.deletePointers(pointers);
+      if (!(await this.idempotencyHolderIs(claim, task.taskId))) await this.index.remove(pointers);
       return null;
     }
 
@@ -213,7 +146,7 @@ export class TablestoreMetaStore implements MetaStore {
     // Our own row, written by an attempt whose response was lost.
     if (stored && writeIdOf(stored) === writeId) return insertedTask(task, createdAt);
     if (claim) await this.releaseIdempotencyKey(claim);
-    if (!stored || stored.user !== task.user || stored.createdAt !== createdAt) await this.deletePointers(pointers);
+    if (!stored || stored.user !== task.user || stored.createdAt !== createdAt) await this.index.remove(pointers);
     return null;
   }
 
@@ -233,7 +166,7 @@ export class TablestoreMetaStore implements MetaStore {
   async markTaskRunning(taskId: string): Promise<void> {
     const task = await this.getTask(taskId);
     if (task?.status !== 'waiting') return;
-    await this.putPointers(statusScopes(task.user, 'running').map((s) => this.indexKey(s, task.createdAt, taskId)));
+    await this.index.put(statusPointers(task, 'running'));
     const moved = await conditionally(() =>
       this.tables.updateRow(
         TABLES.tasks,
@@ -243,14 +176,14 @@ export class TablestoreMetaStore implements MetaStore {
       ),
     );
     const current = moved ? { ...task, status: 'running' as const } : await this.getTask(taskId);
-    if (current) await this.prunePointers(current);
+    if (current) await this.index.prune(current);
   }
 
   async finalizeTask(taskId: string, final: TaskFinal): Promise<TaskRecord | null> {
     if (!isFinal(final.status)) throw new Error(`finalizeTask needs a final status, got ${final.status}`);
     const task = await this.getTask(taskId);
     if (!task || isFinal(task.status)) return task;
-    await this.putPointers(statusScopes(task.user, final.status).map((s) => this.indexKey(s, task.createdAt, taskId)));
+    await this.index.put(statusPointers(task, final.status));
     await conditionally(() =>
       this.tables.updateRow(
         TABLES.tasks,
@@ -261,56 +194,13 @@ export class TablestoreMetaStore implements MetaStore {
     );
     // Ours, or the first final record another writer got in before it.
     const stored = await this.getTask(taskId);
-    if (stored) await this.prunePointers(stored);
+    if (stored) await this.index.prune(stored);
     return stored;
   }
 
   /** Newest first (createdAt, then taskId, descending). An empty status list means any status. */
-  async listTasks(query: TaskQuery): Promise<Page<TaskRecord>> {
-    const limit = pageLimit(query.limit);
-    const cursor: CursorPosition | undefined = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-    const createdBefore = query.createdBefore === undefined ? undefined : isoInstant(query.createdBefore);
-    const bound = tighter(cursor, createdBefore === undefined ? undefined : { createdAt: createdBefore, taskId: null });
-    const statuses: Array<TaskStatus | undefined> =
-      query.status !== undefined && query.status.length > 0 ? [...new Set(query.status)] : [undefined];
-    // One row past the page tells whether another page exists, so the last page carries no cursor.
-    const wanted = limit + 1;
-    const chunk = Math.min(wanted, 1000);
-    const entries = mergeNewestFirst(statuses.map((status) => this.scanScope(query.user, status, bound, chunk)));
-
-    const items: TaskRecord[] = [];
-    let pending: IndexEntry[] = [];
-    const check = async () => {
-      const rows = await this.tables.batchGet(
-        TABLES.tasks,
-        pending.map((e) => [{ taskId: e.taskId }]),
-      );
-      pending.forEach((entry, i) => {
-        const row = rows[i];
-        if (!row) return;
-        const task = taskFromColumns(row);
-        // A stale pointer (left by a writer that stopped halfway, or by a status the task has left) is skipped.
-        const current =
-          task.createdAt === entry.createdAt &&
-          (query.user === undefined || task.user === query.user) &&
-          (entry.status === undefined || task.status === entry.status);
-        if (current && items.length < wanted) items.push(task);
-      });
-      pending = [];
-    };
-    for await (const entry of entries) {
-      pending.push(entry);
-      if (pending.length >= Math.min(BATCH_GET_LIMIT, wanted - items.length)) {
-        await check();
-        if (items.length >= wanted) break;
-      }
-    }
-    if (pending.length > 0) await check();
-
-    const page = items.slice(0, limit);
-    if (items.length <= limit) return { items: page };
-    const last = page[page.length - 1];
-    return { items: page, cursor: encodeCursor({ createdAt: last.createdAt, taskId: last.taskId }) };
+  listTasks(query: TaskQuery): Promise<Page<TaskRecord>> {
+    return this.index.list(query);
   }
 
   // ---- models ----
@@ -594,62 +484,6 @@ export class TablestoreMetaStore implements MetaStore {
         condition('EXPECT_EXIST', equals('writeId', claim.writeId)),
       ),
     );
-  }
-
-  // ---- the listing index ----
-
-  private indexKey(scope: string, createdAt: string, taskId: string): PrimaryKey {
-    return [{ scope }, { createdAt }, { taskId }];
-  }
-
-  private async putPointers(keys: PrimaryKey[]): Promise<void> {
-    await this.tables.batchWrite(
-      keys.map((primaryKey) => ({
-        schema: TABLES.taskIndex,
-        row: { type: 'PUT', primaryKey, attributeColumns: [], condition: condition('IGNORE') },
-      })),
-    );
-  }
-
-  private async deletePointers(keys: PrimaryKey[]): Promise<void> {
-    await this.tables.batchWrite(
-      keys.map((primaryKey) => ({
-        schema: TABLES.taskIndex,
-        row: { type: 'DELETE', primaryKey, condition: condition('IGNORE') },
-      })),
-    );
-  }
-
-  /** Removes the status pointers of statuses the task has left for good (they can never be current again). */
-  private async prunePointers(task: TaskRecord): Promise<void> {
-    const left = leftStatuses(task.status);
-    if (left.length === 0) return;
-    await this.deletePointers(
-      left
-        .flatMap((status) => statusScopes(task.user, status))
-        .map((s) => this.indexKey(s, task.createdAt, task.taskId)),
-    );
-  }
-
-  /** One scope's pointers, newest first, strictly before `bound`. */
-  private async *scanScope(
-    user: string | undefined,
-    status: TaskStatus | undefined,
-    bound: Bound | undefined,
-    chunk: number,
-  ): AsyncGenerator<IndexEntry> {
-    const scope = scopeKey(user, status);
-    const start: PrimaryKey = bound
-      ? [{ scope }, { createdAt: bound.createdAt }, { taskId: bound.taskId ?? TableStore.INF_MIN }]
-      : [{ scope }, { createdAt: TableStore.INF_MAX }, { taskId: TableStore.INF_MAX }];
-    const end: PrimaryKey = [{ scope }, { createdAt: TableStore.INF_MIN }, { taskId: TableStore.INF_MIN }];
-    for await (const row of this.tables.scan(TABLES.taskIndex, 'BACKWARD', start, end, chunk)) {
-      const createdAt = row.createdAt;
-      const taskId = row.taskId;
-      if (typeof createdAt !== 'string' || typeof taskId !== 'string') continue;
-      if (bound && !before(createdAt, taskId, bound)) continue;
-      yield status === undefined ? { createdAt, taskId } : { createdAt, taskId, status };
-    }
   }
 
   private async latestUserOptions(user: string): Promise<UserOptions | null> {
