@@ -1,12 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import {
-  ApplicationFailure,
   type Client,
   WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import type { Config } from '../config/index.js';
+import { failureType } from '../failures.js';
 import type { Logger } from '../logging.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import { ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
@@ -343,16 +343,6 @@ export async function deleteModel(deps: ModelDeps, name: string): Promise<ModelR
   return deleted;
 }
 
-/** The failure type the registration ended with: BadInput for a broken file. */
-function failureTypeOf(err: unknown): string | undefined {
-  let e = err as Error | undefined;
-  while (e) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
-    e = e.cause as Error | undefined;
-  }
-  return undefined;
-}
-
 /**
  * Waits for a registration to end (at most `timeoutMs`, or until `signal` aborts) and answers as a sync request:
  * 200 loaded, 422 a broken file, 500 another failure, 202 still registering.
@@ -365,7 +355,7 @@ export async function waitForRegistration(
 ): Promise<{ status: number; body: object }> {
   const wait = await waitForWorkflow(deps.temporal, registration.workflowId, timeoutMs, signal);
   const failure =
-    wait.closed && wait.failure instanceof WorkflowFailedError ? failureTypeOf(wait.failure.cause) : undefined;
+    wait.closed && wait.failure instanceof WorkflowFailedError ? failureType(wait.failure.cause) : undefined;
   const name = registration.model.name;
   const model = await deps.meta.getModel(name);
   if (!model || model.status === 'deleted') return { status: 404, body: { message: `model ${name} was deleted` } };
