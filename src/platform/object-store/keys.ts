@@ -65,6 +65,16 @@ export function assertSafeKey(key: string): string {
   return key;
 }
 
+/** Whether the key passes assertSafeKey. */
+export function isSafeKey(key: string): boolean {
+  try {
+    assertSafeKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** True when `user` may reference `key` in a request. Admins may reference any safe key. */
 export function mayReference(key: string, user: string, isAdmin: boolean): boolean {
   if (isAdmin) return true;

@@ -5,7 +5,7 @@ import OSS from 'ali-oss';
 import { ConfigError, type OssConfig } from '../../../config/index.js';
 import type { RetryPolicy } from '../../retry.js';
 import { contentTypeFor } from '../content-type.js';
-import { assertSafeKey } from '../keys.js';
+import { assertSafeKey, isSafeKey } from '../keys.js';
 import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from '../port.js';
 import { ObjectStoreError, withRetries } from './retry.js';
 import { bufferBody, type SpooledBody, spoolStream } from './spool.js';
@@ -70,15 +70,6 @@ type Headers = Record<string, string | undefined>;
 const headersOf = (res: { headers: object }) => res.headers as Headers;
 
 const isNotFound = (err: unknown) => err instanceof ObjectStoreError && err.code === 'NoSuchKey';
-
-function isAddressable(key: string): boolean {
-  try {
-    assertSafeKey(key);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Runs `work` over `items`, at most `limit` at a time, keeping the order of the results. */
 async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
@@ -230,7 +221,8 @@ export class OssObjectStore implements ObjectStore {
         // A new query each time: the SDK deletes the token from the object it is given.
         this.client.listV2({ prefix, 'max-keys': 1000, ...(after ? { 'continuation-token': after } : {}) }),
       );
-      for (const object of page.objects ?? []) if (isAddressable(object.name)) keys.push(object.name);
+      // An object whose name no key can address (put there by other means) is left out.
+      for (const object of page.objects ?? []) if (isSafeKey(object.name)) keys.push(object.name);
       token = page.isTruncated ? page.nextContinuationToken || null : null;
       if (page.isTruncated && !token) {
         throw new ObjectStoreError({
