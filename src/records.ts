@@ -1,4 +1,4 @@
-import type { ErrorKind, FinalStatus, SdParams, TaskKind, TaskStatus } from './types.js';
+import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskStatus } from './types.js';
 
 // The records sdflow keeps: tasks, models, functions and users' WebUI settings, as the API, the worker and the
 // meta-store adapters all see them. Declarations and pure helpers only: workflow code imports this file, so it must
@@ -33,14 +33,8 @@ export function insertedTask(task: NewTask, createdAt: string): TaskRecord {
   return { ...task, status: 'waiting', images: [], createdAt, updatedAt: createdAt };
 }
 
-export interface TaskFinal {
-  status: FinalStatus;
-  images: string[];
-  info?: string;
-  parameters?: Record<string, unknown>;
-  message?: string;
-  errorKind?: ErrorKind;
-}
+/** What finalizeTask writes into a task's row: the generation workflow's outcome. */
+export type TaskFinal = Omit<TaskOutcome, 'taskId'>;
 
 export type ModelType = 'stableDiffusion' | 'sdVae' | 'lora' | 'controlNet';
 export const MODEL_TYPES: readonly ModelType[] = ['stableDiffusion', 'sdVae', 'lora', 'controlNet'];
