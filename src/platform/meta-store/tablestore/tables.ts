@@ -27,7 +27,7 @@ const PK_TYPES: Record<number, string> = { 1: 'INTEGER', 2: 'STRING', 3: 'BINARY
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export type PrimaryKey = TableStore.PrimaryKeyInput;
-export type BatchChange = { schema: TableSchema; row: TableStore.BatchWriteRowChange };
+type BatchChange = { schema: TableSchema; row: TableStore.BatchWriteRowChange };
 type Existence = keyof typeof TableStore.RowExistenceExpectation;
 
 export const condition = (existence: Existence, column?: TableStore.ColumnCondition) =>

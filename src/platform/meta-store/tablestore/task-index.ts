@@ -31,7 +31,7 @@ export function scopeKey(user: string | undefined, status: TaskStatus | undefine
 }
 
 /** The scopes that depend on the task's status: they move when the status does. */
-export function statusScopes(user: string, status: TaskStatus): string[] {
+function statusScopes(user: string, status: TaskStatus): string[] {
   return [scopeKey(undefined, status), scopeKey(user, status)];
 }
 
