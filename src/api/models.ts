@@ -21,7 +21,7 @@ import { registerModelForm, type UpdateModelBody, updateModelForm } from './mode
 import { receiveForm } from './upload.js';
 import { waitForWorkflow } from './workflow-wait.js';
 
-// What the model routes do (issue 3): register, update and delete models. A model's file lives at its canonical key
+// What the model routes do: register, update and delete models. A model's file lives at its canonical key
 // `models/<type>/<name>`, the local model directory every instance sees. The API claims the name (a conditional
 // insert of a `registering` row), puts the file in place when it is uploaded, and starts the registration workflow,
 // which checks the file and brings the model to `loaded` or `failed`. A refused request leaves nothing behind.

@@ -31,8 +31,8 @@ import {
 } from '../types.js';
 import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
 
-// One task, top to bottom (DESIGN.md section 2): seeds, function, slot, invoke, release, final record.
-// The workflow id is the taskId.
+// One task, top to bottom (docs/ARCHITECTURE.md, "The request path"): seeds, function, slot, invoke, release, final
+// record. The workflow id is the taskId.
 
 function activitiesFor(input: GenerationInput) {
   const p = input.policy;

@@ -18,7 +18,7 @@ function refusal(schema: { safeParse(v: unknown): { success: boolean; error?: un
 }
 
 describe('batch update and delete bodies', () => {
-  it("accepts the reference's fields plus functions, maxInstances and keepAliveS", () => {
+  it('accepts the resource fields (models, image, cpu, …) plus functions, maxInstances and keepAliveS', () => {
     const body = batchUpdateBody.parse({
       models: ['a.safetensors'],
       image: 'registry/sd:1',

@@ -37,6 +37,6 @@ export function catalogRoutes(router: Router, meta: MetaStore) {
     };
   };
   router.get('/list/sdapi/functions', listFunctions);
-  // The reference's misspelt route, kept so its clients work unchanged.
+  // The same list under a misspelt path that existing clients call, kept so they work unchanged.
   router.get('/list/sdapi/fucntions', listFunctions);
 }

@@ -1,6 +1,6 @@
 import type { ModelType } from '../../records.js';
 
-// The one module that owns the object-key layout (DESIGN.md section 5).
+// The object-key layout, owned by this one module (docs/ARCHITECTURE.md, "Contracts, and where each lives").
 
 /** `images/<user>/<taskId>_<n>.png`, n from 1. */
 export function objectKeyForOutput(user: string, taskId: string, n: number): string {
