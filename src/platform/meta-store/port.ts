@@ -30,10 +30,10 @@ export interface Page<T> {
  * config values.
  */
 export interface MetaStore {
-  /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
   /**
-   * The stored row; null when a task with this taskId exists, or when the user already has a task with this
-   * idempotency key (a concurrent submit won the race), which the caller tells apart with findTaskByIdempotencyKey.
+   * Conditional insert: the stored row; null when a task with this taskId exists (a taskId is unique forever, not
+   * only within Temporal's window), or when the user already has a task with this idempotency key (a concurrent
+   * submit won the race), which the caller tells apart with findTaskByIdempotencyKey.
    */
   insertTask(task: NewTask): Promise<TaskRecord | null>;
   getTask(taskId: string): Promise<TaskRecord | null>;
