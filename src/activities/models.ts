@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FunctionNotFoundError } from '../platform/functions/port.js';
-import type { ModelStatus } from '../platform/meta-store/port.js';
-import { type ModelType, ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
+import { ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import type { ModelStatus, ModelType } from '../records.js';
 import { NON_RETRYABLE } from '../types.js';
 import type { ActivityDeps } from './index.js';
 import { provideFunction } from './tasks.js';

@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { TaskRecord } from '../platform/meta-store/port.js';
+import type { TaskRecord } from '../records.js';
 import type { ActivityDeps } from './index.js';
 
 /** Starts the generation workflow for a task row (idempotent: an existing workflow id is left alone). */

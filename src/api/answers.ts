@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import type { TaskRecord } from '../platform/meta-store/port.js';
+import type { TaskRecord } from '../records.js';
 import { isFinal } from '../types.js';
 import { isAsync } from './request-headers.js';
 import { resultView, type TaskDeps, waitForTask } from './tasks.js';

@@ -48,8 +48,8 @@ export function createApp(deps: ApiDeps): Koa {
       queryTimeoutMs: config.api.queryTimeoutMs,
     }),
   };
-  // Routes in order of precedence (DESIGN.md section 5): platform routes, then the A1111 drop-in routes, then the
-  // passthrough to an agent; anything else is the error mapper's JSON 404.
+  // Routes in order of precedence (docs/ARCHITECTURE.md, "The HTTP contract"): platform routes, then the A1111
+  // drop-in routes, then the passthrough to an agent; anything else is the error mapper's JSON 404.
   const router = new Router();
   generationRoutes(router, taskDeps, schemas);
   taskRoutes(router, taskDeps);
@@ -83,7 +83,7 @@ export function createApp(deps: ApiDeps): Koa {
     bodyParser({
       enableTypes: ['json'],
       jsonLimit: config.api.maxBodyBytes,
-      // Clients of the reference often omit the content type; any non-multipart body is read as JSON.
+      // Many clients omit the content type; any non-multipart body is read as JSON.
       detectJSON: (ctx) => !ctx.is('multipart/*'),
     }),
   );

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Context, Next } from 'koa';
 import { HttpError } from './errors.js';
 
-// API keys (DESIGN.md section 5): `user:role:secret` entries from SDFLOW_API_KEYS or a keys file. Only the
-// secrets' hashes are kept. With no keys, auth is off and every caller is the local admin.
+// API keys (docs/ARCHITECTURE.md, "The HTTP contract"): `user:role:secret` entries from SDFLOW_API_KEYS or a keys file.
+// Only the secrets' hashes are kept. With no keys, auth is off and every caller is the local admin.
 
 export type Role = 'admin' | 'user';
 

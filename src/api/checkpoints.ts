@@ -1,5 +1,6 @@
 import type { Config } from '../config/index.js';
-import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import type { ModelRecord } from '../records.js';
 import type { SdParams } from '../types.js';
 import { HttpError, notFound } from './errors.js';
 import { modelStem } from './model-refs.js';

@@ -1,6 +1,7 @@
 import { a1111OptionDefaults, settableOptions, unknownOptionKeys, unknownOptionsDetail } from '../a1111/options.js';
-import type { MetaStore, ModelRecord, TaskRecord } from '../platform/meta-store/port.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
 import { a1111Error } from '../protocol/a1111-error.js';
+import type { ModelRecord, TaskRecord } from '../records.js';
 import type { Answer } from './answers.js';
 import { callersCheckpoint, checkpointTitle, resolveCheckpoint, sha256Of } from './checkpoints.js';
 import { HttpError } from './errors.js';

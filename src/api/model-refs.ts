@@ -1,4 +1,5 @@
-import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import type { ModelRecord } from '../records.js';
 import type { SdParams } from '../types.js';
 import { badRequest, HttpError, notFound } from './errors.js';
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { assertSafeKey, MODEL_TYPES, type ModelType, ObjectKeyError } from '../platform/object-store/keys.js';
+import { assertSafeKey, ObjectKeyError } from '../platform/object-store/keys.js';
+import { MODEL_TYPES, type ModelType } from '../records.js';
 
 // The request schemas of model management (POST /models, PUT /models/{name}): the routes validate with them and
 // /openapi.json is generated from them. A model's name is a plain file name, since it is the last segment of its

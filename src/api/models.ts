@@ -1,16 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import {
-  ApplicationFailure,
   type Client,
   WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import type { Config } from '../config/index.js';
+import { failureType } from '../failures.js';
 import type { Logger } from '../logging.js';
-import type { MetaStore, ModelRecord } from '../platform/meta-store/port.js';
-import { type ModelType, ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
+import type { MetaStore } from '../platform/meta-store/port.js';
+import { ObjectKeyError, objectKeyForModel } from '../platform/object-store/keys.js';
 import type { ObjectInfo, ObjectStore } from '../platform/object-store/port.js';
+import type { ModelRecord, ModelType } from '../records.js';
 import { registrationWorkflowId } from '../temporal.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
 import type { ModelRegistrationInput, modelRegistrationWorkflow } from '../workflows/registration.js';
@@ -20,7 +21,7 @@ import { registerModelForm, type UpdateModelBody, updateModelForm } from './mode
 import { receiveForm } from './upload.js';
 import { waitForWorkflow } from './workflow-wait.js';
 
-// What the model routes do (issue 3): register, update and delete models. A model's file lives at its canonical key
+// What the model routes do: register, update and delete models. A model's file lives at its canonical key
 // `models/<type>/<name>`, the local model directory every instance sees. The API claims the name (a conditional
 // insert of a `registering` row), puts the file in place when it is uploaded, and starts the registration workflow,
 // which checks the file and brings the model to `loaded` or `failed`. A refused request leaves nothing behind.
@@ -342,16 +343,6 @@ export async function deleteModel(deps: ModelDeps, name: string): Promise<ModelR
   return deleted;
 }
 
-/** The failure type the registration ended with: BadInput for a broken file. */
-function failureTypeOf(err: unknown): string | undefined {
-  let e = err as Error | undefined;
-  while (e) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
-    e = e.cause as Error | undefined;
-  }
-  return undefined;
-}
-
 /**
  * Waits for a registration to end (at most `timeoutMs`, or until `signal` aborts) and answers as a sync request:
  * 200 loaded, 422 a broken file, 500 another failure, 202 still registering.
@@ -364,7 +355,7 @@ export async function waitForRegistration(
 ): Promise<{ status: number; body: object }> {
   const wait = await waitForWorkflow(deps.temporal, registration.workflowId, timeoutMs, signal);
   const failure =
-    wait.closed && wait.failure instanceof WorkflowFailedError ? failureTypeOf(wait.failure.cause) : undefined;
+    wait.closed && wait.failure instanceof WorkflowFailedError ? failureType(wait.failure.cause) : undefined;
   const name = registration.model.name;
   const model = await deps.meta.getModel(name);
   if (!model || model.status === 'deleted') return { status: 404, body: { message: `model ${name} was deleted` } };

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { isJsonObject } from '../json.js';
-import type { TaskRecord } from '../platform/meta-store/port.js';
 import { objectKeyForInput } from '../platform/object-store/keys.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import type { TaskRecord } from '../records.js';
 import type { ErrorKind, SdParams } from '../types.js';
 import type { Answer } from './answers.js';
 import { badRequest, HttpError } from './errors.js';
 import type { TaskDeps } from './tasks.js';
 
-// The rules of the passthrough (DESIGN.md section 5, item 3): which paths pass, which need an admin, how SD's
-// statuses are answered, and where a large body goes. The route in routes/passthrough.ts applies them.
+// The rules of the passthrough (docs/ARCHITECTURE.md, "The HTTP contract"): which paths pass, which need an admin,
+// how SD's statuses are answered, and where a large body goes. The route in routes/passthrough.ts applies them.
 
 /** A body larger than this goes to the store (`inputs/<user>/<taskId>/…`), so it never enters Temporal's history. */
 export const INLINE_BODY_BYTES = 64 * 1024;

@@ -1,11 +1,17 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { Config } from '../config/index.js';
+import {
+  logsDir,
+  processLogFile,
+  temporalCliVersionFile,
+  temporalDbFile,
+  temporalDir,
+  temporalServerFile,
+} from '../data-dir.js';
 import { createLogger, type Logger } from '../logging.js';
 import { stopRecordedInstances } from '../platform/functions/local/pool.js';
 import { createMetaStore, createObjectStore } from '../platform/index.js';
-import { logsDir } from '../platform/object-store/local-paths.js';
 import { connectTemporal } from '../temporal.js';
 import { registerDemoCheckpoints } from './demo-models.js';
 import { type RoleProcess, spawnRole, waitForHttp, waitForOutput } from './processes.js';
@@ -55,9 +61,8 @@ function consoleLine(name: string) {
  */
 async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer | null> {
   const { address, namespace } = config.temporal;
-  const dir = join(config.dataDir, 'temporal');
-  mkdirSync(dir, { recursive: true });
-  const recordFile = join(dir, 'server.json');
+  mkdirSync(temporalDir(config.dataDir), { recursive: true });
+  const recordFile = temporalServerFile(config.dataDir);
   const leftover = await stopLeftoverServer(recordFile);
   if (leftover) logger.warn({ pid: leftover }, 'stopped the Temporal server an earlier sdflow dev left running');
   try {
@@ -76,7 +81,7 @@ async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer
   }
   const cli = await resolveTemporalCli();
   const version = await temporalCliVersion(cli);
-  const versionFile = join(dir, 'CLI_VERSION');
+  const versionFile = temporalCliVersionFile(config.dataDir);
   let recorded: string | undefined;
   try {
     recorded = readFileSync(versionFile, 'utf8').trim();
@@ -95,9 +100,9 @@ async function ensureTemporal(config: Config, logger: Logger): Promise<DevServer
     port: Number(port ?? 7233),
     uiPort: config.temporal.uiPort,
     httpPort: config.temporal.httpPort,
-    dbFile: join(dir, 'temporal.db'),
+    dbFile: temporalDbFile(config.dataDir),
     namespace,
-    logFile: join(logsDir(config.dataDir), 'temporal.log'),
+    logFile: processLogFile(config.dataDir, 'temporal'),
     recordFile,
     exitWithParent: true,
   });
@@ -152,14 +157,12 @@ export async function runDev(config: Config): Promise<void> {
     const start = (name: string) => {
       const role = spawnRole(name, [name], {
         env,
-        logFile: join(logsDir(config.dataDir), `${name}.log`),
+        logFile: processLogFile(config.dataDir, name),
         onLine: consoleLine(name),
       });
       role.exited.then((code) => {
         if (!stopping) {
-          console.error(
-            `${name} exited unexpectedly (code ${code}); see ${join(logsDir(config.dataDir), `${name}.log`)}`,
-          );
+          console.error(`${name} exited unexpectedly (code ${code}); see ${processLogFile(config.dataDir, name)}`);
           void stopAll(1);
         }
       });

@@ -148,7 +148,7 @@ program
   .action(async (opts: { port?: string; modelsDir?: string }) => {
     const c = config();
     const { startSimServer } = await import('../sim/server.js');
-    const { modelsDir } = await import('../platform/object-store/local-paths.js');
+    const { modelsDir } = await import('../data-dir.js');
     await serve('sim', () =>
       startSimServer({
         host: '127.0.0.1',

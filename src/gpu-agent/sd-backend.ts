@@ -111,16 +111,16 @@ export class SdBackend {
     }
   };
 
-  constructor(private readonly o: SdBackendOptions) {
-    if (o.command && !o.sdUrl) throw new Error('a WebUI started by the agent needs the URL it answers at');
-    this.url = o.sdUrl ?? '';
+  constructor(private readonly options: SdBackendOptions) {
+    if (options.command && !options.sdUrl) throw new Error('a WebUI started by the agent needs the URL it answers at');
+    this.url = options.sdUrl ?? '';
   }
 
   /** Starts (or starts waiting for) the backend; readiness is reported through `ready` and `whenReady`. */
   start(): void {
     process.once('exit', this.killOnExit);
-    if (this.o.command) void this.supervise(() => this.launchCommand(this.o.command!));
-    else if (this.o.sdUrl) void this.waitForExternal();
+    if (this.options.command) void this.supervise(() => this.launchCommand(this.options.command!));
+    else if (this.options.sdUrl) void this.waitForExternal();
     else void this.supervise(() => this.launchSimulator());
   }
 
@@ -146,8 +146,8 @@ export class SdBackend {
    * also restarted by its supervision; the simulator's exit is noticed by its supervision alone.
    */
   markUnreachable(reason: string): void {
-    if (!this.o.sdUrl || !this.ready || this.closed) return;
-    this.o.logger.warn({ url: this.url, reason }, 'SD backend unreachable; waiting for it');
+    if (!this.options.sdUrl || !this.ready || this.closed) return;
+    this.options.logger.warn({ url: this.url, reason }, 'SD backend unreachable; waiting for it');
     this.setNotReady(reason);
     void this.waitForExternal();
   }
@@ -171,7 +171,7 @@ export class SdBackend {
     this.ready = true;
     this.lastError = '';
     this.readyGate.open();
-    this.o.onReady?.();
+    this.options.onReady?.();
   }
 
   private setNotReady(reason: string): void {
@@ -186,14 +186,14 @@ export class SdBackend {
     let warned = false;
     while (!this.closed && !this.ready) {
       if (await answers(this.url)) {
-        this.o.logger.info({ url: this.url, waitedMs: Date.now() - started }, 'SD backend ready');
+        this.options.logger.info({ url: this.url, waitedMs: Date.now() - started }, 'SD backend ready');
         this.setReady();
         return;
       }
-      if (!warned && Date.now() - started > this.o.startTimeoutMs) {
+      if (!warned && Date.now() - started > this.options.startTimeoutMs) {
         warned = true;
-        this.lastError = `SD at ${this.url} has not answered for ${this.o.startTimeoutMs} ms`;
-        this.o.logger.error({ url: this.url }, this.lastError);
+        this.lastError = `SD at ${this.url} has not answered for ${this.options.startTimeoutMs} ms`;
+        this.options.logger.error({ url: this.url }, this.lastError);
       }
       await sleep(POLL_MS * 5);
     }
@@ -206,7 +206,7 @@ export class SdBackend {
       const started = await launch();
       const exit = await this.runOnce(started);
       if (this.closed) return;
-      this.o.logger.error({ exit, url: started.url }, `${started.what} exited; restarting it`);
+      this.options.logger.error({ exit, url: started.url }, `${started.what} exited; restarting it`);
       // A backend that ran a while died of something new: restart it quickly. One that keeps dying backs off.
       if (exit.ranMs > 60_000) backoffMs = 500;
       await sleep(backoffMs);
@@ -216,17 +216,21 @@ export class SdBackend {
 
   private async launchSimulator(): Promise<Launch> {
     const port = await freePort();
-    const child = spawn(process.execPath, [CLI, 'sim', '--port', String(port), '--models-dir', this.o.modelsDir], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-      env: process.env,
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, 'sim', '--port', String(port), '--models-dir', this.options.modelsDir],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: process.env,
+      },
+    );
     return { what: 'SD simulator', child, url: `http://127.0.0.1:${port}` };
   }
 
   private async launchCommand(argv: string[]): Promise<Launch> {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
-    this.o.logger.info({ command: argv, pid: child.pid, url: this.o.sdUrl }, 'starting the WebUI');
-    return { what: 'WebUI', child, url: this.o.sdUrl! };
+    this.options.logger.info({ command: argv, pid: child.pid, url: this.options.sdUrl }, 'starting the WebUI');
+    return { what: 'WebUI', child, url: this.options.sdUrl! };
   }
 
   /** Waits for the started backend to answer (killing it if it does not in time), then resolves when it exits. */
@@ -237,7 +241,7 @@ export class SdBackend {
     const exited = new Promise<Exit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal, ranMs: Date.now() - started }));
       child.once('error', (err) => {
-        this.o.logger.error({ err: errorMessage(err) }, `could not start the ${what}`);
+        this.options.logger.error({ err: errorMessage(err) }, `could not start the ${what}`);
         resolve({ code: null, signal: null, ranMs: Date.now() - started });
       });
     });
@@ -247,13 +251,13 @@ export class SdBackend {
     });
     while (running && !this.closed) {
       if (await answers(url)) {
-        this.o.logger.info({ url, pid: child.pid, startMs: Date.now() - started }, `${what} ready`);
+        this.options.logger.info({ url, pid: child.pid, startMs: Date.now() - started }, `${what} ready`);
         this.setReady();
         break;
       }
-      if (Date.now() - started > this.o.startTimeoutMs) {
-        this.lastError = `${what} did not answer at ${url} within ${this.o.startTimeoutMs} ms`;
-        this.o.logger.error({ pid: child.pid }, this.lastError);
+      if (Date.now() - started > this.options.startTimeoutMs) {
+        this.lastError = `${what} did not answer at ${url} within ${this.options.startTimeoutMs} ms`;
+        this.options.logger.error({ pid: child.pid }, this.lastError);
         if (child.pid !== undefined) signalAll(processTree(child.pid), 'SIGKILL');
         break;
       }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AgentConfig, CloudCredentials } from '../config/index.js';
+import { modelsDir } from '../data-dir.js';
 import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../http-util.js';
 import type { Logger } from '../logging.js';
-import { modelsDir } from '../platform/object-store/local-paths.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import { AGENT_PATHS, type AgentHealth, SD_PASSTHROUGH_PREFIX } from '../protocol/agent-http.js';
 import { type AgentEvent, encodeEvent, NDJSON_CONTENT_TYPE } from '../protocol/events.js';

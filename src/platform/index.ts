@@ -1,15 +1,15 @@
 import type { Config } from '../config/index.js';
+import { metaDbFile, objectsDir } from '../data-dir.js';
 import { createLogger } from '../logging.js';
-import { FcFunctionRuntime } from './functions/fc.js';
+import { FcFunctionRuntime } from './functions/fc/runtime.js';
 import { LocalFunctionRuntime } from './functions/local/client.js';
 import type { FunctionRuntime } from './functions/port.js';
-import { StaticPoolRuntime } from './functions/static.js';
+import { StaticPoolRuntime } from './functions/static/runtime.js';
 import type { MetaStore } from './meta-store/port.js';
-import { SqliteMetaStore } from './meta-store/sqlite.js';
-import { TablestoreMetaStore } from './meta-store/tablestore.js';
-import { LocalObjectStore } from './object-store/local.js';
-import { metaDbFile, objectsDir } from './object-store/local-paths.js';
-import { OssObjectStore } from './object-store/oss.js';
+import { SqliteMetaStore } from './meta-store/sqlite/store.js';
+import { TablestoreMetaStore } from './meta-store/tablestore/store.js';
+import { LocalObjectStore } from './object-store/local/store.js';
+import { OssObjectStore } from './object-store/oss/store.js';
 import type { ObjectStore } from './object-store/port.js';
 import { loadUrlSecret } from './object-store/signing.js';
 

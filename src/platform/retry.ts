@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
-// Retrying a cloud call: the one backoff every adapter uses, and the loop around it. Each adapter decides what is
-// transient (`classify`) and how its final error reads (`fail`).
+// Retrying a cloud call: the one backoff every adapter uses, the loop around it, and the error a call that failed
+// for good ends with. Each adapter decides what is transient (`classify`) and what its final error names (`fail`).
 
 export interface RetryPolicy {
   maxAttempts: number;
@@ -34,5 +34,55 @@ export async function retrying<T, F extends { retryable: boolean }>(
       if (!failure.retryable || attempt >= policy.maxAttempts) throw fail(failure, attempt, err);
       await sleep(backoffMs(policy, attempt));
     }
+  }
+}
+
+/** What an adapter makes of one failed call to its cloud service. */
+export interface CallFailure {
+  /** The HTTP status, when the service answered. */
+  status?: number;
+  /** The service's error code, or the network error's name or code. */
+  code: string;
+  requestId?: string;
+  /** The service's fine-grained error code, where it has one (OSS's EC). */
+  ec?: string;
+  detail: string;
+  retryable: boolean;
+}
+
+/**
+ * A cloud call that failed for good. Its message names the service, the operation and its target, the service's
+ * error code, the answer (HTTP status, EC, request id) and the attempts made.
+ */
+export class CallError extends Error {
+  readonly operation: string;
+  readonly status?: number;
+  readonly code: string;
+  readonly requestId?: string;
+  readonly attempts: number;
+  readonly retryable: boolean;
+
+  constructor(
+    what: { service: string; target: string },
+    init: { operation: string; attempts: number } & CallFailure,
+    options?: { cause?: unknown },
+  ) {
+    const answer = [
+      init.status !== undefined ? `HTTP ${init.status}` : undefined,
+      init.ec ? `EC ${init.ec}` : undefined,
+      init.requestId ? `request id ${init.requestId}` : 'no request id',
+    ].filter((part) => part !== undefined);
+    const attempts = `${init.attempts} attempt${init.attempts === 1 ? '' : 's'}`;
+    super(
+      `${what.service} ${init.operation}${what.target} failed after ${attempts}: ${init.code} (${answer.join(', ')}): ` +
+        init.detail,
+      options,
+    );
+    this.operation = init.operation;
+    this.status = init.status;
+    this.code = init.code;
+    this.requestId = init.requestId;
+    this.attempts = init.attempts;
+    this.retryable = init.retryable;
   }
 }

@@ -15,6 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities, InvokeResult } from '../activities/index.js';
+import { failureType } from '../failures.js';
 import {
   EMPTY_SD_STATE,
   type ErrorKind,
@@ -29,10 +30,9 @@ import {
   type TaskSummary,
 } from '../types.js';
 import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
-import { failureType } from './failures.js';
 
-// One task, top to bottom (DESIGN.md section 2): seeds, function, slot, invoke, release, final record.
-// The workflow id is the taskId.
+// One task, top to bottom (docs/ARCHITECTURE.md, "The request path"): seeds, function, slot, invoke, release, final
+// record. The workflow id is the taskId.
 
 function activitiesFor(input: GenerationInput) {
   const p = input.policy;

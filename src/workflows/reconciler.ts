@@ -1,8 +1,9 @@
 import { continueAsNew, log, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 
-// The periodic reconciler (DESIGN.md section 6): a task row still open whose workflow is closed is marked failed,
-// and one whose workflow never started is started. It is a workflow so it survives restarts and shows in the Web UI.
+// The periodic reconciler (docs/ARCHITECTURE.md, "Durability"): a task row still open whose workflow is closed is
+// marked failed, and one whose workflow never started is started. It is a workflow so it survives restarts and shows
+// in the Web UI.
 
 export interface ReconcilerInput {
   periodS: number;

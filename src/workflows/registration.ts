@@ -9,12 +9,11 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { ModelStatus } from '../platform/meta-store/port.js';
-import type { ModelType } from '../platform/object-store/keys.js';
+import { failureType } from '../failures.js';
+import type { ModelStatus, ModelType } from '../records.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
-import { failureType } from './failures.js';
 
-// One model registration (issue 3), asynchronous and traceable: the API inserts the row as `registering` and starts
+// One model registration, asynchronous and traceable: the API inserts the row as `registering` and starts
 // this workflow, whose id is derived from the model's name, so two registrations of one model never run at once.
 // registering → (stage and check the file) → loading → (a checkpoint's function is created and warmed) → loaded.
 // Any failure ends as `failed` with the reason.

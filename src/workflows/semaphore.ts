@@ -13,7 +13,7 @@ import type { Activities } from '../activities/index.js';
 import type { LeaseRef, SemaphoreHolder, SemaphoreInput, SemaphoreState } from '../types.js';
 import { acquireSignal, releaseSignal, semaphoreStateQuery, setLimitSignal, slotGrantedSignal } from './definitions.js';
 
-// The deployment's one global semaphore (DESIGN.md section 6): FIFO grants by signal, leases keyed by
+// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): FIFO grants by signal, leases keyed by
 // (workflowId, runId, leaseId), idempotent release, and a slot freed only by its holder's release or by the holder's
 // workflow being found closed. Its state crosses continue-as-new intact.
 

@@ -8,8 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createObjectStore } from '../../src/platform/index.js';
 import { ObjectKeyError } from '../../src/platform/object-store/keys.js';
-import { LocalObjectStore } from '../../src/platform/object-store/local.js';
-import { ObjectStoreError, OssObjectStore } from '../../src/platform/object-store/oss.js';
+import { LocalObjectStore } from '../../src/platform/object-store/local/store.js';
+import { ObjectStoreError, OssObjectStore } from '../../src/platform/object-store/oss/store.js';
 import { ObjectNotFoundError, type ObjectStore } from '../../src/platform/object-store/port.js';
 import { OssFake, type OssFakeCredentials } from './fakes/oss-fake.js';
 

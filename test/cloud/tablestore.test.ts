@@ -4,9 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
 import { InvalidCursorError } from '../../src/platform/meta-store/cursor.js';
-import type { ModelRecord, NewTask, TaskRecord } from '../../src/platform/meta-store/port.js';
-import { MetaStoreError, TablestoreMetaStore } from '../../src/platform/meta-store/tablestore.js';
-import { classify, decodeErrorBody } from '../../src/platform/meta-store/tablestore-client.js';
+import { classify, decodeErrorBody } from '../../src/platform/meta-store/tablestore/client.js';
 import {
   attributeColumns,
   columnsOf,
@@ -17,14 +15,15 @@ import {
   modelColumns,
   modelFromColumns,
   newTaskColumns,
-  scopeKey,
   taskFromColumns,
-  taskScopes,
   updateOf,
   userOptionsFromColumns,
   userOptionsKey,
   writeIdOf,
-} from '../../src/platform/meta-store/tablestore-rows.js';
+} from '../../src/platform/meta-store/tablestore/rows.js';
+import { MetaStoreError, TablestoreMetaStore } from '../../src/platform/meta-store/tablestore/store.js';
+import { scopeKey, taskScopes } from '../../src/platform/meta-store/tablestore/task-index.js';
+import type { ModelRecord, NewTask, TaskRecord } from '../../src/records.js';
 import { FAULTS, signature, stringToSign, TablestoreFake } from './fakes/tablestore-fake.js';
 
 // The Tablestore meta store, with the official `tablestore` SDK, against a local Tablestore fake that decodes the

@@ -14,7 +14,7 @@
 // Where sdflow deliberately differs from A1111: A1111 takes null on an Optional field as None and may then fail
 // (steps=None is a 500), and its pydantic v1 answers 422 to null on a field that is not Optional (sampler_index,
 // script_args, send_images, save_images, alwayson_scripts, include_init_images, img2img's denoising_strength and
-// every extras field). sdflow and its simulator take null as "the default" on every one of them (issue 9), so the
+// every extras field). sdflow and its simulator take null as "the default" on every one of them, so the
 // suite expects 200 for null throughout.
 
 /** A 64×64 grey PNG, base64: the init image, first-pass image and so on. */

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { call, type Stack, startStack } from '../helpers/stack.js';
 
-// A model upload is streamed, never held whole in memory (issue 3): a 1 GiB LoRA goes through the API while its
+// A model upload is streamed, never held whole in memory: a 1 GiB LoRA goes through the API while its
 // resident memory is sampled every 100 ms, and the stored file's etag is the hash of exactly what was sent.
 
 const DATA_BYTES = 1024 ** 3;

@@ -14,7 +14,7 @@ import type { ObjectStore } from '../../src/platform/object-store/port.js';
 import { registrationWorkflowId } from '../../src/temporal.js';
 import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
-// Model management end to end on the real stack (issue 3): registration as a workflow (uploads and object keys),
+// Model management end to end on the real stack: registration as a workflow (uploads and object keys),
 // generation with a new checkpoint and LoRA, updates that recycle instances, soft deletes, and refused input that
 // leaves nothing behind.
 

@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
-import type { ModelRecord } from '../../src/platform/meta-store/port.js';
+import type { ModelRecord } from '../../src/records.js';
 import { registrationWorkflowId } from '../../src/temporal.js';
 import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { FcFunctionRuntime } from '../../src/platform/functions/fc.js';
+import { FcFunctionRuntime } from '../../src/platform/functions/fc/runtime.js';
 import { LocalFunctionRuntime } from '../../src/platform/functions/local/client.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../../src/platform/index.js';
-import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
-import { TablestoreMetaStore } from '../../src/platform/meta-store/tablestore.js';
-import { LocalObjectStore } from '../../src/platform/object-store/local.js';
-import { OssObjectStore } from '../../src/platform/object-store/oss.js';
+import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite/store.js';
+import { TablestoreMetaStore } from '../../src/platform/meta-store/tablestore/store.js';
+import { LocalObjectStore } from '../../src/platform/object-store/local/store.js';
+import { OssObjectStore } from '../../src/platform/object-store/oss/store.js';
 
 // The factory picks every adapter from config alone: the cloud adapters with SDFLOW_OBJECT_STORE=oss,
 // SDFLOW_META_STORE=tablestore and SDFLOW_FUNCTIONS=fc, and back to the local ones by changing only those settings

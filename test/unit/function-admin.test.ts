@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeZodError } from '../../src/api/errors.js';
 import { batchUpdateBody, deleteFunctionsBody, optionsBody } from '../../src/api/platform-schemas.js';
 import { batchStatus, mergeResources } from '../../src/api/routes/functions.js';
-import { SCHEMA_VERSION, SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
+import { SCHEMA_VERSION, SqliteMetaStore } from '../../src/platform/meta-store/sqlite/store.js';
 
 // The function admin routes' rules and per-user options, without processes: request validation, how resources
 // merge, which HTTP status a partial failure gets, and the versioned options in the meta store.
@@ -18,7 +18,7 @@ function refusal(schema: { safeParse(v: unknown): { success: boolean; error?: un
 }
 
 describe('batch update and delete bodies', () => {
-  it("accepts the reference's fields plus functions, maxInstances and keepAliveS", () => {
+  it('accepts the resource fields (models, image, cpu, …) plus functions, maxInstances and keepAliveS', () => {
     const body = batchUpdateBody.parse({
       models: ['a.safetensors'],
       image: 'registry/sd:1',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { desiredFunction } from '../../src/platform/functions/fc-spec.js';
+import { desiredFunction } from '../../src/platform/functions/fc/spec.js';
 import { localInstanceEnv } from '../../src/platform/functions/instance-env.js';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { isPlatformEnvName } from '../../src/protocol/instance-env.js';

@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { functionNameFor, isFunctionName, MAX_FUNCTION_NAME_LENGTH } from '../../src/platform/functions/naming.js';
 import {
   assertSafeKey,
-  MODEL_TYPES,
   mayReference,
   ObjectKeyError,
   objectKeyForInput,
@@ -11,6 +10,7 @@ import {
   objectKeyForOutput,
   userPrefixes,
 } from '../../src/platform/object-store/keys.js';
+import { MODEL_TYPES } from '../../src/records.js';
 
 const UNSAFE_KEYS = [
   '',

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InvalidCursorError } from '../../src/platform/meta-store/cursor.js';
-import type { ModelRecord, NewTask, TaskRecord } from '../../src/platform/meta-store/port.js';
-import { SCHEMA_VERSION, SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
+import { SCHEMA_VERSION, SqliteMetaStore } from '../../src/platform/meta-store/sqlite/store.js';
+import type { ModelRecord, NewTask, TaskRecord } from '../../src/records.js';
 
 let dir: string;
 let file: string;

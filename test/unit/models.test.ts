@@ -13,8 +13,8 @@ import { describeZodError } from '../../src/api/errors.js';
 import { findByName, loraNames } from '../../src/api/model-refs.js';
 import { registerModelBody, registerModelForm, updateModelBody } from '../../src/api/model-schemas.js';
 import { emptySafetensors } from '../../src/cli/demo-models.js';
-import type { ModelRecord } from '../../src/platform/meta-store/port.js';
-import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite.js';
+import { SqliteMetaStore } from '../../src/platform/meta-store/sqlite/store.js';
+import type { ModelRecord } from '../../src/records.js';
 import { registrationWorkflowId } from '../../src/temporal.js';
 
 // The pure parts of model management: LoRA references in prompts, the safetensors header check, the request

@@ -6,10 +6,10 @@ import { PassThrough, Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
+import { objectsDir } from '../../src/data-dir.js';
 import { createMetaStore, createObjectStore } from '../../src/platform/index.js';
 import { ObjectKeyError } from '../../src/platform/object-store/keys.js';
-import { LocalObjectStore } from '../../src/platform/object-store/local.js';
-import { objectsDir } from '../../src/platform/object-store/local-paths.js';
+import { LocalObjectStore } from '../../src/platform/object-store/local/store.js';
 import { ObjectNotFoundError } from '../../src/platform/object-store/port.js';
 import { verifyObjectUrl } from '../../src/platform/object-store/signing.js';
 

@@ -16,7 +16,7 @@ import {
 import { loadConfig } from '../../src/config/index.js';
 import { imageBase64, offloadImages, PassthroughRunner } from '../../src/gpu-agent/passthrough.js';
 import type { PassthroughResult, SdClient } from '../../src/gpu-agent/sd-client.js';
-import { LocalObjectStore } from '../../src/platform/object-store/local.js';
+import { LocalObjectStore } from '../../src/platform/object-store/local/store.js';
 import type { AgentEvent, ErrorEvent, ResultEvent } from '../../src/protocol/events.js';
 
 // The passthrough's rules and the agent's answer handling, without processes: which paths pass and which need an

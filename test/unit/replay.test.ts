@@ -6,8 +6,9 @@ import { bundleWorkflowCode, Worker, type WorkflowBundle } from '@temporalio/wor
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 
-// Replay (DESIGN.md section 6): histories recorded from real runs (test/fixtures/histories, recorded by
-// `npm run fixtures:record`, never regenerated here) must replay against the workflow bundle the workers run.
+// Replay (docs/ARCHITECTURE.md, "Replay and versioning"): histories recorded from real runs (test/fixtures/histories,
+// recorded by `npm run fixtures:record`, never regenerated here) must replay against the workflow bundle the workers
+// run.
 // A deliberately changed workflow must fail the same check, so a passing replay means something.
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
@@ -15,7 +16,7 @@ const CHANGED = fileURLToPath(new URL('../fixtures/changed-workflows/', import.m
 
 type HistoryEvent = NonNullable<History['events']>[number];
 
-/** The fixtures the design requires, with the workflow type each records and how its run closed. */
+/** The fixtures replay must cover, with the workflow type each records and how its run closed. */
 const REQUIRED: Record<string, { type: string; closedBy: keyof HistoryEvent }> = {
   'generation-success': { type: 'generationWorkflow', closedBy: 'workflowExecutionCompletedEventAttributes' },
   'generation-cancel-running': { type: 'generationWorkflow', closedBy: 'workflowExecutionCanceledEventAttributes' },

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { urlSecretFile } from '../../src/platform/object-store/local-paths.js';
+import { urlSecretFile } from '../../src/data-dir.js';
 import { loadUrlSecret, signObjectUrl, verifyObjectUrl } from '../../src/platform/object-store/signing.js';
 
 const secret = Buffer.alloc(32, 7);

@@ -2,7 +2,7 @@ import type Router from '@koa/router';
 import type { RouterContext } from '@koa/router';
 import { z } from 'zod';
 import type { MetaStore } from '../../platform/meta-store/port.js';
-import { MODEL_TYPES } from '../../platform/object-store/keys.js';
+import { MODEL_TYPES } from '../../records.js';
 import { notFound } from '../errors.js';
 import { modelView } from '../models.js';
 
@@ -37,6 +37,6 @@ export function catalogRoutes(router: Router, meta: MetaStore) {
     };
   };
   router.get('/list/sdapi/functions', listFunctions);
-  // The reference's misspelt route, kept so its clients work unchanged.
+  // The same list under a misspelt path that existing clients call, kept so they work unchanged.
   router.get('/list/sdapi/fucntions', listFunctions);
 }

@@ -3,7 +3,7 @@ import { unknownOptionKeys } from '../../a1111/options.js';
 import { errorMessage } from '../../http-util.js';
 import { functionNameFor, isFunctionName } from '../../platform/functions/naming.js';
 import { FunctionUnavailableError, type RuntimeFunction } from '../../platform/functions/port.js';
-import type { FunctionRecord } from '../../platform/meta-store/port.js';
+import type { FunctionRecord } from '../../records.js';
 import type { ApiDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
 import { stripTitleHash } from '../checkpoints.js';
@@ -12,7 +12,7 @@ import { badRequest, HttpError, notFound } from '../errors.js';
 import { assertVaeUsable } from '../model-refs.js';
 import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, type ResourceUpdate } from '../platform-schemas.js';
 
-// The function admin routes of the reference: batch update of resources, delete, restart. Each item of a batch is
+// The function admin routes: batch update of resources, delete, restart. Each item of a batch is
 // applied on its own; the answer lists the ones that failed. HTTP status: 200 when all applied; 404 when every
 // failure was an unknown name (a client error); 500 when the runtime failed on any. Besides them, one function's
 // WebUI settings, which every instance of it starts with.

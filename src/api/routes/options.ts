@@ -5,7 +5,7 @@ import { notFound } from '../errors.js';
 import { optionsBody } from '../platform-schemas.js';
 import { parseOptionsVersion } from '../request-headers.js';
 
-// Per-user WebUI settings (the reference's POST /options): each POST stores a new version for the caller. Their
+// Per-user WebUI settings (POST /options): each POST stores a new version for the caller. Their
 // txt2img and img2img requests get the latest version (or the one the `version` header names) as override_settings;
 // keys in the request's own override_settings win, and the checkpoint is never taken from options.
 

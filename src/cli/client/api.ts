@@ -6,7 +6,8 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ExtraImagesRequest, Img2ImgRequest, Txt2ImgRequest } from '../../api/schemas.js';
 import type { TaskProgress, TaskStatus } from '../../types.js';
 
-// A typed client of the sdflow HTTP API (DESIGN.md section 5), shared by the client commands and the benchmark.
+// A typed client of the sdflow HTTP API (docs/ARCHITECTURE.md, "The HTTP contract"), shared by the client commands
+// and the benchmark.
 
 /** An error the CLI reports as one line and an exit code. */
 export class CliError extends Error {

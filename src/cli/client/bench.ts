@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
 import type { Txt2ImgRequest } from '../../api/schemas.js';
 import { isFinal, type TaskStatus } from '../../types.js';
 import { CliError, type SdflowClient } from './api.js';
 import { action, clientCommand, clientFor, type GlobalOptions, parsePositiveInteger } from './options.js';
-import { printJson, printLines, table } from './output.js';
+import { printJson, printLines, progressBar, table } from './output.js';
 import { type LatencyStats, latencyStats } from './stats.js';
 
 // sdflow bench: N txt2img requests with C in flight, timed on the monotonic clock (performance.now()).
@@ -108,17 +107,7 @@ export async function runBench(client: SdflowClient, o: BenchOptions, showProgre
   const count = o.requests;
   const concurrency = Math.min(o.concurrency, count);
   const samples: Sample[] = new Array(count);
-  const bar = showProgress
-    ? new cliProgress.SingleBar({
-        format: 'bench {bar} {value}/{total} | {failed} failed',
-        stream: process.stderr,
-        barsize: 30,
-        barCompleteChar: '█',
-        barIncompleteChar: '░',
-        hideCursor: false,
-        gracefulExit: false,
-      })
-    : undefined;
+  const bar = showProgress ? progressBar('bench {bar} {value}/{total} | {failed} failed') : undefined;
   let failed = 0;
   bar?.start(count, 0, { failed });
   let next = 0;

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import cliProgress from 'cli-progress';
 import { isFinal } from '../../types.js';
 import { ApiError, ConnectionError, type ProgressAnswer, type SdflowClient, type TaskResult } from './api.js';
 import { EXIT_INTERRUPTED } from './options.js';
-import { note } from './output.js';
+import { note, progressBar } from './output.js';
 
 // Following a task to its end: polls GET /tasks/{id}/progress, draws a cli-progress bar on a terminal (or prints a
 // line per status change when stderr is not one), then reads the result. The first Ctrl-C cancels the task and
@@ -48,16 +47,7 @@ interface View {
 }
 
 function barView(taskId: string): View {
-  const bar = new cliProgress.SingleBar({
-    format: `${taskId} {bar} {percentage}% | {detail}`,
-    stream: process.stderr,
-    barsize: 30,
-    barCompleteChar: '█',
-    barIncompleteChar: '░',
-    hideCursor: false,
-    gracefulExit: false,
-    clearOnComplete: false,
-  });
+  const bar = progressBar(`${taskId} {bar} {percentage}% | {detail}`);
   let started = false;
   let prefix = '';
   let last = '';

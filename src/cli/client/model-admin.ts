@@ -2,7 +2,7 @@ import { openAsBlob } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type Command, Option } from 'commander';
-import { MODEL_TYPES } from '../../platform/object-store/keys.js';
+import { MODEL_TYPES } from '../../records.js';
 import { ApiError, CliError, ConnectionError, type ModelView } from './api.js';
 import { action, clientCommand, clientFor, type GlobalOptions } from './options.js';
 import { fields, printJson, printLines } from './output.js';

@@ -1,3 +1,4 @@
+import cliProgress from 'cli-progress';
 import { ApiError, type CliError } from './api.js';
 
 // Human output: aligned tables and `key  value` lines on stdout; progress and errors on stderr. Machine output:
@@ -15,6 +16,19 @@ export function printError(err: CliError): void {
 /** Informational lines for people (submitted, cancelling, …): stderr, so stdout stays the result. */
 export function note(line: string): void {
   process.stderr.write(`${line}\n`);
+}
+
+/** A progress bar on stderr, drawn alike by every command; `format` is cli-progress's, with the fields it shows. */
+export function progressBar(format: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({
+    format,
+    stream: process.stderr,
+    barsize: 30,
+    barCompleteChar: '█',
+    barIncompleteChar: '░',
+    hideCursor: false,
+    gracefulExit: false,
+  });
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */

@@ -1,5 +1,6 @@
-// The opaque page cursor of listTasks, shared by the meta-store adapters. It names the last row of a page by its
-// sort key (createdAt, taskId), so the next page starts strictly after it however many rows arrive meanwhile.
+// What the meta-store adapters share in listTasks: the opaque page cursor, the page size, and the stored form of an
+// instant. The cursor names the last row of a page by its sort key (createdAt, taskId), so the next page starts
+// strictly after it however many rows arrive meanwhile.
 
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
@@ -44,4 +45,11 @@ export function decodeCursor(cursor: string): CursorPosition {
 export function pageLimit(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_PAGE_LIMIT;
   return Math.min(MAX_PAGE_LIMIT, Math.max(1, Math.floor(limit)));
+}
+
+/** Normalizes an instant to the stored form (ISO, UTC, milliseconds), so string comparison is time order. */
+export function isoInstant(value: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new RangeError(`not a valid instant: ${JSON.stringify(value)}`);
+  return new Date(ms).toISOString();
 }

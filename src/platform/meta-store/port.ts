@@ -1,43 +1,14 @@
-import type { ErrorKind, FinalStatus, SdParams, TaskKind, TaskStatus } from '../../types.js';
-import type { ModelType } from '../object-store/keys.js';
-
-export interface TaskRecord {
-  taskId: string;
-  user: string;
-  kind: TaskKind;
-  model: string;
-  status: TaskStatus;
-  params: SdParams;
-  images: string[];
-  info?: string;
-  parameters?: Record<string, unknown>;
-  message?: string;
-  errorKind?: ErrorKind;
-  retryOf?: string;
-  idempotencyKey?: string;
-  /** sha256 of the canonical request body, to tell a replayed Idempotency-Key from a conflicting one. */
-  requestHash?: string;
-  createdAt: string;
-  updatedAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-}
-
-export type NewTask = Omit<TaskRecord, 'status' | 'images' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'>;
-
-/** The row a new task is, once inserted at `createdAt`. */
-export function insertedTask(task: NewTask, createdAt: string): TaskRecord {
-  return { ...task, status: 'waiting', images: [], createdAt, updatedAt: createdAt };
-}
-
-export interface TaskFinal {
-  status: FinalStatus;
-  images: string[];
-  info?: string;
-  parameters?: Record<string, unknown>;
-  message?: string;
-  errorKind?: ErrorKind;
-}
+import type {
+  FunctionRecord,
+  ModelRecord,
+  ModelStatus,
+  ModelType,
+  NewTask,
+  TaskFinal,
+  TaskRecord,
+  UserOptions,
+} from '../../records.js';
+import type { TaskStatus } from '../../types.js';
 
 export interface TaskQuery {
   user?: string;
@@ -54,46 +25,15 @@ export interface Page<T> {
   cursor?: string;
 }
 
-export type ModelStatus = 'registering' | 'loading' | 'loaded' | 'failed' | 'unloaded' | 'deleted';
-
-export interface ModelRecord {
-  type: ModelType;
-  name: string;
-  ossPath: string;
-  etag: string;
-  status: ModelStatus;
-  message?: string;
-  registeredTime: string;
-  lastModificationTime: string;
-}
-
-export interface FunctionRecord {
-  functionName: string;
-  model: string;
-  /** Resource fields set by batch update, recorded for the runtime (env, extraArgs, timeout, limits, gpu...). */
-  resources: Record<string, unknown>;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** One version of a user's WebUI settings (`POST /options`), applied to that user's requests as override_settings. */
-export interface UserOptions {
-  user: string;
-  /** 1, 2, … per user, in the order they were stored. */
-  version: number;
-  data: Record<string, unknown>;
-  createdAt: string;
-}
-
 /**
  * The meta store port: task rows, the model registry, function records, user options, rate windows, leases and small
  * config values.
  */
 export interface MetaStore {
-  /** Conditional insert: false when the taskId already exists (uniqueness forever, not Temporal's window). */
   /**
-   * The stored row; null when a task with this taskId exists, or when the user already has a task with this
-   * idempotency key (a concurrent submit won the race), which the caller tells apart with findTaskByIdempotencyKey.
+   * Conditional insert: the stored row; null when a task with this taskId exists (a taskId is unique forever, not
+   * only within Temporal's window), or when the user already has a task with this idempotency key (a concurrent
+   * submit won the race), which the caller tells apart with findTaskByIdempotencyKey.
    */
   insertTask(task: NewTask): Promise<TaskRecord | null>;
   getTask(taskId: string): Promise<TaskRecord | null>;

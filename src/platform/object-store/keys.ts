@@ -1,7 +1,6 @@
-// The one module that owns the object-key layout (DESIGN.md section 5).
+import type { ModelType } from '../../records.js';
 
-export type ModelType = 'stableDiffusion' | 'sdVae' | 'lora' | 'controlNet';
-export const MODEL_TYPES: readonly ModelType[] = ['stableDiffusion', 'sdVae', 'lora', 'controlNet'];
+// The object-key layout, owned by this one module (docs/ARCHITECTURE.md, "Contracts, and where each lives").
 
 /** `images/<user>/<taskId>_<n>.png`, n from 1. */
 export function objectKeyForOutput(user: string, taskId: string, n: number): string {
@@ -64,6 +63,16 @@ export function assertSafeKey(key: string): string {
     throw new ObjectKeyError("object key must not contain '..' or '.'");
   if (segments.some((s) => s === '')) throw new ObjectKeyError('object key must not contain empty segments');
   return key;
+}
+
+/** Whether the key passes assertSafeKey. */
+export function isSafeKey(key: string): boolean {
+  try {
+    assertSafeKey(key);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** True when `user` may reference `key` in a request. Admins may reference any safe key. */

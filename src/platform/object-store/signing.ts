@@ -2,8 +2,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { StoresConfig } from '../../config/index.js';
-import { assertSafeKey } from './keys.js';
-import { urlSecretFile } from './local-paths.js';
+import { urlSecretFile } from '../../data-dir.js';
+import { assertSafeKey, isSafeKey } from './keys.js';
 
 // Signed download links of the local object store: `<publicUrl>/files/<key>?expires=<unix s>&signature=<hex>`,
 // where the signature is HMAC-SHA256 over `<key>\n<expires>`. The signature alone authorizes the download.
@@ -51,11 +51,7 @@ export function verifyObjectUrl(
   if (typeof key !== 'string' || typeof sig !== 'string' || !SIGNATURE.test(sig)) return 'invalid';
   const expiresText = typeof expires === 'number' ? String(expires) : expires;
   if (typeof expiresText !== 'string' || !EXPIRES.test(expiresText)) return 'invalid';
-  try {
-    assertSafeKey(key);
-  } catch {
-    return 'invalid';
-  }
+  if (!isSafeKey(key)) return 'invalid';
   const expiresS = Number(expiresText);
   if (!timingSafeEqual(Buffer.from(sig, 'hex'), signature(key, expiresS, secret))) return 'invalid';
   return now >= expiresS * 1000 ? 'expired' : 'ok';

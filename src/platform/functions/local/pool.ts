@@ -1,12 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { instanceLogFile, instanceLogsDir } from '../../../data-dir.js';
 import { errorMessage, freePort, sleep } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { AGENT_PATHS, type AgentHealth } from '../../../protocol/agent-http.js';
-import { logsDir } from '../../object-store/local-paths.js';
 import { localInstanceEnv } from '../instance-env.js';
 import { FunctionNotFoundError, type RuntimeFunction } from '../port.js';
 import { isAlive, isInstanceProcess, signalGroup, stopGroup } from './processes.js';
@@ -130,16 +129,14 @@ export class InstancePool {
   private readonly instances = new Map<string, Instance>();
   private waiters: Waiter[] = [];
   private readonly state: RuntimeState;
-  private readonly instanceLogDir: string;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
   /** Until the recorded instances are all re-adopted or reaped, the old record stays as it is. */
   private loaded = false;
 
-  constructor(private readonly o: PoolOptions) {
-    this.state = new RuntimeState(o.dataDir);
-    this.instanceLogDir = join(logsDir(o.dataDir), 'instances');
-    mkdirSync(this.instanceLogDir, { recursive: true });
+  constructor(private readonly options: PoolOptions) {
+    this.state = new RuntimeState(options.dataDir);
+    mkdirSync(instanceLogsDir(options.dataDir), { recursive: true });
   }
 
   /** Loads the recorded functions, then re-adopts or reaps every recorded instance. */
@@ -153,7 +150,11 @@ export class InstancePool {
   }
 
   private async adoptOrReap(record: InstanceRecord): Promise<void> {
-    const log = this.o.logger.child({ instanceId: record.id, functionName: record.functionName, pid: record.pid });
+    const log = this.options.logger.child({
+      instanceId: record.id,
+      functionName: record.functionName,
+      pid: record.pid,
+    });
     if (!isAlive(record.pid)) {
       // The agent is gone; its simulator may survive in the group, which no other process can have joined.
       signalGroup(record.pid, 'SIGKILL');
@@ -175,7 +176,7 @@ export class InstancePool {
     instance.adopted = true;
     this.instances.set(instance.id, instance);
     try {
-      await this.waitReady(instance, Date.now() + this.o.startTimeoutMs);
+      await this.waitReady(instance, Date.now() + this.options.startTimeoutMs);
       instance.state = 'idle';
       instance.idleSince = Date.now();
       log.info({ port: record.port }, 're-adopted instance');
@@ -290,7 +291,7 @@ export class InstancePool {
 
   private maxInstances(fn: FunctionEntry): number {
     const max = Number(fn.resources.maxInstances);
-    return Number.isInteger(max) && max >= 1 ? max : this.o.maxInstances;
+    return Number.isInteger(max) && max >= 1 ? max : this.options.maxInstances;
   }
 
   /** The function's cap on one request, in seconds, when it has one. */
@@ -301,7 +302,7 @@ export class InstancePool {
 
   private keepAliveMs(fn: FunctionEntry | undefined): number {
     const keepAlive = Number(fn?.resources.keepAliveS);
-    return (Number.isFinite(keepAlive) && keepAlive >= 0 ? keepAlive : this.o.keepAliveS) * 1000;
+    return (Number.isFinite(keepAlive) && keepAlive >= 0 ? keepAlive : this.options.keepAliveS) * 1000;
   }
 
   /** An idle instance of the function, taken at once, or undefined. */
@@ -321,8 +322,10 @@ export class InstancePool {
     return new Promise<Instance>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.dropWaiter(waiter);
-        reject(new InstanceUnavailableError(`no instance of ${name} became free within ${this.o.queueTimeoutMs} ms`));
-      }, this.o.queueTimeoutMs);
+        reject(
+          new InstanceUnavailableError(`no instance of ${name} became free within ${this.options.queueTimeoutMs} ms`),
+        );
+      }, this.options.queueTimeoutMs);
       const onAbort = () => {
         this.dropWaiter(waiter);
         reject(signal.reason ?? new Error('aborted'));
@@ -425,7 +428,7 @@ export class InstancePool {
 
   private async spawnInstance(fn: FunctionEntry): Promise<void> {
     const id = `i-${randomBytes(6).toString('hex')}`;
-    const log = this.o.logger.child({ functionName: fn.functionName, instanceId: id });
+    const log = this.options.logger.child({ functionName: fn.functionName, instanceId: id });
     const spawnedAt = Date.now();
     const instance = this.newInstance({
       id,
@@ -445,7 +448,7 @@ export class InstancePool {
       else this.pump(fn.functionName);
     } catch (err) {
       const message = `instance ${id} of ${fn.functionName} failed to start: ${errorMessage(err)}`;
-      log.error({ err: errorMessage(err), log: logTail(join(this.instanceLogDir, `${id}.log`)) }, message);
+      log.error({ err: errorMessage(err), log: logTail(instanceLogFile(this.options.dataDir, id)) }, message);
       // One failed spawn fails the oldest waiter, so a broken function cannot hold requests until they time out.
       const waiter = this.waiters.find((w) => w.functionName === fn.functionName);
       if (waiter) {
@@ -458,7 +461,7 @@ export class InstancePool {
 
   /** Spawns the agent and waits until it is initialized; retries once on another port if it exits at once. */
   private async boot(instance: Instance, fn: FunctionEntry, log: Logger): Promise<void> {
-    const deadline = Date.now() + this.o.startTimeoutMs;
+    const deadline = Date.now() + this.options.startTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       instance.port = await freePort();
       if (instance.state === 'stopping') throw new Error('stopped while starting');
@@ -472,7 +475,7 @@ export class InstancePool {
   }
 
   private launch(instance: Instance, fn: FunctionEntry): void {
-    const logFile = join(this.instanceLogDir, `${instance.id}.log`);
+    const logFile = instanceLogFile(this.options.dataDir, instance.id);
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
@@ -481,7 +484,7 @@ export class InstancePool {
         // runtime whose launcher is gone stops them: see `serve` in cli/main.ts).
         detached: true,
         stdio: ['ignore', fd, fd],
-        env: localInstanceEnv(process.env, { ...fn, id: instance.id, port: instance.port }, this.o.dataDir),
+        env: localInstanceEnv(process.env, { ...fn, id: instance.id, port: instance.port }, this.options.dataDir),
       });
     } finally {
       closeSync(fd);
@@ -507,7 +510,7 @@ export class InstancePool {
         if (!answered) return 'exited-early';
         throw new Error(`agent exited while starting (${instance.exit ?? 'gone'})`);
       }
-      if (Date.now() > deadline) throw new Error(`not ready within ${this.o.startTimeoutMs} ms`);
+      if (Date.now() > deadline) throw new Error(`not ready within ${this.options.startTimeoutMs} ms`);
       const answer = await health(instance.port);
       if (answer) {
         answered = true;
@@ -530,7 +533,7 @@ export class InstancePool {
     if (this.instances.get(instance.id) !== instance) return;
     if (instance.state === 'idle' || instance.state === 'busy') {
       instance.markGone();
-      this.o.logger.warn(
+      this.options.logger.warn(
         { instanceId: instance.id, functionName: instance.functionName, state: instance.state, exit: instance.exit },
         'instance exited unexpectedly',
       );
@@ -548,14 +551,14 @@ export class InstancePool {
     if (instance.pid > 0) {
       const stopped = await stopGroup(instance.pid, STOP_GRACE_MS);
       if (!stopped)
-        this.o.logger.error({ instanceId: instance.id, pid: instance.pid }, 'instance group survived SIGKILL');
+        this.options.logger.error({ instanceId: instance.id, pid: instance.pid }, 'instance group survived SIGKILL');
     }
     instance.markGone();
     if (this.instances.get(instance.id) === instance) {
       this.instances.delete(instance.id);
       this.persistInstances();
     }
-    this.o.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'instance stopped');
+    this.options.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'instance stopped');
     this.pump(instance.functionName);
   }
 
@@ -567,7 +570,10 @@ export class InstancePool {
         instance.state === 'idle' &&
         now - instance.idleSince > this.keepAliveMs(this.functions.get(instance.functionName))
       ) {
-        this.o.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'keep-alive expired');
+        this.options.logger.info(
+          { instanceId: instance.id, functionName: instance.functionName },
+          'keep-alive expired',
+        );
         void this.stop(instance);
       } else if (
         instance.adopted &&

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { z } from 'zod';
-import { runtimeDir } from '../../object-store/local-paths.js';
+import { runtimeDir, runtimeFunctionsFile, runtimeInstancesFile } from '../../../data-dir.js';
 
 // What the runtime keeps in the data dir so that a restarted runtime re-adopts its instances instead of orphaning
 // or duplicating them. Files are replaced atomically (temp file + rename): a crash never leaves half a file.
@@ -28,10 +28,9 @@ export class RuntimeState {
   readonly instancesFile: string;
 
   constructor(dataDir: string) {
-    const dir = runtimeDir(dataDir);
-    this.functionsFile = join(dir, 'functions.json');
-    this.instancesFile = join(dir, 'instances.json');
-    mkdirSync(dir, { recursive: true });
+    this.functionsFile = runtimeFunctionsFile(dataDir);
+    this.instancesFile = runtimeInstancesFile(dataDir);
+    mkdirSync(runtimeDir(dataDir), { recursive: true });
   }
 
   readFunctions(): FunctionEntry[] {

@@ -2,15 +2,15 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import OSS from 'ali-oss';
-import { ConfigError, type OssConfig } from '../../config/index.js';
-import type { RetryPolicy } from '../retry.js';
-import { contentTypeFor } from './content-type.js';
-import { assertSafeKey } from './keys.js';
-import { ObjectStoreError, withRetries } from './oss-retry.js';
-import { bufferBody, type SpooledBody, spoolStream } from './oss-spool.js';
-import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from './port.js';
+import { ConfigError, type OssConfig } from '../../../config/index.js';
+import type { RetryPolicy } from '../../retry.js';
+import { contentTypeFor } from '../content-type.js';
+import { assertSafeKey, isSafeKey } from '../keys.js';
+import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from '../port.js';
+import { ObjectStoreError, withRetries } from './retry.js';
+import { bufferBody, type SpooledBody, spoolStream } from './spool.js';
 
-export { ObjectStoreError } from './oss-retry.js';
+export { ObjectStoreError } from './retry.js';
 
 // The object store on Alibaba Cloud OSS, through the `ali-oss` SDK (header signatures V1, its default).
 //
@@ -32,7 +32,7 @@ export { ObjectStoreError } from './oss-retry.js';
 // Behaviour:
 // - put: a body of at most the multipart threshold goes up in one PutObject, with Content-MD5 (OSS checks it); a
 //   larger one by multipart upload, part by part, several at a time. A stream is read to its end before anything is
-//   sent (oss-spool.ts): in memory up to the threshold, in a temp file past it. The content's sha256 travels as the
+//   sent (spool.ts): in memory up to the threshold, in a temp file past it. The content's sha256 travels as the
 //   object's `x-oss-meta-sha256`, so head returns it as the etag without reading the object. The content type is the
 //   one given, else the key's extension's (as in the local store). After the write, a HEAD confirms that OSS holds
 //   exactly what was sent (size and sha256); only then does put resolve, with that HEAD's ObjectInfo. A multipart
@@ -70,15 +70,6 @@ type Headers = Record<string, string | undefined>;
 const headersOf = (res: { headers: object }) => res.headers as Headers;
 
 const isNotFound = (err: unknown) => err instanceof ObjectStoreError && err.code === 'NoSuchKey';
-
-function isAddressable(key: string): boolean {
-  try {
-    assertSafeKey(key);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Runs `work` over `items`, at most `limit` at a time, keeping the order of the results. */
 async function mapLimit<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
@@ -230,7 +221,8 @@ export class OssObjectStore implements ObjectStore {
         // A new query each time: the SDK deletes the token from the object it is given.
         this.client.listV2({ prefix, 'max-keys': 1000, ...(after ? { 'continuation-token': after } : {}) }),
       );
-      for (const object of page.objects ?? []) if (isAddressable(object.name)) keys.push(object.name);
+      // An object whose name no key can address (put there by other means) is left out.
+      for (const object of page.objects ?? []) if (isSafeKey(object.name)) keys.push(object.name);
       token = page.isTruncated ? page.nextContinuationToken || null : null;
       if (page.isTruncated && !token) {
         throw new ObjectStoreError({

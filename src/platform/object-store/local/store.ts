@@ -4,10 +4,10 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink, 
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { contentTypeFor } from './content-type.js';
-import { assertSafeKey, ObjectKeyError } from './keys.js';
-import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from './port.js';
-import { signObjectUrl } from './signing.js';
+import { contentTypeFor } from '../content-type.js';
+import { assertSafeKey, isSafeKey, ObjectKeyError } from '../keys.js';
+import { type ObjectInfo, ObjectNotFoundError, type ObjectStore, type PutOptions } from '../port.js';
+import { signObjectUrl } from '../signing.js';
 
 // The object store on the local filesystem: key `a/b/c` is the file `<root>/a/b/c`, so local instances read model
 // files in place. Next to each object the store keeps its own hidden files, all named `.sdflow-…`: temp files of
@@ -225,10 +225,11 @@ export class LocalObjectStore implements ObjectStore {
     for (const entry of entries) {
       if (entry.name.startsWith(RESERVED_PREFIX)) continue;
       const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
-      // Symbolic links are neither listed nor followed: every listed object is a file inside the root.
+      // Symbolic links are neither listed nor followed: every listed object is a file inside the root. A file whose
+      // name no key can address (put there by hand) is left out.
       if (entry.isDirectory()) {
         if (`${key}/`.startsWith(prefix)) await this.collect(join(dir, entry.name), key, prefix, keys);
-      } else if (entry.isFile() && key.startsWith(prefix) && isAddressable(key)) {
+      } else if (entry.isFile() && key.startsWith(prefix) && isSafeKey(key)) {
         keys.push(key);
       }
     }
@@ -276,15 +277,5 @@ export class LocalObjectStore implements ObjectStore {
       await unlink(temp).catch(ignoreMissing);
       throw err;
     }
-  }
-}
-
-/** Files whose names no key can address (put there by hand) are left out of listings. */
-function isAddressable(key: string): boolean {
-  try {
-    assertSafeKey(key);
-    return true;
-  } catch {
-    return false;
   }
 }

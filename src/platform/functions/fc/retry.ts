@@ -1,4 +1,4 @@
-import { type RetryPolicy, retrying } from '../retry.js';
+import { CallError, type CallFailure, type RetryPolicy, retrying } from '../../retry.js';
 
 // How the FC adapter tells a failure worth retrying from one to report, and how it retries. The FC SDK (through
 // @alicloud/openapi-core) throws, for an answer of 4xx/5xx, a ClientError, ServerError or ThrottlingError carrying
@@ -25,20 +25,10 @@ const NETWORK_ERRORS = new Set([
   'ENOTFOUND',
 ]);
 
-export interface FcFailure {
-  /** The HTTP status, when FC answered. */
-  status?: number;
-  /** FC's error code (FunctionNotFound, ResourceThrottled, …), or the network error's name or code. */
-  code: string;
-  requestId?: string;
-  detail: string;
-  retryable: boolean;
-}
-
 const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
 
-/** What an error thrown by the FC SDK says, normalized. */
-export function describeFailure(err: unknown): FcFailure {
+/** What an error thrown by the FC SDK says, normalized; its code is FC's (FunctionNotFound, ResourceThrottled, …). */
+export function describeFailure(err: unknown): CallFailure {
   const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as Record<string, unknown>;
   const status = typeof e.statusCode === 'number' && e.statusCode > 0 ? e.statusCode : undefined;
   const name = text(e.name) ?? 'Error';
@@ -63,37 +53,16 @@ export function describeFailure(err: unknown): FcFailure {
 }
 
 /** A failed FC operation: its message names the operation, the function, FC's error code and the request id. */
-export class FcError extends Error {
-  readonly operation: string;
+export class FcError extends CallError {
   readonly functionName?: string;
-  readonly status?: number;
-  readonly code: string;
-  readonly requestId?: string;
-  readonly attempts: number;
-  readonly retryable: boolean;
 
   constructor(
-    init: { operation: string; functionName?: string; attempts: number } & FcFailure,
+    init: { operation: string; functionName?: string; attempts: number } & CallFailure,
     options?: { cause?: unknown },
   ) {
-    const answer = [
-      init.status !== undefined ? `HTTP ${init.status}` : undefined,
-      init.requestId ? `request id ${init.requestId}` : 'no request id',
-    ].filter((part) => part !== undefined);
-    const attempts = `${init.attempts} attempt${init.attempts === 1 ? '' : 's'}`;
-    const target = init.functionName ? ` of ${init.functionName}` : '';
-    super(
-      `FC ${init.operation}${target} failed after ${attempts}: ${init.code} (${answer.join(', ')}): ${init.detail}`,
-      options,
-    );
+    super({ service: 'FC', target: init.functionName ? ` of ${init.functionName}` : '' }, init, options);
     this.name = 'FcError';
-    this.operation = init.operation;
     this.functionName = init.functionName;
-    this.status = init.status;
-    this.code = init.code;
-    this.requestId = init.requestId;
-    this.attempts = init.attempts;
-    this.retryable = init.retryable;
   }
 }
 

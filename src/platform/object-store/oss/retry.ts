@@ -1,4 +1,4 @@
-import { type RetryPolicy, retrying } from '../retry.js';
+import { CallError, type CallFailure, type RetryPolicy, retrying } from '../../retry.js';
 
 // How the OSS adapter tells a failure worth retrying from one to report, and how it retries. ali-oss throws plain
 // Errors: those built from an OSS answer carry `status`, `code` (OSS's error code), `requestId` and `ecCode`; those
@@ -28,22 +28,10 @@ const NETWORK_ERRORS = new Set([
   'EAI_AGAIN',
 ]);
 
-export interface Failure {
-  /** The HTTP status, when OSS answered. */
-  status?: number;
-  /** OSS's error code (AccessDenied, SlowDown, …), or the network error's name. */
-  code: string;
-  requestId?: string;
-  /** OSS's fine-grained error code (the EC of the error body). */
-  ec?: string;
-  detail: string;
-  retryable: boolean;
-}
-
 const text = (value: unknown) => (typeof value === 'string' && value !== '' ? value : undefined);
 
-/** What an error thrown by ali-oss says, normalized. */
-function describe(err: unknown): Failure {
+/** What an error thrown by ali-oss says, normalized; its code is OSS's (AccessDenied, SlowDown, …). */
+function describe(err: unknown): CallFailure {
   const e = (typeof err === 'object' && err !== null ? err : { message: String(err) }) as Record<string, unknown>;
   const status = typeof e.status === 'number' && e.status > 0 ? e.status : undefined;
   const name = text(e.name) ?? 'Error';
@@ -68,40 +56,18 @@ function describe(err: unknown): Failure {
 }
 
 /** A failed OSS operation: its message names the operation, the object, OSS's error code and the request id. */
-export class ObjectStoreError extends Error {
-  readonly operation: string;
+export class ObjectStoreError extends CallError {
   readonly bucket: string;
   readonly key: string;
-  readonly status?: number;
-  readonly code: string;
-  readonly requestId?: string;
-  readonly attempts: number;
-  readonly retryable: boolean;
 
   constructor(
-    init: { operation: string; bucket: string; key: string; attempts: number } & Failure,
+    init: { operation: string; bucket: string; key: string; attempts: number } & CallFailure,
     options?: { cause?: unknown },
   ) {
-    const answer = [
-      init.status !== undefined ? `HTTP ${init.status}` : undefined,
-      init.ec ? `EC ${init.ec}` : undefined,
-      init.requestId ? `request id ${init.requestId}` : 'no request id',
-    ].filter((part) => part !== undefined);
-    const attempts = `${init.attempts} attempt${init.attempts === 1 ? '' : 's'}`;
-    super(
-      `OSS ${init.operation} of ${init.bucket}/${init.key} failed after ${attempts}: ${init.code} ` +
-        `(${answer.join(', ')}): ${init.detail}`,
-      options,
-    );
+    super({ service: 'OSS', target: ` of ${init.bucket}/${init.key}` }, init, options);
     this.name = 'ObjectStoreError';
-    this.operation = init.operation;
     this.bucket = init.bucket;
     this.key = init.key;
-    this.status = init.status;
-    this.code = init.code;
-    this.requestId = init.requestId;
-    this.attempts = init.attempts;
-    this.retryable = init.retryable;
   }
 }
 

@@ -1,15 +1,25 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import FcSdk, * as $fc from '@alicloud/fc20230330';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
-import type { FcConfig } from '../../config/index.js';
-import { errorMessage } from '../../http-util.js';
-import { AGENT_PATHS, sdPassthroughPath } from '../../protocol/agent-http.js';
-import { type AgentEvent, decodeEvents, invokeEvents, startingEvent } from '../../protocol/events.js';
-import { INSTANCE_ENV } from '../../protocol/instance-env.js';
-import type { InvokeRequest } from '../../protocol/invoke.js';
-import { backoffMs, type RetryPolicy } from '../retry.js';
-import { describeFailure, FcError, withRetries } from './fc-retry.js';
-import { canonicalPath, signTriggerRequest, type TriggerCredentials } from './fc-signing.js';
+import type { FcConfig } from '../../../config/index.js';
+import { errorMessage } from '../../../http-util.js';
+import { AGENT_PATHS, sdPassthroughPath } from '../../../protocol/agent-http.js';
+import { type AgentEvent, decodeEvents, invokeEvents, startingEvent } from '../../../protocol/events.js';
+import { INSTANCE_ENV } from '../../../protocol/instance-env.js';
+import type { InvokeRequest } from '../../../protocol/invoke.js';
+import { backoffMs, type RetryPolicy } from '../../retry.js';
+import {
+  FunctionNotFoundError,
+  type FunctionRuntime,
+  type FunctionSpec,
+  FunctionUnavailableError,
+  type InvokeOptions,
+  type PassthroughRequest,
+  type PassthroughResponse,
+  type RuntimeFunction,
+} from '../port.js';
+import { describeFailure, FcError, withRetries } from './retry.js';
+import { canonicalPath, signTriggerRequest, type TriggerCredentials } from './signing.js';
 import {
   assertFunctionName,
   checkFcSettings,
@@ -20,20 +30,10 @@ import {
   TRIGGER_METHODS,
   TRIGGER_NAME,
   updateInput,
-} from './fc-spec.js';
-import {
-  FunctionNotFoundError,
-  type FunctionRuntime,
-  type FunctionSpec,
-  FunctionUnavailableError,
-  type InvokeOptions,
-  type PassthroughRequest,
-  type PassthroughResponse,
-  type RuntimeFunction,
-} from './port.js';
+} from './spec.js';
 
-export { FcError } from './fc-retry.js';
-export { FcSpecError } from './fc-spec.js';
+export { FcError } from './retry.js';
+export { FcSpecError } from './spec.js';
 
 // The functions port on Alibaba Function Compute 3.0, through the official @alicloud/fc20230330 SDK.
 //
@@ -43,7 +43,7 @@ export { FcSpecError } from './fc-spec.js';
 // NAS and OSS mounts, SDFLOW_FC_ENV, the trigger's auth, and ALIBABA_CLOUD_* credentials. It needs the OSS object
 // store: instances read inputs and write images there. A missing setting fails construction, naming it.
 //
-// Functions. ensureFunction creates a custom-container GPU function (fc-spec.ts) with instanceConcurrency 1 and an
+// Functions. ensureFunction creates a custom-container GPU function (spec.ts) with instanceConcurrency 1 and an
 // initializer (FC POSTs the agent's /initialize before an instance's first request, so the checkpoint is loaded
 // before any request reaches it), then its HTTP trigger. Creation is race-safe: replicas may create at once, and
 // FunctionAlreadyExists / TriggerAlreadyExists are success, after which the function is read back and updated when
@@ -62,7 +62,7 @@ export { FcSpecError } from './fc-spec.js';
 // function FC has without a record is adopted by the next ensureFunction: "already exists", then updated if needed.
 //
 // Invocation goes through the trigger (its URL comes from the trigger, cached per function), signed when the
-// trigger's authType is `function` (fc-signing.ts). It is the agent's one-request protocol: POST /invoke, NDJSON
+// trigger's authType is `function` (signing.ts). It is the agent's one-request protocol: POST /invoke, NDJSON
 // progress on the response, then the result; aborting the signal closes the connection, which the agent takes as a
 // cancel. While FC starts an instance (no answer yet) the stream carries a `starting` progress event each second.
 // Passthrough requests go to the trigger's /sd/<path>.
@@ -72,7 +72,7 @@ export { FcSpecError } from './fc-spec.js';
 //
 // Retries. Management calls are retried on throttling (429, ResourceThrottled), 5xx and timeouts or broken
 // connections, with exponential backoff and jitter, up to SDFLOW_FC_MAX_ATTEMPTS, each with SDFLOW_FC_REQUEST_TIMEOUT_S
-// (fc-retry.ts). Authorization failures (InvalidAccessKeyId, SignatureNotMatch, 403) and other 4xx are not retried.
+// (retry.ts). Authorization failures (InvalidAccessKeyId, SignatureNotMatch, 403) and other 4xx are not retried.
 // Every failure is an FcError naming the operation, the function, FC's code and the request id. An invoke is
 // retried only before the trigger answered (a connection failure, or 429/502/503/504 from FC's gateway); once the
 // stream started, a failure ends it and the workflow's activity retry decides.

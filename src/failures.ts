@@ -1,4 +1,7 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/common';
+
+// Reading the failures that workflows and activities end with. Workflow code and the API both import this file, so
+// it imports nothing but @temporalio/common: no I/O, no Node built-ins.
 
 /** The type of the first ApplicationFailure in an error's cause chain (e.g. BadInput from an activity), if any. */
 export function failureType(err: unknown): string | undefined {

@@ -1,7 +1,15 @@
 import TableStore from 'tablestore';
-import type { ErrorKind, TaskKind, TaskStatus } from '../../types.js';
-import type { ModelType } from '../object-store/keys.js';
-import type { FunctionRecord, ModelRecord, ModelStatus, NewTask, TaskFinal, TaskRecord, UserOptions } from './port.js';
+import type {
+  FunctionRecord,
+  ModelRecord,
+  ModelStatus,
+  ModelType,
+  NewTask,
+  TaskFinal,
+  TaskRecord,
+  UserOptions,
+} from '../../../records.js';
+import type { ErrorKind, TaskKind, TaskStatus } from '../../../types.js';
 
 // How meta-store records map to Tablestore rows, and back. Every row the Tablestore adapter writes or reads goes
 // through here. Times are ISO strings (UTC, milliseconds, so string order is time order, as in SQLite); params,
@@ -18,7 +26,7 @@ export interface TableSchema {
   primaryKey: TableStore.PrimaryKeySchema[];
 }
 
-/** The adapter's tables. task_index is the listing index of tasks (see tablestore.ts). */
+/** The adapter's tables. task_index is the listing index of tasks (see task-index.ts). */
 export const TABLES = {
   tasks: { name: 'tasks', primaryKey: [{ name: 'taskId', type: 'STRING' }] },
   taskIndex: {
@@ -194,26 +202,6 @@ export function updateOf(table: string, update: ColumnUpdate): TableStore.Update
   const changes: TableStore.UpdateOfAttributeColumns[] = [{ PUT: attributeColumns(table, update.put) }];
   if (update.remove.length > 0) changes.push({ DELETE_ALL: update.remove });
   return changes;
-}
-
-// ---- the listing index ----
-
-/**
- * The index scope of a listing filter: every task, one user's, one status's, or one user's in one status.
- * JSON keeps any user name unambiguous.
- */
-export function scopeKey(user: string | undefined, status: TaskStatus | undefined): string {
-  return JSON.stringify([user ?? null, status ?? null]);
-}
-
-/** The scopes that depend on the task's status: they move when the status does. */
-export function statusScopes(user: string, status: TaskStatus): string[] {
-  return [scopeKey(undefined, status), scopeKey(user, status)];
-}
-
-/** Every scope a task of this user and status is listed under. */
-export function taskScopes(user: string, status: TaskStatus): string[] {
-  return [scopeKey(undefined, undefined), scopeKey(user, undefined), ...statusScopes(user, status)];
 }
 
 // ---- models, functions, user options ----

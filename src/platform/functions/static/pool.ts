@@ -1,8 +1,8 @@
-import { checkpointMatches } from '../../gpu-agent/sd-client.js';
-import { errorMessage } from '../../http-util.js';
-import type { Logger } from '../../logging.js';
-import type { MetaStore } from '../meta-store/port.js';
-import { FunctionUnavailableError } from './port.js';
+import { checkpointMatches } from '../../../gpu-agent/sd-client.js';
+import { errorMessage } from '../../../http-util.js';
+import type { Logger } from '../../../logging.js';
+import type { MetaStore } from '../../meta-store/port.js';
+import { FunctionUnavailableError } from '../port.js';
 
 // The WebUIs of a static GPU pool and who holds them. Each WebUI runs one request at a time: a request waits, FIFO,
 // for a free healthy WebUI of its checkpoint. Every WebUI is health-checked periodically (GET /sdapi/v1/options);

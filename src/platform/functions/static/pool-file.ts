@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError } from '../../config/index.js';
+import { ConfigError } from '../../../config/index.js';
 
 // The static GPU pool's file (SDFLOW_STATIC_POOL_FILE): which SD WebUI instances serve which checkpoint.
 //

@@ -10,11 +10,11 @@ import {
   fcNasConfigSchema,
   fcOssMountConfigSchema,
   fcVpcConfigSchema,
-} from '../../config/index.js';
-import { INSTANCE_ENV } from '../../protocol/instance-env.js';
-import { fcInstanceEnv, resourcesFromEnv } from './instance-env.js';
-import { MAX_FUNCTION_NAME_LENGTH } from './naming.js';
-import type { FunctionSpec, RuntimeFunction } from './port.js';
+} from '../../../config/index.js';
+import { INSTANCE_ENV } from '../../../protocol/instance-env.js';
+import { fcInstanceEnv, resourcesFromEnv } from '../instance-env.js';
+import { MAX_FUNCTION_NAME_LENGTH } from '../naming.js';
+import type { FunctionSpec, RuntimeFunction } from '../port.js';
 
 // What sdflow asks of FC 3.0 for one checkpoint's function: a custom-container GPU function running the agent, built
 // from the deployment's settings (config.fc) with the function's batch-update resources merged over them.

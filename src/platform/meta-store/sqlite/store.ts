@@ -1,22 +1,20 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../types.js';
-import type { ModelType } from '../object-store/keys.js';
-import { decodeCursor, encodeCursor, pageLimit } from './cursor.js';
 import type {
   FunctionRecord,
-  MetaStore,
   ModelRecord,
   ModelStatus,
+  ModelType,
   NewTask,
-  Page,
   TaskFinal,
-  TaskQuery,
   TaskRecord,
   UserOptions,
-} from './port.js';
-import { insertedTask } from './port.js';
+} from '../../../records.js';
+import { insertedTask } from '../../../records.js';
+import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../../types.js';
+import { decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
+import type { MetaStore, Page, TaskQuery } from '../port.js';
 
 // The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
 // connection runs in WAL mode with a busy timeout, and every write that must be atomic is one statement or an
@@ -200,13 +198,6 @@ function toFunction(row: FunctionRow): FunctionRecord {
 
 const jsonOrNull = (value: unknown) => (value === undefined ? null : JSON.stringify(value));
 const now = () => new Date().toISOString();
-
-/** Normalizes an instant to the stored form (ISO, UTC, milliseconds), so string comparison is time order. */
-function isoInstant(value: string): string {
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new RangeError(`not a valid instant: ${JSON.stringify(value)}`);
-  return new Date(ms).toISOString();
-}
 
 function migrate(db: Database.Database): void {
   const version = () => db.pragma('user_version', { simple: true }) as number;

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError, type StaticPoolConfig } from '../../config/index.js';
-import { AgentCore, agentSdClient } from '../../gpu-agent/core.js';
-import { toErrorEvent } from '../../gpu-agent/invoke.js';
-import { errorMessage } from '../../http-util.js';
-import type { Logger } from '../../logging.js';
-import { type AgentEvent, InvokeStreamError, invokeEvents, startingEvent } from '../../protocol/events.js';
-import type { InvokeRequest } from '../../protocol/invoke.js';
-import type { MetaStore } from '../meta-store/port.js';
-import type { ObjectStore } from '../object-store/port.js';
-import { functionNameFor } from './naming.js';
+import { ConfigError, type StaticPoolConfig } from '../../../config/index.js';
+import { AgentCore, agentSdClient } from '../../../gpu-agent/core.js';
+import { toErrorEvent } from '../../../gpu-agent/invoke.js';
+import { errorMessage } from '../../../http-util.js';
+import type { Logger } from '../../../logging.js';
+import { type AgentEvent, InvokeStreamError, invokeEvents, startingEvent } from '../../../protocol/events.js';
+import type { InvokeRequest } from '../../../protocol/invoke.js';
+import type { MetaStore } from '../../meta-store/port.js';
+import type { ObjectStore } from '../../object-store/port.js';
+import { functionNameFor } from '../naming.js';
 import {
   CheckpointNotServedError,
   FunctionNotFoundError,
@@ -20,9 +20,9 @@ import {
   type PassthroughRequest,
   type PassthroughResponse,
   type RuntimeFunction,
-} from './port.js';
-import { readPoolFile } from './static-file.js';
-import { type Lease, WebUiPool } from './static-pool.js';
+} from '../port.js';
+import { type Lease, WebUiPool } from './pool.js';
+import { readPoolFile } from './pool-file.js';
 
 // The static GPU pool (SDFLOW_FUNCTIONS=static), for self-hosters: a file maps checkpoints to SD WebUI instances
 // that already run (A1111 with --api), one URL per instance. There is no agent next to those WebUIs, so this runtime
@@ -30,7 +30,7 @@ import { type Lease, WebUiPool } from './static-pool.js';
 // checkpoint pinned and overridden per request, a cancel that interrupts that WebUI, images uploaded to the object
 // store. The functions are the file's checkpoints, named by the naming module; sdflow neither creates nor deletes
 // them. Every process (API, each worker) runs such a runtime; they share one WebUI at a time through leases in the
-// meta store (see static-pool.ts), so a WebUI never gets two jobs from one deployment.
+// meta store (see pool.ts), so a WebUI never gets two jobs from one deployment.
 
 /** How often a request waiting for a free WebUI reports that it is still waiting. */
 const WAITING_EVERY_MS = 1000;

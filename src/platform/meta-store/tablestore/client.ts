@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import protobuf from 'protobufjs';
 import TableStore from 'tablestore';
-import { backoffMs } from '../retry.js';
+import { backoffMs } from '../../retry.js';
 
 // Calls to Tablestore through the official SDK, with this adapter's own retry policy and errors.
 //
