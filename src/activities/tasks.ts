@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { provideCheckpointFunction } from '../platform/functions/checkpoint-function.js';
 import { CheckpointNotServedError } from '../platform/functions/port.js';
-import { provideCheckpointFunction } from '../platform/functions/records.js';
 import { isFinal, NON_RETRYABLE, type TaskOutcome, type TaskSummary } from '../types.js';
 import type { ActivityDeps } from './index.js';
 

@@ -1,12 +1,12 @@
 import type { Context, Next } from 'koa';
 import { errorMessage } from '../../http-util.js';
 import { isJsonObject } from '../../json.js';
+import { provideCheckpointFunction } from '../../platform/functions/checkpoint-function.js';
 import {
   CheckpointNotServedError,
   FunctionNotFoundError,
   FunctionUnavailableError,
 } from '../../platform/functions/port.js';
-import { provideCheckpointFunction } from '../../platform/functions/records.js';
 import { a1111ErrorDetail } from '../../protocol/a1111-error.js';
 import { answerTask, clientGone } from '../answers.js';
 import type { ApiDeps } from '../app.js';
