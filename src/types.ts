@@ -126,8 +126,11 @@ export const GENERATION = {
   progressQuery: 'progress',
 } as const;
 
-/** Signal and query names of the semaphore workflow. */
+/** Signal, update and query names of the semaphore workflow. */
 export const SEMAPHORE = {
+  /** Queues a lease and answers once it is granted (or when the run hands over to its successor: ask again). */
+  acquireUpdate: 'acquireSlot',
+  /** The first version's acquire: queue a lease, the grant comes back by signal (`slotGranted`). */
   acquireSignal: 'acquire',
   /** Frees a held slot or withdraws a queued request; idempotent, keyed by the whole LeaseRef. */
   releaseSignal: 'release',
@@ -146,12 +149,42 @@ export interface SlotGrant {
   leaseId: string;
 }
 
-export interface SemaphoreHolder extends LeaseRef {
-  grantedAt: number;
+/**
+ * Who asks for a slot, for the grant order: a priority lane and the user the task runs for. Grants are FIFO today;
+ * the fields are there so that an order by lane and fair share needs no change to the state's shape.
+ */
+export interface SlotOwner {
+  lane?: string;
+  user?: string;
 }
 
-export interface SemaphoreWaiter extends LeaseRef {
+/** An acquire by update: the lease to grant, and who asks. */
+export interface SlotRequest extends SlotOwner {
+  lease: LeaseRef;
+}
+
+/** An acquire's answer: granted, or not yet (the semaphore's run is handing over to its successor: ask again). */
+export interface SlotAnswer {
+  granted: boolean;
+}
+
+export interface SemaphoreHolder extends LeaseRef, SlotOwner {
+  grantedAt: number;
+  /** Granted to an update that is waiting for it; a signal-era holder (absent) is told by signal. */
+  byUpdate?: boolean;
+}
+
+export interface SemaphoreWaiter extends LeaseRef, SlotOwner {
   requestedAt: number;
+  byUpdate?: boolean;
+}
+
+/** A lease that has ended: when it was granted and released (workflow time), for measuring how slots are used. */
+export interface LeaseInterval {
+  workflowId: string;
+  leaseId: string;
+  grantedAt: number;
+  releasedAt: number;
 }
 
 export interface SemaphoreState {
@@ -162,10 +195,15 @@ export interface SemaphoreState {
   totalGrants: number;
   /** Grants made in this run: continue-as-new is taken every `continueAsNewAfterGrants`. */
   grantsThisRun: number;
+  /** The latest ended leases, newest last, at most RECENT_LEASES (absent in states of the first version). */
+  recent?: LeaseInterval[];
 }
 
+/** How many ended leases the semaphore keeps for `recent`. */
+export const RECENT_LEASES = 512;
+
 export function emptySemaphoreState(limit: number): SemaphoreState {
-  return { limit, holders: [], queue: [], totalGrants: 0, grantsThisRun: 0 };
+  return { limit, holders: [], queue: [], totalGrants: 0, grantsThisRun: 0, recent: [] };
 }
 
 export interface SemaphoreInput {

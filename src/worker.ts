@@ -24,8 +24,11 @@ export interface WorkerOptions {
 
 let runtimeInstalled = false;
 
-/** Temporal's core logs go to the process's pino logger; shutdown is driven by sdflow, not by Temporal's handlers. */
-function installRuntime(logger: Logger) {
+/**
+ * Temporal's core logs go to the process's pino logger, and its metrics to a Prometheus endpoint when a port is set;
+ * shutdown is driven by sdflow, not by Temporal's handlers.
+ */
+function installRuntime(logger: Logger, metricsPort: number) {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   const forward = (level: LogLevel, message: string, meta?: LogMetadata) => {
@@ -34,6 +37,9 @@ function installRuntime(logger: Logger) {
   };
   Runtime.install({
     shutdownSignals: [],
+    ...(metricsPort > 0
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } } }
+      : {}),
     logger: {
       log: forward,
       trace: (m, meta) => forward('TRACE', m, meta),
@@ -69,7 +75,7 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
 }
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}) {
-  installRuntime(logger);
+  installRuntime(logger, config.worker.metricsPort);
   const connection = await NativeConnection.connect(temporalConnectionOptions(config.temporal));
   const client = await connectTemporal(config.temporal);
   const meta = createMetaStore(config);

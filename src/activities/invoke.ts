@@ -1,11 +1,22 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { FunctionNotFoundError } from '../platform/functions/port.js';
-import { type ErrorEvent, type ProgressEvent, readInvoke } from '../protocol/events.js';
+import { type ErrorEvent, type ProgressEvent, readInvoke, type TerminalEvent } from '../protocol/events.js';
 import type { InvokeRequest } from '../protocol/invoke.js';
-import { NON_RETRYABLE } from '../types.js';
+import type { TaskRecord } from '../records.js';
+import {
+  EMPTY_SD_STATE,
+  isFinal,
+  type LeaseRef,
+  NON_RETRYABLE,
+  type ProgressSnapshot,
+  type SlotOwner,
+  type TaskPolicy,
+  type TaskSummary,
+} from '../types.js';
 import { progressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './index.js';
-import { provideFunction } from './tasks.js';
+import { acquireSlot, releaseSlot } from './slots.js';
+import { checkpointFunction, provideFunction } from './tasks.js';
 
 export interface InvokeResult {
   images: string[];
@@ -13,7 +24,23 @@ export interface InvokeResult {
   parameters: Record<string, unknown>;
 }
 
+/** What the GPU part of a task needs: its request (which names its checkpoint), and the slot it runs under. */
+export interface RunTaskInput {
+  request: InvokeRequest;
+  lease: LeaseRef;
+  owner: SlotOwner;
+  semaphore: { id: string; policy: TaskPolicy['semaphore'] };
+}
+
 const INVOKE_FAILED = 'InvokeFailed';
+
+const QUEUED: ProgressSnapshot = {
+  phase: 'queued',
+  progress: 0,
+  etaRelative: 0,
+  state: EMPTY_SD_STATE,
+  currentImage: null,
+};
 
 /** The failure type the workflow reads a final agent error by: only SD's rejection of the input is the caller's. */
 function nonRetryableType(kind: ErrorEvent['kind']): string {
@@ -22,71 +49,153 @@ function nonRetryableType(kind: ErrorEvent['kind']): string {
   return INVOKE_FAILED;
 }
 
+/** The workflow's view of a final task row. */
+const summaryOf = (task: TaskRecord): TaskSummary => ({
+  taskId: task.taskId,
+  status: isFinal(task.status) ? task.status : 'failed',
+  images: task.images,
+  ...(task.message ? { message: task.message } : {}),
+  ...(task.errorKind ? { errorKind: task.errorKind } : {}),
+});
+
 export function createInvokeActivities(deps: ActivityDeps) {
-  const { functions, temporal, progressSignalMs, invokeIdleTimeoutS, logger } = deps;
+  const { functions, temporal, meta, taskQueue, progressSignalMs, invokeIdleTimeoutS, logger } = deps;
+
+  /**
+   * One invoke on the function, as an activity runs it: cancelled with the activity, ended by the idle timeout when
+   * the function goes quiet, and its final event turned into the activity's result or failure.
+   */
+  async function invoke(
+    ctx: Context,
+    functionName: string,
+    request: InvokeRequest,
+    onProgress: (event: ProgressEvent) => void,
+  ): Promise<Extract<TerminalEvent, { type: 'result' }>> {
+    const abort = new AbortController();
+    const onCancel = () => abort.abort(ctx.cancellationSignal.reason);
+    ctx.cancellationSignal.addEventListener('abort', onCancel);
+    let idle: NodeJS.Timeout | undefined;
+    const resetIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(
+        () => abort.abort(new Error(`no word from the function for ${invokeIdleTimeoutS}s`)),
+        invokeIdleTimeoutS * 1000,
+      );
+    };
+    try {
+      resetIdle();
+      const end = await readInvoke(functions.invoke(functionName, request, { signal: abort.signal }), (event) => {
+        resetIdle();
+        onProgress(event);
+      });
+      if (end.type === 'result') return end;
+      if (end.retryable) throw ApplicationFailure.retryable(end.message, INVOKE_FAILED, { kind: end.kind });
+      throw ApplicationFailure.nonRetryable(end.message, nonRetryableType(end.kind), {
+        kind: end.kind,
+        status: end.status,
+      });
+    } catch (err) {
+      if (err instanceof FunctionNotFoundError) {
+        // The function vanished (deleted by an admin, or lost by the runtime): recreate it for the retry, with
+        // the resources its record holds (and the record, when that is gone too).
+        await provideFunction(deps, request.model, true);
+      }
+      throw explain(err, ctx, functionName);
+    } finally {
+      clearTimeout(idle);
+      ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      if (!abort.signal.aborted) abort.abort();
+    }
+  }
 
   return {
     /**
-     * Sends the task to its function in one streamed request and returns the result. Heartbeats every second
-     * so a cancel reaches it quickly; forwards numbers-only progress to the workflow about once a second.
+     * The GPU part of a task, in one activity: find (or create) its checkpoint's function, wait for a slot, mark the
+     * task running, invoke the function, give the slot back the moment SD is done (before the images are uploaded),
+     * and write the success record, SD's info included, so that it never passes through the workflow's history.
+     * Progress is the heartbeat's details. A checkpoint being re-registered fails it at once with ModelBusy: the
+     * workflow waits and runs it again.
+     */
+    async runTask(input: RunTaskInput): Promise<TaskSummary> {
+      const ctx = Context.current();
+      const { taskId } = input.request;
+      if (ctx.info.attempt > 1) {
+        // An earlier attempt may have written the success record and then lost its worker.
+        const stored = await meta.getTask(taskId);
+        if (stored && isFinal(stored.status)) return summaryOf(stored);
+      }
+      let progress = QUEUED;
+      ctx.heartbeat(progress);
+      const heartbeat = setInterval(() => ctx.heartbeat(progress), 1000);
+      const slot = { id: input.semaphore.id, taskQueue, policy: input.semaphore.policy };
+      // Released once, and only when asked for: a task that fails before it queues has nothing to give back.
+      let asked = false;
+      let released = false;
+      const release = async () => {
+        if (!asked || released) return;
+        released = true;
+        await releaseSlot(temporal, slot.id, input.lease);
+      };
+      let keepSlot = false;
+      let functionName = '';
+      try {
+        functionName = await checkpointFunction(deps, input.request.model);
+        asked = true;
+        await acquireSlot(temporal, slot, { lease: input.lease, ...input.owner }, ctx.cancellationSignal);
+        progress = { ...progress, phase: 'starting' };
+        ctx.heartbeat(progress);
+        meta.markTaskRunning(taskId).catch((err) => logger.warn({ err, taskId }, 'could not mark the task running'));
+        const result = await invoke(ctx, functionName, input.request, (event) => {
+          const { type: _type, ...snapshot } = event;
+          progress = snapshot;
+          ctx.heartbeat(progress);
+          // SD has returned: the GPU is free while the agent uploads the images.
+          if (event.phase === 'uploading') {
+            release().catch((err) => logger.warn({ err, taskId }, 'early release failed'));
+          }
+        });
+        await release();
+        const { images, info, parameters } = result;
+        const stored = await meta.finalizeTask(taskId, { status: 'succeeded', images, info, parameters });
+        return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
+      } catch (err) {
+        const failure = explain(err, ctx, functionName);
+        // A retryable failure keeps the slot for the next attempt, as a task keeps it between attempts; any other
+        // ending gives it back (the workflow sends the release again, idempotently, whatever happens here).
+        keepSlot = failure instanceof ApplicationFailure && !failure.nonRetryable && !ctx.cancellationSignal.aborted;
+        throw failure;
+      } finally {
+        clearInterval(heartbeat);
+        if (!keepSlot) await release().catch((err) => logger.warn({ err, taskId }, 'release failed'));
+      }
+    },
+
+    /**
+     * The first version's invoke, for tasks started before runTask: the invoke alone, with numbers-only progress
+     * forwarded to the workflow about once a second.
      */
     async invokeFunction(input: { functionName: string; request: InvokeRequest }): Promise<InvokeResult> {
       const ctx = Context.current();
       const workflow = temporal.workflow.getHandle(ctx.info.workflowExecution!.workflowId);
-      const abort = new AbortController();
-      const onCancel = () => abort.abort(ctx.cancellationSignal.reason);
-      ctx.cancellationSignal.addEventListener('abort', onCancel);
-
       let last: ProgressEvent | undefined;
       let lastSentAt = 0;
       let lastSentPhase: string | undefined;
       const heartbeat = setInterval(() => ctx.heartbeat(last && { phase: last.phase, progress: last.progress }), 1000);
-      let idle: NodeJS.Timeout | undefined;
-      const resetIdle = () => {
-        clearTimeout(idle);
-        idle = setTimeout(
-          () => abort.abort(new Error(`no word from the function for ${invokeIdleTimeoutS}s`)),
-          invokeIdleTimeoutS * 1000,
-        );
-      };
-
-      const forward = (event: ProgressEvent) => {
-        const now = Date.now();
-        if (now - lastSentAt < progressSignalMs && event.phase === lastSentPhase) return;
-        lastSentAt = now;
-        lastSentPhase = event.phase;
-        const { type: _type, ...snapshot } = event;
-        workflow.signal(progressSignal, snapshot).catch((err) => {
-          logger.debug({ err, taskId: input.request.taskId }, 'progress signal not delivered');
-        });
-      };
-
       try {
-        resetIdle();
-        const stream = functions.invoke(input.functionName, input.request, { signal: abort.signal });
-        const end = await readInvoke(stream, (event) => {
-          resetIdle();
+        const end = await invoke(ctx, input.functionName, input.request, (event) => {
           last = event;
-          forward(event);
+          const now = Date.now();
+          if (now - lastSentAt < progressSignalMs && event.phase === lastSentPhase) return;
+          lastSentAt = now;
+          lastSentPhase = event.phase;
+          const { type: _type, ...snapshot } = event;
+          workflow.signal(progressSignal, snapshot).catch((err) => {
+            logger.debug({ err, taskId: input.request.taskId }, 'progress signal not delivered');
+          });
         });
-        if (end.type === 'result') return { images: end.images, info: end.info, parameters: end.parameters };
-        if (end.retryable) throw ApplicationFailure.retryable(end.message, INVOKE_FAILED, { kind: end.kind });
-        throw ApplicationFailure.nonRetryable(end.message, nonRetryableType(end.kind), {
-          kind: end.kind,
-          status: end.status,
-        });
-      } catch (err) {
-        if (err instanceof FunctionNotFoundError) {
-          // The function vanished (deleted by an admin, or lost by the runtime): recreate it for the retry, with
-          // the resources its record holds (and the record, when that is gone too).
-          await provideFunction(deps, input.request.model, true);
-        }
-        throw explain(err, ctx, input.functionName);
+        return { images: end.images, info: end.info, parameters: end.parameters };
       } finally {
         clearInterval(heartbeat);
-        clearTimeout(idle);
-        ctx.cancellationSignal.removeEventListener('abort', onCancel);
-        if (!abort.signal.aborted) abort.abort();
       }
     },
   };

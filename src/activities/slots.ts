@@ -1,12 +1,79 @@
-import { WorkflowNotFoundError } from '@temporalio/client';
-import { emptySemaphoreState, type LeaseRef, type TaskPolicy } from '../types.js';
-import { acquireSignal } from '../workflows/definitions.js';
+import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
+import { emptySemaphoreState, type LeaseRef, type SlotRequest, type TaskPolicy } from '../types.js';
+import { acquireSignal, acquireUpdate, releaseSignal } from '../workflows/definitions.js';
 import type { semaphoreWorkflow } from '../workflows/semaphore.js';
 import type { ActivityDeps } from './index.js';
 
+// The client side of the semaphore (docs/ARCHITECTURE.md, "The cap"): acquire by update, which answers once the
+// lease is granted, and release by signal. The invoke activity holds its task's slot with these, and so do the
+// benchmark's bare acquire/release cycles.
+
+/** Which semaphore, and what to start it with should it not be running. */
+export interface SemaphoreRef {
+  id: string;
+  taskQueue: string;
+  policy: TaskPolicy['semaphore'];
+}
+
+/** How long to wait before asking again a semaphore run that was handing over to its successor. */
+const ASK_AGAIN_MS = 20;
+
+function startOperation(semaphore: SemaphoreRef) {
+  return new WithStartWorkflowOperation<typeof semaphoreWorkflow>('semaphoreWorkflow', {
+    workflowId: semaphore.id,
+    taskQueue: semaphore.taskQueue,
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    args: [
+      {
+        state: emptySemaphoreState(semaphore.policy.initialLimit),
+        leaseCheckS: semaphore.policy.leaseCheckS,
+        continueAsNewAfterGrants: semaphore.policy.continueAsNewAfterGrants,
+      },
+    ],
+  });
+}
+
+/**
+ * Waits until the lease is granted, or `signal` aborts. Granting a lease that already holds a slot (a retried
+ * attempt of the same task) answers at once: the slot stays the task's across attempts.
+ */
+export async function acquireSlot(
+  temporal: Client,
+  semaphore: SemaphoreRef,
+  request: SlotRequest,
+  signal: AbortSignal,
+): Promise<void> {
+  const handle = temporal.workflow.getHandle(semaphore.id);
+  for (;;) {
+    signal.throwIfAborted();
+    let granted: boolean;
+    try {
+      ({ granted } = await temporal.connection.withAbortSignal(signal, () =>
+        handle.executeUpdate(acquireUpdate, { args: [request] }),
+      ));
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      // Not running (never started in this namespace, or terminated by hand): start it with the request.
+      ({ granted } = await temporal.connection.withAbortSignal(signal, () =>
+        temporal.workflow.executeUpdateWithStart(acquireUpdate, {
+          args: [request],
+          startWorkflowOperation: startOperation(semaphore),
+        }),
+      ));
+    }
+    if (granted) return;
+    await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_MS));
+  }
+}
+
+/** Frees a held slot or withdraws a queued request. Idempotent: a lease already released is no one's slot. */
+export async function releaseSlot(temporal: Client, semaphoreId: string, lease: LeaseRef): Promise<void> {
+  await temporal.workflow.getHandle(semaphoreId).signal(releaseSignal, lease);
+}
+
 export function createSlotActivities({ temporal, taskQueue }: ActivityDeps) {
   return {
-    /** Queues a lease at the semaphore, starting the semaphore if it is not running (workflows cannot do this). */
+    /** The first version's acquire: queues a lease by signal, starting the semaphore if it is not running. */
     async requestSlot(input: { semaphoreId: string; lease: LeaseRef; policy: TaskPolicy['semaphore'] }) {
       await temporal.workflow.signalWithStart<typeof semaphoreWorkflow, [LeaseRef]>('semaphoreWorkflow', {
         workflowId: input.semaphoreId,

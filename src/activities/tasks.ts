@@ -23,22 +23,30 @@ export async function provideFunction(
   }
 }
 
+/**
+ * The function a task's checkpoint runs on, created (with its record) when missing. A checkpoint being re-registered
+ * is ModelBusy (the workflow waits for the new weights); one no longer registered or servable is ModelNotFound.
+ */
+export async function checkpointFunction(deps: ActivityDeps, model: string): Promise<string> {
+  const record = await deps.meta.getModel(model);
+  if (record?.type === 'stableDiffusion' && (record.status === 'registering' || record.status === 'loading')) {
+    // Accepted while loaded, then caught by an update: the workflow waits for the new weights.
+    throw ApplicationFailure.nonRetryable(`checkpoint ${model} is ${record.status}`, NON_RETRYABLE.modelBusy);
+  }
+  // A delete is soft: tasks accepted before it still run (the file stays); only new requests are refused.
+  if (record?.type !== 'stableDiffusion' || (record.status !== 'loaded' && record.status !== 'deleted')) {
+    const why = record ? `is ${record.status}` : 'is not registered';
+    throw ApplicationFailure.nonRetryable(`checkpoint ${model} ${why}`, NON_RETRYABLE.modelNotFound);
+  }
+  return provideFunction(deps, model);
+}
+
 export function createTaskActivities(deps: ActivityDeps) {
   const { meta } = deps;
   return {
-    /** Resolves the checkpoint's function, creating it (and its record) when missing. */
+    /** The first version's step: resolves the checkpoint's function, creating it (and its record) when missing. */
     async ensureFunction({ model }: { model: string }): Promise<{ functionName: string }> {
-      const record = await meta.getModel(model);
-      if (record?.type === 'stableDiffusion' && (record.status === 'registering' || record.status === 'loading')) {
-        // Accepted while loaded, then caught by an update: the workflow waits for the new weights.
-        throw ApplicationFailure.nonRetryable(`checkpoint ${model} is ${record.status}`, NON_RETRYABLE.modelBusy);
-      }
-      // A delete is soft: tasks accepted before it still run (the file stays); only new requests are refused.
-      if (record?.type !== 'stableDiffusion' || (record.status !== 'loaded' && record.status !== 'deleted')) {
-        const why = record ? `is ${record.status}` : 'is not registered';
-        throw ApplicationFailure.nonRetryable(`checkpoint ${model} ${why}`, NON_RETRYABLE.modelNotFound);
-      }
-      return { functionName: await provideFunction(deps, model) };
+      return { functionName: await checkpointFunction(deps, model) };
     },
 
     async markRunning(taskId: string): Promise<void> {

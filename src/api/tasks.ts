@@ -1,13 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import type { ModelRecord, TaskRecord } from '../records.js';
 import { generationInputFor, startGeneration } from '../temporal.js';
-import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind, type TaskProgress } from '../types.js';
+import {
+  EMPTY_SD_STATE,
+  isFinal,
+  type ProgressSnapshot,
+  type SdParams,
+  type TaskKind,
+  type TaskProgress,
+} from '../types.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { Principal } from './auth.js';
 import { resolveCheckpoint } from './checkpoints.js';
@@ -18,7 +26,7 @@ import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
-import { waitForWorkflow } from './workflow-wait.js';
+import { waitForTaskEnd } from './workflow-wait.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
 
@@ -210,7 +218,7 @@ export async function taskFor(deps: TaskDeps, taskId: string, principal: Princip
  */
 export async function waitForTask(deps: TaskDeps, taskId: string, timeoutMs: number, signal?: AbortSignal) {
   // However the wait ends, the row says where the task stands.
-  await waitForWorkflow(deps.temporal, taskId, timeoutMs, signal);
+  await waitForTaskEnd(deps.temporal, taskId, timeoutMs, signal);
   return (await deps.meta.getTask(taskId))!;
 }
 
@@ -252,36 +260,50 @@ export interface ProgressView extends TaskProgress {
 }
 
 /**
- * Progress of a live task from its workflow (with a deadline), else from the row. A closed workflow is never queried.
- * A waiting task gets its queue position; a running one with a live preview, a signed link to it.
+ * Where an open task stands: the heartbeat of its runTask activity, which carries the invoke's progress (a task the
+ * first version started answers its workflow's query instead). Undefined when Temporal does not answer in time.
+ */
+async function liveProgress(deps: TaskDeps, taskId: string): Promise<ProgressSnapshot | undefined> {
+  const handle = deps.temporal.workflow.getHandle(taskId);
+  const deadline = () => Date.now() + deps.config.api.queryTimeoutMs;
+  try {
+    const description = await deps.temporal.connection.withDeadline(deadline(), () => handle.describe());
+    const run = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'runTask');
+    if (run) {
+      const details = run.heartbeatDetails?.payloads?.[0];
+      return details ? defaultPayloadConverter.fromPayload<ProgressSnapshot>(details) : undefined;
+    }
+    return await deps.temporal.connection.withDeadline(deadline(), () => handle.query(progressQuery));
+  } catch (err) {
+    deps.logger.debug({ err, taskId }, 'no live progress; answering from the row');
+    return undefined;
+  }
+}
+
+/**
+ * Progress of an open task from its live state (falling back to the row); a finished task from the row alone, as a
+ * closed workflow is never asked. A waiting task gets its queue position; a running one with a live preview, a
+ * signed link to it.
  */
 export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<ProgressView> {
-  const fromRow: TaskProgress = {
-    taskId: task.taskId,
-    status: task.status,
+  const fromRow: ProgressSnapshot = {
     progress: isFinal(task.status) ? 1 : 0,
     etaRelative: 0,
     state: EMPTY_SD_STATE,
     phase: isFinal(task.status) ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
     currentImage: null,
   };
-  if (isFinal(task.status)) return fromRow;
-  let live: TaskProgress;
-  try {
-    const deadline = Date.now() + deps.config.api.queryTimeoutMs;
-    live = await deps.temporal.connection.withDeadline(deadline, () =>
-      deps.temporal.workflow.getHandle(task.taskId).query(progressQuery),
-    );
-  } catch (err) {
-    deps.logger.debug({ err, taskId: task.taskId }, 'progress query failed; answering from the row');
-    live = fromRow;
+  if (isFinal(task.status)) return { taskId: task.taskId, status: task.status, ...fromRow };
+  const snapshot = (await liveProgress(deps, task.taskId)) ?? fromRow;
+  // The live phase is ahead of the row, which the task marks running without waiting for the write.
+  const status = snapshot.phase === 'queued' ? task.status : 'running';
+  if (status === 'running' && snapshot.currentImage) {
+    const currentImageUrl = await deps.store.signedUrl(snapshot.currentImage, deps.config.stores.urlTtlS);
+    return { taskId: task.taskId, status, ...snapshot, currentImageUrl };
   }
-  if (live.status === 'running' && live.currentImage) {
-    return { ...live, currentImageUrl: await deps.store.signedUrl(live.currentImage, deps.config.stores.urlTtlS) };
-  }
-  if (live.status !== 'waiting') return { ...live, currentImage: null };
+  if (status !== 'waiting') return { taskId: task.taskId, status, ...snapshot, currentImage: null };
   const queuePosition = await deps.queuePositionOf(task.taskId);
-  return queuePosition === undefined ? live : { ...live, queuePosition };
+  return { taskId: task.taskId, status, ...snapshot, ...(queuePosition === undefined ? {} : { queuePosition }) };
 }
 
 /** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */

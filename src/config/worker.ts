@@ -48,7 +48,14 @@ export const worker = group({
   maxHeartbeatThrottleS: setting({
     env: 'SDFLOW_MAX_HEARTBEAT_THROTTLE_S',
     schema: num(1, 0.1),
-    meaning: "The worker's heartbeat throttle: how fast a cancel reaches a running invoke.",
+    meaning:
+      "The worker's heartbeat throttle: how fast a cancel reaches a running invoke, and how often progress moves.",
+  }),
+  metricsPort: setting({
+    env: 'SDFLOW_WORKER_METRICS_PORT',
+    schema: int(0, 0),
+    meaning:
+      "Port of the worker's Prometheus metrics, the Temporal SDK's included, on the loopback address (0: off, so that parallel stacks never collide).",
   }),
 });
 

@@ -1,20 +1,23 @@
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import {
   GENERATION,
   type LeaseRef,
   type ProgressSnapshot,
   SEMAPHORE,
   type SemaphoreState,
+  type SlotAnswer,
   type SlotGrant,
+  type SlotRequest,
   type TaskProgress,
 } from '../types.js';
 
-// Signal and query definitions, shared by workflows, activities and the API.
+// Signal, update and query definitions, shared by workflows, activities and the API.
 
 export const progressSignal = defineSignal<[ProgressSnapshot]>(GENERATION.progressSignal);
 export const slotGrantedSignal = defineSignal<[SlotGrant]>(GENERATION.slotGrantedSignal);
 export const progressQuery = defineQuery<TaskProgress>(GENERATION.progressQuery);
 
+export const acquireUpdate = defineUpdate<SlotAnswer, [SlotRequest]>(SEMAPHORE.acquireUpdate);
 export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
 export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);

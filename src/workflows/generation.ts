@@ -2,46 +2,50 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
-  condition,
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
-  rootCause,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, InvokeResult } from '../activities/index.js';
-import { failureType } from '../failures.js';
+import type { Activities } from '../activities/index.js';
 import {
   EMPTY_SD_STATE,
-  type ErrorKind,
   type GenerationInput,
   type LeaseRef,
   NON_RETRYABLE,
-  type ProgressSnapshot,
-  type SdParams,
   SEARCH_ATTRIBUTES,
   type TaskOutcome,
   type TaskStatus,
   type TaskSummary,
 } from '../types.js';
-import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
+import { progressQuery, releaseSignal } from './definitions.js';
+import { generationWorkflowV1 } from './generation-v1.js';
+import { failed, failureOutcome, resolveSeeds, whenModelReady } from './task-steps.js';
 
-// One task, top to bottom (docs/ARCHITECTURE.md, "The request path"): seeds, function, slot, invoke, release, final
-// record. The workflow id is the taskId.
+// One task, top to bottom (docs/ARCHITECTURE.md, "The request path"). The workflow id is the taskId.
+//
+// The workflow does the least that needs a durable decision: it resolves the seeds, hands the whole GPU part to one
+// activity (`runTask`: function, slot, invoke, release, success record), and records any other ending itself, in a
+// local activity. Progress travels as the activity's heartbeat details and SD's info never passes through the
+// history: a task is about 16 history events, and its first workflow task schedules the GPU work at once.
+
+/** The version marker: tasks started before it run the first version to the end. */
+export const SLOT_IN_INVOKE = 'slot-in-invoke';
 
 function activitiesFor(input: GenerationInput) {
   const p = input.policy;
-  const bookkeeping = proxyActivities<Activities>({
+  const { finalizeTask } = proxyLocalActivities<Activities>({
     startToCloseTimeout: '30s',
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: p.activityMaxAttempts },
   });
-  // proxyActivities returns a Proxy: its members are picked one by one, never spread.
-  const { invokeFunction } = proxyActivities<Activities>({
+  const { runTask } = proxyActivities<Activities>({
     startToCloseTimeout: `${input.deadlineS}s`,
     heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -52,100 +56,28 @@ function activitiesFor(input: GenerationInput) {
       nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
     },
   });
-  const { ensureFunction, requestSlot, markRunning, finalizeTask } = bookkeeping;
-  return { ensureFunction, requestSlot, markRunning, finalizeTask, invokeFunction };
-}
-
-/** `-1` (or no seed) becomes a concrete seed here, deterministically, so a retried attempt renders the same images. */
-export function resolveSeeds(kind: GenerationInput['kind'], params: SdParams): SdParams {
-  if (kind === 'extra') return params;
-  const concrete = (v: unknown) =>
-    typeof v === 'number' && v >= 0 ? Math.floor(v) : Math.floor(Math.random() * 4294967295);
-  return { ...params, seed: concrete(params.seed), subseed: concrete(params.subseed) };
-}
-
-const DEFAULT_MODEL_BUSY_RETRY_S = 5;
-
-/**
- * Asks for the checkpoint's function until the checkpoint is not being re-registered: a task accepted before an
- * update runs with the new weights once they are loaded, rather than failing. The deadline still bounds the wait.
- */
-async function whenModelReady<T>(ensure: () => Promise<T>, retryS: number): Promise<T> {
-  for (;;) {
-    try {
-      return await ensure();
-    } catch (err) {
-      if (failureType(err) !== NON_RETRYABLE.modelBusy) throw err;
-      await sleep(retryS * 1000);
-    }
-  }
+  return { finalizeTask, runTask };
 }
 
 export async function generationWorkflow(input: GenerationInput): Promise<TaskSummary> {
+  if (!patched(SLOT_IN_INVOKE)) return generationWorkflowV1(input);
   const { taskId } = input;
   const acts = activitiesFor(input);
   let status: TaskStatus = 'waiting';
-  let snapshot: ProgressSnapshot = {
-    progress: 0,
+  // Live progress is the runTask activity's heartbeat; the workflow answers for the states it decides itself.
+  setHandler(progressQuery, () => ({
+    taskId,
+    status,
+    progress: status === 'waiting' ? 0 : 1,
     etaRelative: 0,
     state: EMPTY_SD_STATE,
-    phase: 'queued',
+    phase: status === 'waiting' ? 'queued' : 'finished',
     currentImage: null,
-  };
-  const grants = new Set<string>();
-
-  setHandler(progressQuery, () => ({ taskId, status, ...snapshot }));
-  setHandler(progressSignal, (p) => {
-    if (status === 'running') snapshot = p;
-  });
-  setHandler(slotGrantedSignal, ({ leaseId }) => {
-    grants.add(leaseId);
-  });
-
-  const setStatus = (next: TaskStatus) => {
-    status = next;
-    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.status, value: next }]);
-  };
+  }));
 
   const params = resolveSeeds(input.kind, input.params);
+  // One lease for every attempt: a retried attempt takes the slot its predecessor held, never a second one.
   const lease: LeaseRef = { workflowId: taskId, runId: workflowInfo().runId, leaseId: uuid4() };
-  let slotRequested = false;
-
-  const releaseSlot = async () => {
-    if (!slotRequested) return;
-    slotRequested = false;
-    try {
-      await getExternalWorkflowHandle(input.semaphoreId).signal(releaseSignal, lease);
-    } catch (err) {
-      // A semaphore that is gone holds no lease of ours.
-      log.warn('release not delivered', { error: String(err) });
-    }
-  };
-
-  const run = async (): Promise<InvokeResult> => {
-    const { functionName } = await whenModelReady(
-      () => acts.ensureFunction({ model: input.model }),
-      input.policy.modelBusyRetryS ?? DEFAULT_MODEL_BUSY_RETRY_S,
-    );
-    slotRequested = true;
-    // Not cancellable: a request still in flight when the release goes out could queue the lease after it.
-    await CancellationScope.nonCancellable(() =>
-      acts.requestSlot({ semaphoreId: input.semaphoreId, lease, policy: input.policy.semaphore }),
-    );
-    await condition(() => grants.has(lease.leaseId));
-    setStatus('running');
-    snapshot = { ...snapshot, phase: 'starting' };
-    await acts.markRunning(taskId);
-    try {
-      return await acts.invokeFunction({
-        functionName,
-        request: { taskId, user: input.user, kind: input.kind, model: input.model, params, admin: input.admin },
-      });
-    } finally {
-      // The GPU is freed as soon as the invoke ends, before any bookkeeping.
-      await CancellationScope.nonCancellable(releaseSlot);
-    }
-  };
 
   let deadlineReached = false;
   const work = new CancellationScope();
@@ -160,11 +92,22 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
       () => undefined,
     );
 
-  let outcome: TaskOutcome;
+  let outcome: TaskOutcome | undefined;
+  let summary: TaskSummary | undefined;
   let cancelledBy: unknown;
   try {
-    const result = await work.run(run);
-    outcome = { taskId, status: 'succeeded', ...result };
+    summary = await work.run(() =>
+      whenModelReady(
+        () =>
+          acts.runTask({
+            request: { taskId, user: input.user, kind: input.kind, model: input.model, params, admin: input.admin },
+            lease,
+            owner: { user: input.user },
+            semaphore: { id: input.semaphoreId, policy: input.policy.semaphore },
+          }),
+        input.policy.modelBusyRetryS,
+      ),
+    );
   } catch (err) {
     if (deadlineReached) {
       outcome = failed(taskId, 'deadline', `task deadline of ${input.deadlineS}s exceeded`);
@@ -176,14 +119,25 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
     }
   } finally {
     deadline.cancel();
-    await CancellationScope.nonCancellable(releaseSlot);
   }
 
-  // The stored record is authoritative: if another writer finalized first, its record stands.
-  const final = await CancellationScope.nonCancellable(() => acts.finalizeTask(outcome));
+  if (outcome) {
+    // runTask releases its slot itself; one that did not end normally (a lost worker, a cancel while queued) may not
+    // have, so the release is sent again. It is idempotent.
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await getExternalWorkflowHandle(input.semaphoreId).signal(releaseSignal, lease);
+      } catch (err) {
+        log.warn('release not delivered', { error: String(err) });
+      }
+    });
+    // The stored record is authoritative: if another writer finalized first, its record stands.
+    const finalOutcome = outcome;
+    summary = await CancellationScope.nonCancellable(() => acts.finalizeTask(finalOutcome));
+  }
+  const final = summary!;
   status = final.status;
-  snapshot = { ...snapshot, progress: 1, etaRelative: 0, phase: 'finished' };
-  setStatus(final.status);
+  upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.status, value: final.status }]);
 
   // The Temporal status mirrors the task's, so the Web UI tells failed and cancelled tasks apart.
   if (final.status === 'cancelled' && cancelledBy) throw cancelledBy;
@@ -191,17 +145,4 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
     throw ApplicationFailure.create({ message: final.message ?? 'failed', type: final.errorKind, nonRetryable: true });
   }
   return final;
-}
-
-function failed(taskId: string, errorKind: ErrorKind, message: string): TaskOutcome {
-  return { taskId, status: 'failed', images: [], message, errorKind };
-}
-
-/** Turns an activity failure into the reason a user reads: the root cause's message and its kind. */
-function failureOutcome(taskId: string, err: unknown): TaskOutcome {
-  const cause = rootCause(err as Error) ?? String(err);
-  const type = failureType(err);
-  const kind: ErrorKind =
-    type === NON_RETRYABLE.badInput ? 'bad_input' : type === NON_RETRYABLE.modelNotFound ? 'not_found' : 'internal';
-  return failed(taskId, kind, cause);
 }

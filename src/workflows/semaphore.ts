@@ -10,12 +10,30 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { LeaseRef, SemaphoreHolder, SemaphoreInput, SemaphoreState } from '../types.js';
-import { acquireSignal, releaseSignal, semaphoreStateQuery, setLimitSignal, slotGrantedSignal } from './definitions.js';
+import {
+  type LeaseRef,
+  RECENT_LEASES,
+  type SemaphoreHolder,
+  type SemaphoreInput,
+  type SemaphoreState,
+  type SemaphoreWaiter,
+} from '../types.js';
+import {
+  acquireSignal,
+  acquireUpdate,
+  releaseSignal,
+  semaphoreStateQuery,
+  setLimitSignal,
+  slotGrantedSignal,
+} from './definitions.js';
 
-// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): FIFO grants by signal, leases keyed by
-// (workflowId, runId, leaseId), idempotent release, and a slot freed only by its holder's release or by the holder's
-// workflow being found closed. Its state crosses continue-as-new intact.
+// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): grants in arrival order, never more than
+// the limit, leases keyed by (workflowId, runId, leaseId), idempotent release, and a slot freed only by its holder's
+// release or by the holder's workflow being found closed. Its state crosses continue-as-new intact.
+//
+// A lease is asked for by update (`acquireSlot`): the update answers in the very workflow task that grants it, so a
+// freed slot reaches the next waiter in one round trip. The first version's signal protocol (acquire by signal, grant
+// by a `slotGranted` signal) is still served for tasks started before the update existed.
 
 const { findClosedWorkflows } = proxyActivities<Activities>({
   startToCloseTimeout: '30s',
@@ -25,17 +43,43 @@ const { findClosedWorkflows } = proxyActivities<Activities>({
 const sameLease = (a: LeaseRef, b: LeaseRef) =>
   a.workflowId === b.workflowId && a.runId === b.runId && a.leaseId === b.leaseId;
 
+/** The waiter granted next. Arrival order today; lanes and fair share will choose here. */
+const nextWaiter = (queue: readonly SemaphoreWaiter[]): number => (queue.length > 0 ? 0 : -1);
+
 export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
-  const state: SemaphoreState = { ...input.state, grantsThisRun: 0 };
+  const state: SemaphoreState = { recent: [], ...input.state, grantsThisRun: 0 };
   let changed = true;
   let grantsInFlight = 0;
+  /** Set once this run hands over to its successor: waiting updates answer "ask again". */
+  let handingOver = false;
 
+  const isHolder = (lease: LeaseRef) => state.holders.some((h) => sameLease(h, lease));
+  const isQueued = (lease: LeaseRef) => state.queue.some((w) => sameLease(w, lease));
+
+  setHandler(acquireUpdate, async ({ lease, lane, user }) => {
+    if (!isHolder(lease) && !isQueued(lease) && !handingOver) {
+      state.queue.push({ ...lease, lane, user, requestedAt: Date.now(), byUpdate: true });
+      changed = true;
+    }
+    await condition(() => isHolder(lease) || handingOver || !isQueued(lease));
+    return { granted: isHolder(lease) };
+  });
   setHandler(acquireSignal, (lease) => {
-    const known = state.holders.some((h) => sameLease(h, lease)) || state.queue.some((w) => sameLease(w, lease));
-    if (!known) state.queue.push({ ...lease, requestedAt: Date.now() });
+    if (!isHolder(lease) && !isQueued(lease)) state.queue.push({ ...lease, requestedAt: Date.now() });
     changed = true;
   });
   setHandler(releaseSignal, (lease) => {
+    const held = state.holders.find((h) => sameLease(h, lease));
+    if (held) {
+      state.recent?.push({
+        workflowId: held.workflowId,
+        leaseId: held.leaseId,
+        grantedAt: held.grantedAt,
+        releasedAt: Date.now(),
+      });
+      if (state.recent && state.recent.length > RECENT_LEASES)
+        state.recent.splice(0, state.recent.length - RECENT_LEASES);
+    }
     state.holders = state.holders.filter((h) => !sameLease(h, lease));
     state.queue = state.queue.filter((w) => !sameLease(w, lease));
     changed = true;
@@ -46,7 +90,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   });
   setHandler(semaphoreStateQuery, () => state);
 
-  /** Signals the grant; a holder that cannot receive it (closed, not found) has released at once. */
+  /** Signals the grant of a signal-era lease; a holder that cannot receive it (closed, not found) has released. */
   const sendGrant = async (holder: SemaphoreHolder) => {
     grantsInFlight++;
     try {
@@ -63,18 +107,17 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   };
 
   const grantWhilePossible = () => {
-    while (state.holders.length < state.limit && state.queue.length > 0) {
-      const next = state.queue.shift()!;
-      const holder: SemaphoreHolder = {
-        workflowId: next.workflowId,
-        runId: next.runId,
-        leaseId: next.leaseId,
-        grantedAt: Date.now(),
-      };
+    while (state.holders.length < state.limit) {
+      const index = nextWaiter(state.queue);
+      if (index < 0) break;
+      const [next] = state.queue.splice(index, 1);
+      const { requestedAt: _requestedAt, ...lease } = next;
+      const holder: SemaphoreHolder = { ...lease, grantedAt: Date.now() };
       state.holders.push(holder);
       state.totalGrants++;
       state.grantsThisRun++;
-      void sendGrant(holder);
+      // An update waiting for this lease sees it granted when this activation ends; a signal-era one is told.
+      if (!holder.byUpdate) void sendGrant(holder);
     }
   };
 
@@ -106,7 +149,9 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     }
   }
 
-  // Outstanding grant signals must settle before the state moves on: a failed one frees its slot.
+  // Waiting updates answer "ask again" (their leases stay queued in the state handed over), outstanding grant signals
+  // settle (a failed one frees its slot), and only then does the state move on.
+  handingOver = true;
   await condition(() => grantsInFlight === 0 && allHandlersFinished());
   await continueAsNew<typeof semaphoreWorkflow>({ ...input, state });
 }

@@ -114,7 +114,8 @@ describe('generation', () => {
     const taskId = await submitAsync({
       stable_diffusion_model: DEMO_MODEL,
       prompt: 'progress',
-      steps: 150,
+      // Long enough (3 s at the stack's 10 ms a step) for more than one of the worker's once-a-second heartbeats.
+      steps: 300,
       width: 512,
       height: 512,
     });
@@ -134,7 +135,7 @@ describe('generation', () => {
     }
     expect(new Set(steps).size).toBeGreaterThanOrEqual(2);
     expect([...steps].sort((a, b) => a - b)).toEqual(steps);
-    expect(total).toBe(150);
+    expect(total).toBe(300);
     expect((await waitForFinal(stack.url, taskId)).status).toBe('succeeded');
   });
 

@@ -136,7 +136,8 @@ describe('local function runtime', () => {
     expect((await client.listFunctions()).map((f) => f.functionName)).toContain(FN_A);
 
     const id = taskId();
-    const events = await collect(FN_A, txt2img(MODEL_A, { batch_size: 2, steps: 30 }, id));
+    // Enough steps for several of the agent's progress polls, however loaded the machine.
+    const events = await collect(FN_A, txt2img(MODEL_A, { batch_size: 2, steps: 100 }, id));
     const progress = events.filter((e): e is ProgressEvent => e.type === 'progress');
     expect(progress[0].phase).toBe('starting');
     const sampling = progress.filter((e) => e.phase === 'sampling').map((e) => e.progress);

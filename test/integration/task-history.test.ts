@@ -111,7 +111,12 @@ describe('retry', () => {
   });
 
   it('refuses a task that is still open, a duplicate new taskId, and an unknown task', async () => {
-    const open = await alice('POST', '/txt2img', { ...small, prompt: 'still open', steps: 400, width: 512 }, async);
+    const open = await alice(
+      'POST',
+      '/txt2img',
+      { ...small, prompt: 'still open', steps: 400, width: 512, height: 512 },
+      async,
+    );
     const r = await alice('POST', `/tasks/${open.json.taskId}/retry`);
     expect(r.status).toBe(409);
     expect(r.json.message).toMatch(/is (waiting|running): only a failed or cancelled task can be retried/);
