@@ -95,7 +95,14 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   // WAL with normal sync: a commit survives a crash of the server or of this machine's processes, not a power cut,
   // and no longer waits for a full fsync of the database file, which every workflow step would otherwise pay.
   if (o.dbFile) {
-    args.push('--db-filename', o.dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
+    args.push(
+      '--db-filename',
+      o.dbFile,
+      '--sqlite-pragma',
+      'journal_mode=wal',
+      '--sqlite-pragma',
+      'synchronous=normal',
+    );
   }
   if (o.headless) args.push('--headless');
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTE_TYPES)) args.push('--search-attribute', `${name}=${type}`);
