@@ -1,8 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { StoresConfig } from '../../config/index.js';
 import { urlSecretFile } from '../../data-dir.js';
+import { readOrCreateSecretFile, type SecretKind } from '../../secret-file.js';
 import { assertSafeKey, isSafeKey } from './keys.js';
 
 // Signed download links of the local object store: `<publicUrl>/files/<key>?expires=<unix s>&signature=<hex>`,
@@ -57,55 +56,18 @@ export function verifyObjectUrl(
   return now >= expiresS * 1000 ? 'expired' : 'ok';
 }
 
+/** The generated form of the URL-signing secret: 32 random bytes in hex. */
+const URL_SECRET: SecretKind = {
+  generate: () => randomBytes(SECRET_BYTES).toString('hex'),
+  valid: (text) => /^[0-9a-f]+$/.test(text) && text.length === SECRET_BYTES * 2,
+  what: `a ${SECRET_BYTES}-byte hex secret`,
+};
+
 /**
  * The signing secret: SDFLOW_URL_SECRET when set, else a random one generated once and kept in the data dir, so
  * every process of the deployment (and every restart) signs and verifies with the same secret.
  */
 export function loadUrlSecret(stores: StoresConfig): Buffer {
   if (stores.urlSecret !== undefined) return Buffer.from(stores.urlSecret, 'utf8');
-  const file = urlSecretFile(stores.dataDir);
-  return readSecretFile(file) ?? createSecretFile(file);
-}
-
-function readSecretFile(file: string): Buffer | null {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  // A damaged secret is reported, not replaced: replacing it would silently void every link already issued.
-  if (!/^[0-9a-f]+$/.test(text) || text.length !== SECRET_BYTES * 2) {
-    throw new Error(`${file} does not hold a ${SECRET_BYTES}-byte hex secret; fix or delete it`);
-  }
-  return Buffer.from(text, 'hex');
-}
-
-/**
- * Writes a new secret to a private temp file, then links it into place. link() fails when the name exists, so of
- * processes starting at once exactly one secret wins, and it is never seen half-written; all read the winner.
- */
-function createSecretFile(file: string): Buffer {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    try {
-      writeSync(fd, `${randomBytes(SECRET_BYTES).toString('hex')}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      linkSync(tmp, file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-  } finally {
-    unlinkSync(tmp);
-  }
-  const secret = readSecretFile(file);
-  if (!secret) throw new Error(`${file} vanished right after it was created`);
-  return secret;
+  return Buffer.from(readOrCreateSecretFile(urlSecretFile(stores.dataDir), URL_SECRET), 'hex');
 }
