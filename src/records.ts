@@ -1,4 +1,4 @@
-import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskStatus } from './types.js';
+import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskPhase, TaskStatus } from './types.js';
 
 // The records sdflow keeps: tasks, models, functions and users' WebUI settings, as the API, the worker and the
 // meta-store adapters all see them. Declarations and pure helpers only: workflow code imports this file, so it must
@@ -17,6 +17,8 @@ export interface TaskRecord {
   message?: string;
   errorKind?: ErrorKind;
   retryOf?: string;
+  /** Where the task's webhook events go; never part of `params`, so never sent to SD. */
+  webhook?: TaskWebhook;
   idempotencyKey?: string;
   /** sha256 of the canonical request body, to tell a replayed Idempotency-Key from a conflicting one. */
   requestHash?: string;
@@ -35,6 +37,42 @@ export function insertedTask(task: NewTask, createdAt: string): TaskRecord {
 
 /** What finalizeTask writes into a task's row: the generation workflow's outcome. */
 export type TaskFinal = Omit<TaskOutcome, 'taskId'>;
+
+/** The events a task's webhook may receive, named as Replicate names them. */
+export const WEBHOOK_EVENTS = ['start', 'progress', 'completed'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
+
+/** Where a task's webhook events go (`webhook`), and which of them (`webhook_events_filter`). */
+export interface TaskWebhook {
+  url: string;
+  events: WebhookEventType[];
+}
+
+/**
+ * A change of a task's status or phase, kept in the meta store so that every API replica serves the same event
+ * stream. Ids count 1, 2, … per task, in the order the changes happened.
+ */
+export interface StatusEvent {
+  id: number;
+  status: TaskStatus;
+  phase: TaskPhase;
+  /** The task waited for an instance or a checkpoint to start. */
+  coldStart?: boolean;
+  at: string;
+}
+
+export type NewStatusEvent = Omit<StatusEvent, 'id' | 'at'>;
+
+/** One attempt to deliver a webhook event: its answer's status code, or the error that stopped it. */
+export interface WebhookAttempt {
+  event: WebhookEventType;
+  /** The `webhook-id` header: the same for every attempt of one event, so receivers can deduplicate. */
+  webhookId: string;
+  at: string;
+  statusCode?: number;
+  error?: string;
+  durationMs: number;
+}
 
 export type ModelType = 'stableDiffusion' | 'sdVae' | 'lora' | 'controlNet';
 export const MODEL_TYPES: readonly ModelType[] = ['stableDiffusion', 'sdVae', 'lora', 'controlNet'];

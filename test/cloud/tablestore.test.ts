@@ -150,9 +150,11 @@ describe('tables', () => {
     'leases',
     'models',
     'rate_windows',
+    'task_events',
     'task_index',
     'tasks',
     'user_options',
+    'webhook_attempts',
   ];
 
   it('are created on first use with the configured prefix, once per process, and awaited until active', async () => {
@@ -810,6 +812,78 @@ describe('user options', () => {
   });
 });
 
+describe('status events', () => {
+  it('number 1, 2, … per task, in the order appended, and list after an id, past the GetRange page size', async () => {
+    const store = openStore();
+    expect(await store.listStatusEvents('t1')).toEqual([]);
+    const first = await store.appendStatusEvent('t1', { status: 'waiting', phase: 'queued' });
+    expect(first).toMatchObject({ id: 1, status: 'waiting', phase: 'queued' });
+    expect(first.coldStart).toBeUndefined();
+    await store.appendStatusEvent('t2', { status: 'waiting', phase: 'queued' });
+    await store.appendStatusEvent('t1', { status: 'running', phase: 'starting', coldStart: true });
+    for (let i = 0; i < 8; i++) await store.appendStatusEvent('t1', { status: 'running', phase: 'sampling' });
+    const all = await store.listStatusEvents('t1');
+    expect(all.map((e) => e.id)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(all[1]).toMatchObject({ phase: 'starting', coldStart: true });
+    expect(all[0]).toEqual({ ...first });
+    expect((await store.listStatusEvents('t1', 8)).map((e) => e.id)).toEqual([9, 10]);
+    expect((await store.listStatusEvents('t2')).map((e) => e.id)).toEqual([1]);
+  });
+
+  it('get distinct ids when two stores append to one task at once', async () => {
+    const [a, b] = [openStore(), openStore()];
+    const appended = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 ? a : b).appendStatusEvent('t1', { status: 'running', phase: 'sampling' }),
+      ),
+    );
+    expect(appended.map((e) => e.id).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('recognize their own append when its response was lost', async () => {
+    const store = openStore();
+    await store.appendStatusEvent('t1', { status: 'waiting', phase: 'queued' });
+    fake.inject(FAULTS.drop, { operation: 'PutRow', table: table('task_events') });
+    expect((await store.appendStatusEvent('t1', { status: 'running', phase: 'starting' })).id).toBe(2);
+    expect((await store.listStatusEvents('t1')).map((e) => e.phase)).toEqual(['queued', 'starting']);
+  });
+});
+
+describe('webhooks', () => {
+  it('keeps a task’s webhook in its row', async () => {
+    const store = openStore();
+    const webhook = { url: 'https://hooks.example.com/x', events: ['progress' as const, 'completed' as const] };
+    await store.insertTask(newTask('t1', { webhook }));
+    expect((await store.getTask('t1'))?.webhook).toEqual(webhook);
+    expect((await store.finalizeTask('t1', { status: 'failed', images: [], message: 'no' }))?.webhook).toEqual(webhook);
+  });
+
+  it('logs attempts per task, oldest first, with a status code or an error', async () => {
+    const store = openStore();
+    const at = '2024-05-01T10:00:00.000Z';
+    await store.recordWebhookAttempt('t1', {
+      event: 'completed',
+      webhookId: 'msg_1',
+      at,
+      error: 'timed out',
+      durationMs: 10_000.4,
+    });
+    await store.recordWebhookAttempt('t2', { event: 'start', webhookId: 'msg_2', at, statusCode: 204, durationMs: 1 });
+    await store.recordWebhookAttempt('t1', {
+      event: 'completed',
+      webhookId: 'msg_1',
+      at,
+      statusCode: 200,
+      durationMs: 12,
+    });
+    expect(await store.listWebhookAttempts('t1')).toEqual([
+      { event: 'completed', webhookId: 'msg_1', at, error: 'timed out', durationMs: 10_000 },
+      { event: 'completed', webhookId: 'msg_1', at, statusCode: 200, durationMs: 12 },
+    ]);
+    expect(await store.listWebhookAttempts('none')).toEqual([]);
+  });
+});
+
 describe('config', () => {
   it('sets a value once: concurrent first writers on two stores agree', async () => {
     const a = openStore();
@@ -1001,6 +1075,7 @@ describe('row mapping', () => {
     message: 'm',
     errorKind: 'sd_error',
     retryOf: 't0',
+    webhook: { url: 'https://hooks.example.com/x', events: ['completed'] },
     idempotencyKey: 'k',
     requestHash: 'h',
   };
@@ -1019,6 +1094,7 @@ describe('row mapping', () => {
       message: 'm',
       errorKind: 'sd_error',
       retryOf: 't0',
+      webhook: '{"url":"https://hooks.example.com/x","events":["completed"]}',
       idempotencyKey: 'k',
       requestHash: 'h',
       createdAt: '2024-01-01T00:00:00.000Z',

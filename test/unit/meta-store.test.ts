@@ -569,11 +569,104 @@ describe('leases', () => {
     await first.close();
     open.splice(0);
     const raw = new Database(file);
+    raw.exec(UNDO_EVENTS_MIGRATION);
     raw.exec('DROP TABLE leases');
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 2}`);
     raw.close();
     const migrated = openStore();
     expect(await migrated.getTask('t1')).not.toBeNull();
     expect(await migrated.tryAcquireLease('r', 'A', 30_000)).toBe(true);
+  });
+});
+
+/** What the migration of status events and webhooks adds, taken away again: a database of the version before it. */
+const UNDO_EVENTS_MIGRATION =
+  'DROP TABLE task_events; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN webhook';
+
+describe('status events', () => {
+  it('number 1, 2, … per task, in the order appended, and list after an id', async () => {
+    const store = openStore();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2024-05-01T10:00:00.000Z'));
+    expect(await store.appendStatusEvent('t1', { status: 'waiting', phase: 'queued' })).toEqual({
+      id: 1,
+      status: 'waiting',
+      phase: 'queued',
+      at: '2024-05-01T10:00:00.000Z',
+    });
+    await store.appendStatusEvent('t2', { status: 'waiting', phase: 'queued' });
+    await store.appendStatusEvent('t1', { status: 'running', phase: 'starting', coldStart: true });
+    await store.appendStatusEvent('t1', { status: 'running', phase: 'sampling', coldStart: false });
+    expect((await store.listStatusEvents('t1')).map((e) => [e.id, e.phase, e.coldStart])).toEqual([
+      [1, 'queued', undefined],
+      [2, 'starting', true],
+      [3, 'sampling', false],
+    ]);
+    expect((await store.listStatusEvents('t1', 2)).map((e) => e.id)).toEqual([3]);
+    expect(await store.listStatusEvents('t1', 3)).toEqual([]);
+    expect((await store.listStatusEvents('t2')).map((e) => e.id)).toEqual([1]);
+    expect(await store.listStatusEvents('none')).toEqual([]);
+  });
+
+  it('get distinct ids when two handles append to one task at once', async () => {
+    const [a, b] = [openStore(), openStore()];
+    const appended = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? a : b).appendStatusEvent('t1', { status: 'running', phase: 'sampling' }),
+      ),
+    );
+    expect(appended.map((e) => e.id).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+});
+
+describe('webhooks', () => {
+  it('keeps a task’s webhook in its row', async () => {
+    const store = openStore();
+    const webhook = { url: 'https://hooks.example.com/x', events: ['start' as const, 'completed' as const] };
+    expect((await store.insertTask(newTask('t1', { webhook })))?.webhook).toEqual(webhook);
+    expect((await store.getTask('t1'))?.webhook).toEqual(webhook);
+    expect((await store.finalizeTask('t1', { status: 'succeeded', images: [] }))?.webhook).toEqual(webhook);
+    await store.insertTask(newTask('t2'));
+    expect((await store.getTask('t2'))?.webhook).toBeUndefined();
+  });
+
+  it('logs attempts per task, oldest first, with a status code or an error', async () => {
+    const store = openStore();
+    const at = '2024-05-01T10:00:00.000Z';
+    await store.recordWebhookAttempt('t1', {
+      event: 'completed',
+      webhookId: 'msg_1',
+      at,
+      error: 'ECONNREFUSED',
+      durationMs: 3.4,
+    });
+    await store.recordWebhookAttempt('t2', { event: 'start', webhookId: 'msg_2', at, statusCode: 204, durationMs: 1 });
+    await store.recordWebhookAttempt('t1', {
+      event: 'completed',
+      webhookId: 'msg_1',
+      at,
+      statusCode: 200,
+      durationMs: 12,
+    });
+    expect(await store.listWebhookAttempts('t1')).toEqual([
+      { event: 'completed', webhookId: 'msg_1', at, error: 'ECONNREFUSED', durationMs: 3 },
+      { event: 'completed', webhookId: 'msg_1', at, statusCode: 200, durationMs: 12 },
+    ]);
+    expect(await store.listWebhookAttempts('none')).toEqual([]);
+  });
+
+  it('are added to a database of the previous schema version by its migration, keeping its rows', async () => {
+    const first = openStore();
+    await first.insertTask(newTask('t1'));
+    await first.close();
+    open.splice(0);
+    const raw = new Database(file);
+    raw.exec(UNDO_EVENTS_MIGRATION);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.close();
+    const migrated = openStore();
+    expect((await migrated.getTask('t1'))?.webhook).toBeUndefined();
+    expect((await migrated.appendStatusEvent('t1', { status: 'waiting', phase: 'queued' })).id).toBe(1);
+    expect(await migrated.listWebhookAttempts('t1')).toEqual([]);
   });
 });

@@ -3,10 +3,13 @@ import type {
   ModelRecord,
   ModelStatus,
   ModelType,
+  NewStatusEvent,
   NewTask,
+  StatusEvent,
   TaskFinal,
   TaskRecord,
   UserOptions,
+  WebhookAttempt,
 } from '../../records.js';
 import type { TaskStatus } from '../../types.js';
 
@@ -26,8 +29,8 @@ export interface Page<T> {
 }
 
 /**
- * The meta store port: task rows, the model registry, function records, user options, rate windows, leases and small
- * config values.
+ * The meta store port: task rows and each task's status events and webhook attempts, the model registry, function
+ * records, user options, rate windows, leases and small config values.
  */
 export interface MetaStore {
   /**
@@ -46,6 +49,15 @@ export interface MetaStore {
    */
   finalizeTask(taskId: string, final: TaskFinal): Promise<TaskRecord | null>;
   listTasks(query: TaskQuery): Promise<Page<TaskRecord>>;
+
+  /** Appends a status event to the task's log, with the next of the task's ids; concurrent appends get distinct ids. */
+  appendStatusEvent(taskId: string, event: NewStatusEvent): Promise<StatusEvent>;
+  /** The task's status events with an id above `afterId` (every one when absent), oldest first. */
+  listStatusEvents(taskId: string, afterId?: number): Promise<StatusEvent[]>;
+  /** Adds one webhook delivery attempt to the task's log. */
+  recordWebhookAttempt(taskId: string, attempt: WebhookAttempt): Promise<void>;
+  /** The task's webhook delivery attempts, oldest first. */
+  listWebhookAttempts(taskId: string): Promise<WebhookAttempt[]>;
 
   putModel(model: ModelRecord): Promise<void>;
   /** Conditional insert: false when a model of that name exists (and is not deleted). */

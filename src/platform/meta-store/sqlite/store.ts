@@ -6,13 +6,18 @@ import type {
   ModelRecord,
   ModelStatus,
   ModelType,
+  NewStatusEvent,
   NewTask,
+  StatusEvent,
   TaskFinal,
   TaskRecord,
+  TaskWebhook,
   UserOptions,
+  WebhookAttempt,
+  WebhookEventType,
 } from '../../../records.js';
 import { insertedTask } from '../../../records.js';
-import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../../types.js';
+import { type ErrorKind, isFinal, type TaskKind, type TaskPhase, type TaskStatus } from '../../../types.js';
 import { decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
 import type { MetaStore, Page, TaskQuery } from '../port.js';
 
@@ -97,6 +102,31 @@ const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  `
+  ALTER TABLE tasks ADD COLUMN webhook TEXT;
+
+  CREATE TABLE task_events (
+    task_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    cold_start INTEGER,
+    at TEXT NOT NULL,
+    PRIMARY KEY (task_id, id)
+  );
+
+  CREATE TABLE webhook_attempts (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (task_id, seq)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -114,6 +144,7 @@ interface TaskRow {
   message: string | null;
   error_kind: string | null;
   retry_of: string | null;
+  webhook: string | null;
   idempotency_key: string | null;
   request_hash: string | null;
   created_at: string;
@@ -141,6 +172,23 @@ interface FunctionRow {
   updated_at: string;
 }
 
+interface StatusEventRow {
+  id: number;
+  status: string;
+  phase: string;
+  cold_start: number | null;
+  at: string;
+}
+
+interface WebhookAttemptRow {
+  event: string;
+  webhook_id: string;
+  at: string;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
 interface UserOptionsRow {
   user: string;
   version: number;
@@ -165,11 +213,35 @@ function toTask(row: TaskRow): TaskRecord {
   if (row.message !== null) task.message = row.message;
   if (row.error_kind !== null) task.errorKind = row.error_kind as ErrorKind;
   if (row.retry_of !== null) task.retryOf = row.retry_of;
+  if (row.webhook !== null) task.webhook = JSON.parse(row.webhook) as TaskWebhook;
   if (row.idempotency_key !== null) task.idempotencyKey = row.idempotency_key;
   if (row.request_hash !== null) task.requestHash = row.request_hash;
   if (row.started_at !== null) task.startedAt = row.started_at;
   if (row.finished_at !== null) task.finishedAt = row.finished_at;
   return task;
+}
+
+function toStatusEvent(row: StatusEventRow): StatusEvent {
+  const event: StatusEvent = {
+    id: row.id,
+    status: row.status as TaskStatus,
+    phase: row.phase as TaskPhase,
+    at: row.at,
+  };
+  if (row.cold_start !== null) event.coldStart = row.cold_start === 1;
+  return event;
+}
+
+function toWebhookAttempt(row: WebhookAttemptRow): WebhookAttempt {
+  const attempt: WebhookAttempt = {
+    event: row.event as WebhookEventType,
+    webhookId: row.webhook_id,
+    at: row.at,
+    durationMs: row.duration_ms,
+  };
+  if (row.status_code !== null) attempt.statusCode = row.status_code;
+  if (row.error !== null) attempt.error = row.error;
+  return attempt;
 }
 
 function toModel(row: ModelRow): ModelRecord {
@@ -221,9 +293,9 @@ export class SqliteMetaStore implements MetaStore {
     this.stmt = {
       insertTask: db.prepare(`
         INSERT INTO tasks (task_id, user, kind, model, status, params, images, info, parameters, message, error_kind,
-                           retry_of, idempotency_key, request_hash, created_at, updated_at)
+                           retry_of, webhook, idempotency_key, request_hash, created_at, updated_at)
         VALUES (@taskId, @user, @kind, @model, 'waiting', @params, '[]', @info, @parameters, @message, @errorKind,
-                @retryOf, @idempotencyKey, @requestHash, @now, @now)
+                @retryOf, @webhook, @idempotencyKey, @requestHash, @now, @now)
         ON CONFLICT DO NOTHING`),
       getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE task_id = ?'),
       findByIdempotencyKey: db.prepare<[string, string], TaskRow>(
@@ -236,6 +308,25 @@ export class SqliteMetaStore implements MetaStore {
         UPDATE tasks SET status = @status, images = @images, info = @info, parameters = @parameters,
                          message = @message, error_kind = @errorKind, updated_at = @now, finished_at = @now
         WHERE task_id = @taskId AND status IN ('waiting', 'running')`),
+      // One statement each, so two concurrent writers for one task never take the same id.
+      appendStatusEvent: db.prepare<
+        [{ taskId: string; status: string; phase: string; coldStart: number | null; at: string }],
+        { id: number }
+      >(`
+        INSERT INTO task_events (task_id, id, status, phase, cold_start, at)
+        SELECT @taskId, COALESCE(MAX(id), 0) + 1, @status, @phase, @coldStart, @at FROM task_events
+        WHERE task_id = @taskId
+        RETURNING id`),
+      listStatusEvents: db.prepare<[string, number], StatusEventRow>(
+        'SELECT * FROM task_events WHERE task_id = ? AND id > ? ORDER BY id',
+      ),
+      recordWebhookAttempt: db.prepare(`
+        INSERT INTO webhook_attempts (task_id, seq, event, webhook_id, at, status_code, error, duration_ms)
+        SELECT @taskId, COALESCE(MAX(seq), 0) + 1, @event, @webhookId, @at, @statusCode, @error, @durationMs
+        FROM webhook_attempts WHERE task_id = @taskId`),
+      listWebhookAttempts: db.prepare<[string], WebhookAttemptRow>(
+        'SELECT * FROM webhook_attempts WHERE task_id = ? ORDER BY seq',
+      ),
       putModel: db.prepare(`
         INSERT INTO models (name, type, oss_path, etag, status, message, registered_time, last_modification_time)
         VALUES (@name, @type, @ossPath, @etag, @status, @message, @registeredTime, @lastModificationTime)
@@ -327,6 +418,7 @@ export class SqliteMetaStore implements MetaStore {
       message: task.message ?? null,
       errorKind: task.errorKind ?? null,
       retryOf: task.retryOf ?? null,
+      webhook: jsonOrNull(task.webhook),
       idempotencyKey: task.idempotencyKey ?? null,
       requestHash: task.requestHash ?? null,
       now: createdAt,
@@ -398,6 +490,39 @@ export class SqliteMetaStore implements MetaStore {
     if (rows.length <= limit) return { items };
     const last = items[items.length - 1];
     return { items, cursor: encodeCursor({ createdAt: last.createdAt, taskId: last.taskId }) };
+  }
+
+  async appendStatusEvent(taskId: string, event: NewStatusEvent): Promise<StatusEvent> {
+    const at = now();
+    const coldStart = event.coldStart === undefined ? null : Number(event.coldStart);
+    const { id } = this.stmt.appendStatusEvent.get({
+      taskId,
+      status: event.status,
+      phase: event.phase,
+      coldStart,
+      at,
+    })!;
+    return { id, ...event, at };
+  }
+
+  async listStatusEvents(taskId: string, afterId = 0): Promise<StatusEvent[]> {
+    return this.stmt.listStatusEvents.all(taskId, afterId).map(toStatusEvent);
+  }
+
+  async recordWebhookAttempt(taskId: string, attempt: WebhookAttempt): Promise<void> {
+    this.stmt.recordWebhookAttempt.run({
+      taskId,
+      event: attempt.event,
+      webhookId: attempt.webhookId,
+      at: attempt.at,
+      statusCode: attempt.statusCode ?? null,
+      error: attempt.error ?? null,
+      durationMs: Math.round(attempt.durationMs),
+    });
+  }
+
+  async listWebhookAttempts(taskId: string): Promise<WebhookAttempt[]> {
+    return this.stmt.listWebhookAttempts.all(taskId).map(toWebhookAttempt);
   }
 
   async putModel(model: ModelRecord): Promise<void> {

@@ -4,16 +4,20 @@ import type {
   ModelRecord,
   ModelStatus,
   ModelType,
+  NewStatusEvent,
   NewTask,
+  StatusEvent,
   TaskFinal,
   TaskRecord,
   UserOptions,
+  WebhookAttempt,
+  WebhookEventType,
 } from '../../../records.js';
-import type { ErrorKind, TaskKind, TaskStatus } from '../../../types.js';
+import type { ErrorKind, TaskKind, TaskPhase, TaskStatus } from '../../../types.js';
 
 // How meta-store records map to Tablestore rows, and back. Every row the Tablestore adapter writes or reads goes
 // through here. Times are ISO strings (UTC, milliseconds, so string order is time order, as in SQLite); params,
-// images, parameters, resources and option data are JSON strings. Absent optional fields are absent columns.
+// images, parameters, webhook, resources and option data are JSON strings. Absent optional fields are absent columns.
 
 /** Tablestore refuses a column value over 2 MB. Payloads stay far below it: images travel as object keys. */
 export const MAX_COLUMN_BYTES = 2 * 1024 * 1024;
@@ -56,6 +60,20 @@ export const TABLES = {
       { name: 'version', type: 'INTEGER' },
     ],
   },
+  taskEvents: {
+    name: 'task_events',
+    primaryKey: [
+      { name: 'taskId', type: 'STRING' },
+      { name: 'id', type: 'INTEGER' },
+    ],
+  },
+  webhookAttempts: {
+    name: 'webhook_attempts',
+    primaryKey: [
+      { name: 'taskId', type: 'STRING' },
+      { name: 'seq', type: 'INTEGER' },
+    ],
+  },
 } as const satisfies Record<string, TableSchema>;
 
 /** A row's primary-key and attribute columns in one record; null for the empty row of a missing key. */
@@ -91,7 +109,8 @@ function optionalText(columns: Columns, name: string, what: string): string | un
   return columns[name] === undefined ? undefined : text(columns, name, what);
 }
 
-function integer(columns: Columns, name: string, what: string): number {
+/** An INTEGER column's value as a number. */
+export function numberOf(columns: Columns, name: string, what: string): number {
   const value = columns[name];
   if (typeof value === 'object' && value !== null && 'toNumber' in value) return value.toNumber();
   throw new Error(`${what} row has no integer column ${name}`);
@@ -132,6 +151,7 @@ export function newTaskColumns(task: NewTask, now: string, writeId: string): Col
     message: task.message,
     errorKind: task.errorKind,
     retryOf: task.retryOf,
+    webhook: jsonOrUndefined(task.webhook),
     idempotencyKey: task.idempotencyKey,
     requestHash: task.requestHash,
     createdAt: now,
@@ -162,6 +182,7 @@ export function taskFromColumns(columns: Columns): TaskRecord {
   if (errorKind !== undefined) task.errorKind = errorKind as ErrorKind;
   const retryOf = optionalText(columns, 'retryOf', what);
   if (retryOf !== undefined) task.retryOf = retryOf;
+  if (columns.webhook !== undefined) task.webhook = json(columns, 'webhook', what);
   const idempotencyKey = optionalText(columns, 'idempotencyKey', what);
   if (idempotencyKey !== undefined) task.idempotencyKey = idempotencyKey;
   const requestHash = optionalText(columns, 'requestHash', what);
@@ -268,10 +289,59 @@ export function userOptionsFromColumns(columns: Columns): UserOptions {
   const what = 'user_options';
   return {
     user: text(columns, 'user', what),
-    version: integer(columns, 'version', what),
+    version: numberOf(columns, 'version', what),
     data: json(columns, 'data', what),
     createdAt: text(columns, 'createdAt', what),
   };
+}
+
+// ---- task events and webhook attempts: rows numbered 1, 2, … per task ----
+
+/** The key of a task's numbered row: the task, then its number (`id` of a status event, `seq` of an attempt). */
+export function numberedKey(taskId: string, name: 'id' | 'seq', n: number): TableStore.PrimaryKeyInput {
+  return [{ taskId }, { [name]: TableStore.Long.fromNumber(n) }];
+}
+
+export function statusEventColumns(event: NewStatusEvent, at: string, writeId: string): Columns {
+  return defined({ status: event.status, phase: event.phase, coldStart: event.coldStart, at, writeId });
+}
+
+export function statusEventFromColumns(columns: Columns): StatusEvent {
+  const what = 'task_events';
+  const event: StatusEvent = {
+    id: numberOf(columns, 'id', what),
+    status: text(columns, 'status', what) as TaskStatus,
+    phase: text(columns, 'phase', what) as TaskPhase,
+    at: text(columns, 'at', what),
+  };
+  if (typeof columns.coldStart === 'boolean') event.coldStart = columns.coldStart;
+  return event;
+}
+
+export function webhookAttemptColumns(attempt: WebhookAttempt, writeId: string): Columns {
+  return defined({
+    event: attempt.event,
+    webhookId: attempt.webhookId,
+    at: attempt.at,
+    statusCode: attempt.statusCode === undefined ? undefined : TableStore.Long.fromNumber(attempt.statusCode),
+    error: attempt.error,
+    durationMs: TableStore.Long.fromNumber(Math.round(attempt.durationMs)),
+    writeId,
+  });
+}
+
+export function webhookAttemptFromColumns(columns: Columns): WebhookAttempt {
+  const what = 'webhook_attempts';
+  const attempt: WebhookAttempt = {
+    event: text(columns, 'event', what) as WebhookEventType,
+    webhookId: text(columns, 'webhookId', what),
+    at: text(columns, 'at', what),
+    durationMs: numberOf(columns, 'durationMs', what),
+  };
+  if (columns.statusCode !== undefined) attempt.statusCode = numberOf(columns, 'statusCode', what);
+  const error = optionalText(columns, 'error', what);
+  if (error !== undefined) attempt.error = error;
+  return attempt;
 }
 
 // ---- leases ----

@@ -6,16 +6,20 @@ import type {
   ModelRecord,
   ModelStatus,
   ModelType,
+  NewStatusEvent,
   NewTask,
+  StatusEvent,
   TaskFinal,
   TaskRecord,
   UserOptions,
+  WebhookAttempt,
 } from '../../../records.js';
 import { insertedTask } from '../../../records.js';
 import { isFinal } from '../../../types.js';
 import type { MetaStore, Page, TaskQuery } from '../port.js';
 import { isConditionFailure, MetaStoreError, TablestoreCaller } from './client.js';
 import {
+  type Columns,
   finalUpdate,
   functionColumns,
   functionFromColumns,
@@ -24,12 +28,19 @@ import {
   modelColumns,
   modelFromColumns,
   newTaskColumns,
+  numberedKey,
+  numberOf,
   runningUpdate,
+  statusEventColumns,
+  statusEventFromColumns,
   TABLES,
+  type TableSchema,
   taskFromColumns,
   userOptionsColumns,
   userOptionsFromColumns,
   userOptionsKey,
+  webhookAttemptColumns,
+  webhookAttemptFromColumns,
   writeIdOf,
 } from './rows.js';
 import { allOf, anyOf, condition, conditionally, equals, type PrimaryKey, Tables } from './tables.js';
@@ -201,6 +212,42 @@ export class TablestoreMetaStore implements MetaStore {
   /** Newest first (createdAt, then taskId, descending). An empty status list means any status. */
   listTasks(query: TaskQuery): Promise<Page<TaskRecord>> {
     return this.index.list(query);
+  }
+
+  // ---- task events and webhook attempts ----
+
+  async appendStatusEvent(taskId: string, event: NewStatusEvent): Promise<StatusEvent> {
+    const at = now();
+    const id = await this.appendNumbered(TABLES.taskEvents, 'id', taskId, (writeId) =>
+      statusEventColumns(event, at, writeId),
+    );
+    return { id, ...event, at };
+  }
+
+  async listStatusEvents(taskId: string, afterId = 0): Promise<StatusEvent[]> {
+    const events: StatusEvent[] = [];
+    const start = numberedKey(taskId, 'id', afterId + 1);
+    const end: PrimaryKey = [{ taskId }, { id: TableStore.INF_MAX }];
+    for await (const row of this.tables.scan(TABLES.taskEvents, 'FORWARD', start, end, 1000)) {
+      events.push(statusEventFromColumns(row));
+    }
+    return events;
+  }
+
+  async recordWebhookAttempt(taskId: string, attempt: WebhookAttempt): Promise<void> {
+    await this.appendNumbered(TABLES.webhookAttempts, 'seq', taskId, (writeId) =>
+      webhookAttemptColumns(attempt, writeId),
+    );
+  }
+
+  async listWebhookAttempts(taskId: string): Promise<WebhookAttempt[]> {
+    const attempts: WebhookAttempt[] = [];
+    const start: PrimaryKey = [{ taskId }, { seq: TableStore.INF_MIN }];
+    const end: PrimaryKey = [{ taskId }, { seq: TableStore.INF_MAX }];
+    for await (const row of this.tables.scan(TABLES.webhookAttempts, 'FORWARD', start, end, 1000)) {
+      attempts.push(webhookAttemptFromColumns(row));
+    }
+    return attempts;
   }
 
   // ---- models ----
@@ -484,6 +531,35 @@ export class TablestoreMetaStore implements MetaStore {
         condition('EXPECT_EXIST', equals('writeId', claim.writeId)),
       ),
     );
+  }
+
+  /**
+   * Adds a row under the task's next number (the last one's plus one), by a put that expects none there: of
+   * concurrent writers one takes each number, and the others go again with the next.
+   */
+  private async appendNumbered(
+    schema: TableSchema,
+    name: 'id' | 'seq',
+    taskId: string,
+    columns: (writeId: string) => Columns,
+  ): Promise<number> {
+    const writeId = randomUUID();
+    const row = columns(writeId);
+    const first: PrimaryKey = [{ taskId }, { [name]: TableStore.INF_MIN }];
+    const last: PrimaryKey = [{ taskId }, { [name]: TableStore.INF_MAX }];
+    for (let round = 0; round < CONTENTION_ROUNDS; round++) {
+      let n = 1;
+      for await (const stored of this.tables.scan(schema, 'BACKWARD', last, first, 1)) {
+        n = numberOf(stored, name, schema.name) + 1;
+        break;
+      }
+      const key = numberedKey(taskId, name, n);
+      if (await conditionally(() => this.tables.putRow(schema, key, row, 'EXPECT_NOT_EXIST'))) return n;
+      // Our own row (an attempt whose response was lost), or a concurrent writer took this number: go again.
+      const stored = await this.tables.getRow(schema, key);
+      if (stored && writeIdOf(stored) === writeId) return n;
+    }
+    throw new Error(`${schema.name} of ${taskId}: other writers took every number for ${CONTENTION_ROUNDS} rounds`);
   }
 
   private async latestUserOptions(user: string): Promise<UserOptions | null> {
