@@ -11,6 +11,8 @@ export const modelsDir = (dataDir: string) => join(objectsDir(dataDir), 'models'
 export const metaDbFile = (dataDir: string) => join(dataDir, 'sdflow.db');
 /** The URL-signing secret generated when SDFLOW_URL_SECRET is unset. */
 export const urlSecretFile = (dataDir: string) => join(dataDir, 'url-secret');
+/** The webhook-signing secret generated when SDFLOW_WEBHOOK_SECRET is unset. */
+export const webhookSecretFile = (dataDir: string) => join(dataDir, 'webhook-secret');
 
 /** The local runtime's record of its functions and instances, which a restarted runtime re-adopts. */
 export const runtimeDir = (dataDir: string) => join(dataDir, 'runtime');

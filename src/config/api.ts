@@ -74,6 +74,11 @@ export const api = group(
       meaning:
         "How long one read of the semaphore's queue answers every waiting task's queuePosition (0: read at every poll).",
     }),
+    eventsPollMs: setting({
+      env: 'SDFLOW_EVENTS_POLL_MS',
+      schema: int(500, 50),
+      meaning: "How often a task's event stream (GET /tasks/{id}/events) looks for new status events and progress.",
+    }),
     cancelWaitS: setting({
       env: 'SDFLOW_CANCEL_WAIT_S',
       schema: num(5, 0),

@@ -17,6 +17,7 @@ import { stores } from './stores.js';
 import { tablestore } from './tablestore.js';
 import { tasks } from './tasks.js';
 import { temporal } from './temporal.js';
+import { webhooks } from './webhooks.js';
 import { invoke, reconciler, semaphore, worker } from './worker.js';
 
 // Every setting sdflow reads, each declared once in the group of its consumer. This is the only place that reads
@@ -32,6 +33,7 @@ export {
   fcVpcConfigSchema,
 } from './fc-schemas.js';
 export { ConfigError } from './setting.js';
+export type { WebhookAllowList } from './webhooks.js';
 
 /** Every group, in the order of the config matrix. */
 const groups = [
@@ -42,6 +44,7 @@ const groups = [
   stores,
   temporal,
   tasks,
+  webhooks,
   invoke,
   worker,
   semaphore,
@@ -94,6 +97,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     stores: stores.load(read),
     temporal: temporal.load(read),
     tasks: tasks.load(read),
+    webhooks: webhooks.load(read),
     invoke: invoke.load(read),
     worker: worker.load(read),
     semaphore: semaphore.load(read),
@@ -116,6 +120,7 @@ export type ModelsConfig = GroupValue<typeof models>;
 export type StoresConfig = GroupValue<typeof stores>;
 export type TemporalConfig = GroupValue<typeof temporal>;
 export type TasksConfig = GroupValue<typeof tasks>;
+export type WebhooksConfig = GroupValue<typeof webhooks>;
 export type InvokeConfig = GroupValue<typeof invoke>;
 export type WorkerConfig = GroupValue<typeof worker>;
 export type SemaphoreConfig = GroupValue<typeof semaphore>;
