@@ -63,6 +63,12 @@ export interface StatusEvent {
 
 export type NewStatusEvent = Omit<StatusEvent, 'id' | 'at'>;
 
+/**
+ * The webhook-id of a task's `start` or `completed` event: fixed, so that every attempt and every redelivery of the
+ * event carries the same one, and receivers can deduplicate.
+ */
+export const eventWebhookId = (taskId: string, type: 'start' | 'completed') => `msg_${taskId}_${type}`;
+
 /** One attempt to deliver a webhook event: its answer's status code, or the error that stopped it. */
 export interface WebhookAttempt {
   event: WebhookEventType;

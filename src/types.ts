@@ -126,6 +126,31 @@ export const GENERATION = {
   progressQuery: 'progress',
 } as const;
 
+/** A webhook event for a task's webhook workflow to deliver, as its starter signals it. */
+export type WebhookEvent =
+  /** `start` and `progress` carry the progress they report. */
+  | { type: 'start' | 'progress'; progress: ProgressSnapshot }
+  /** `completed` reads the final record when it is sent; `redeliver` sends it again after it was delivered. */
+  | { type: 'completed'; redeliver?: boolean };
+
+/** How a task's webhook workflow delivers, from config at its start (workflow code cannot read config). */
+export interface WebhookPolicy {
+  timeoutS: number;
+  retryInitialS: number;
+  retryHours: number;
+}
+
+/** The webhook workflow's input: events not yet delivered travel across continue-as-new. */
+export interface WebhookInput {
+  taskId: string;
+  policy: WebhookPolicy;
+  pending?: WebhookEvent[];
+  completedQueued?: boolean;
+}
+
+/** Signal names of the webhook workflow. */
+export const WEBHOOK = { eventSignal: 'webhookEvent' } as const;
+
 /** Signal, update and query names of the semaphore workflow. */
 export const SEMAPHORE = {
   /** Queues a lease and answers once it is granted (or when the run hands over to its successor: ask again). */

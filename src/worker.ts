@@ -13,6 +13,9 @@ import {
   temporalConnectionOptions,
 } from './temporal.js';
 import { emptySemaphoreState } from './types.js';
+import { webhookNotifier } from './webhooks/notify.js';
+import { loadWebhookSecret, webhookKey } from './webhooks/signing.js';
+import { TargetPolicy } from './webhooks/targets.js';
 import { setLimitSignal } from './workflows/definitions.js';
 import type { reconcilerWorkflow } from './workflows/reconciler.js';
 import type { semaphoreWorkflow } from './workflows/semaphore.js';
@@ -76,6 +79,7 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}) {
   installRuntime(logger, config.worker.metricsPort);
+  const webhookSecret = loadWebhookSecret(config.webhooks);
   const connection = await NativeConnection.connect(temporalConnectionOptions(config.temporal));
   const client = await connectTemporal(config.temporal);
   const meta = createMetaStore(config);
@@ -93,6 +97,14 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     startGeneration: (task) => startGeneration(client, config, generationInputFor(config, task, true)),
     registrationWorkflowId: (model) => registrationWorkflowId(config.deployment, model),
     uploadTimeoutS: config.reconciler.uploadTimeoutS,
+    notifyWebhook: webhookNotifier(client, config),
+    webhooks: {
+      key: webhookKey(webhookSecret),
+      targets: new TargetPolicy(config.webhooks.allow),
+      timeoutS: config.webhooks.timeoutS,
+      progressIntervalS: config.webhooks.progressIntervalS,
+      urlTtlS: config.stores.urlTtlS,
+    },
     logger,
   });
   const worker = await Worker.create({

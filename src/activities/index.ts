@@ -3,11 +3,13 @@ import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import type { WebhookNotifier } from '../webhooks/notify.js';
 import { createInvokeActivities } from './invoke.js';
 import { createModelActivities } from './models.js';
 import { createReconcileActivities, type GenerationStarter } from './reconcile.js';
 import { createSlotActivities } from './slots.js';
 import { createTaskActivities } from './tasks.js';
+import { createWebhookActivities, type WebhookDeps } from './webhooks.js';
 
 export type { InvokeResult } from './invoke.js';
 
@@ -26,6 +28,9 @@ export interface ActivityDeps {
   registrationWorkflowId: (model: string) => string;
   /** Longest an upload may take (the API's receive timeout): a registration not started by then never will be. */
   uploadTimeoutS: number;
+  /** Hands a webhook event to the task's webhook workflow. */
+  notifyWebhook: WebhookNotifier;
+  webhooks: WebhookDeps & { progressIntervalS: number };
   logger: Logger;
 }
 
@@ -36,6 +41,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInvokeActivities(deps),
     ...createReconcileActivities(deps),
     ...createModelActivities(deps),
+    ...createWebhookActivities(deps),
   };
 }
 

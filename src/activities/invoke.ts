@@ -3,6 +3,7 @@ import { FunctionNotFoundError } from '../platform/functions/port.js';
 import { type ErrorEvent, type ProgressEvent, readInvoke, type TerminalEvent } from '../protocol/events.js';
 import type { InvokeRequest } from '../protocol/invoke.js';
 import type { TaskRecord } from '../records.js';
+import { announceTaskEnd } from '../task-endings.js';
 import {
   EMPTY_SD_STATE,
   isFinal,
@@ -16,6 +17,7 @@ import {
 import { progressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './index.js';
 import { acquireSlot, releaseSlot } from './slots.js';
+import { taskReporter } from './task-reporter.js';
 import { checkpointFunction, provideFunction } from './tasks.js';
 
 export interface InvokeResult {
@@ -113,18 +115,25 @@ export function createInvokeActivities(deps: ActivityDeps) {
      * The GPU part of a task, in one activity: find (or create) its checkpoint's function, wait for a slot, mark the
      * task running, invoke the function, give the slot back the moment SD is done (before the images are uploaded),
      * and write the success record, SD's info included, so that it never passes through the workflow's history.
-     * Progress is the heartbeat's details. A checkpoint being re-registered fails it at once with ModelBusy: the
-     * workflow waits and runs it again.
+     * Progress is the heartbeat's details, and each change of phase a status event. A checkpoint being re-registered
+     * fails it at once with ModelBusy: the workflow waits and runs it again.
      */
     async runTask(input: RunTaskInput): Promise<TaskSummary> {
       const ctx = Context.current();
       const { taskId } = input.request;
+      const row = meta.getTask(taskId);
       if (ctx.info.attempt > 1) {
         // An earlier attempt may have written the success record and then lost its worker.
-        const stored = await meta.getTask(taskId);
-        if (stored && isFinal(stored.status)) return summaryOf(stored);
+        const stored = await row;
+        if (stored && isFinal(stored.status)) {
+          await announceTaskEnd(deps, stored);
+          return summaryOf(stored);
+        }
       }
+      const webhook = row.then((task) => task?.webhook).catch(() => undefined);
+      const report = taskReporter(deps, taskId, webhook, { sendStart: ctx.info.attempt === 1 });
       let progress = QUEUED;
+      report.queued();
       ctx.heartbeat(progress);
       const heartbeat = setInterval(() => ctx.heartbeat(progress), 1000);
       const slot = { id: input.semaphore.id, taskQueue, policy: input.semaphore.policy };
@@ -144,11 +153,13 @@ export function createInvokeActivities(deps: ActivityDeps) {
         await acquireSlot(temporal, slot, { lease: input.lease, ...input.owner }, ctx.cancellationSignal);
         progress = { ...progress, phase: 'starting' };
         ctx.heartbeat(progress);
+        report.started(progress);
         meta.markTaskRunning(taskId).catch((err) => logger.warn({ err, taskId }, 'could not mark the task running'));
         const result = await invoke(ctx, functionName, input.request, (event) => {
           const { type: _type, ...snapshot } = event;
           progress = snapshot;
           ctx.heartbeat(progress);
+          report.progressed(progress);
           // SD has returned: the GPU is free while the agent uploads the images.
           if (event.phase === 'uploading') {
             release().catch((err) => logger.warn({ err, taskId }, 'early release failed'));
@@ -156,7 +167,9 @@ export function createInvokeActivities(deps: ActivityDeps) {
         });
         await release();
         const { images, info, parameters } = result;
+        await report.flushed();
         const stored = await meta.finalizeTask(taskId, { status: 'succeeded', images, info, parameters });
+        if (stored) await announceTaskEnd(deps, stored);
         return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
       } catch (err) {
         const failure = explain(err, ctx, functionName);
@@ -167,6 +180,8 @@ export function createInvokeActivities(deps: ActivityDeps) {
       } finally {
         clearInterval(heartbeat);
         if (!keepSlot) await release().catch((err) => logger.warn({ err, taskId }, 'release failed'));
+        // The workflow records any other ending once this returns: after the status events of this attempt.
+        await report.flushed();
       }
     },
 

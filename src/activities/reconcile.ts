@@ -1,5 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { TaskRecord } from '../records.js';
+import { announceTaskEnd } from '../task-endings.js';
 import type { ActivityDeps } from './index.js';
 
 /** Starts the generation workflow for a task row (idempotent: an existing workflow id is left alone). */
@@ -70,12 +71,13 @@ export function createReconcileActivities(deps: ActivityDeps) {
           try {
             const d = await temporal.workflow.getHandle(task.taskId).describe();
             if (d.status.name === 'RUNNING') continue;
-            await meta.finalizeTask(task.taskId, {
+            const stored = await meta.finalizeTask(task.taskId, {
               status: 'failed',
               images: [],
               message: `the task's workflow ended as ${d.status.name.toLowerCase()} without a final record`,
               errorKind: 'internal',
             });
+            if (stored) await announceTaskEnd(deps, stored);
             report.failed++;
           } catch (err) {
             if (!(err instanceof WorkflowNotFoundError)) throw err;

@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { provideCheckpointFunction } from '../platform/functions/checkpoint-function.js';
 import { CheckpointNotServedError } from '../platform/functions/port.js';
+import { announceTaskEnd } from '../task-endings.js';
 import { isFinal, NON_RETRYABLE, type TaskOutcome, type TaskSummary } from '../types.js';
 import type { ActivityDeps } from './index.js';
 
@@ -57,7 +58,9 @@ export function createTaskActivities(deps: ActivityDeps) {
     async finalizeTask(outcome: TaskOutcome): Promise<TaskSummary> {
       const { taskId, ...final } = outcome;
       // The row after the write: final, either with this outcome or with one written earlier. Null if no row exists.
-      const record = (await meta.finalizeTask(taskId, final)) ?? outcome;
+      const stored = await meta.finalizeTask(taskId, final);
+      if (stored) await announceTaskEnd(deps, stored);
+      const record = stored ?? outcome;
       return {
         taskId,
         status: isFinal(record.status) ? record.status : outcome.status,

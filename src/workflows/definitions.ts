@@ -9,6 +9,8 @@ import {
   type SlotGrant,
   type SlotRequest,
   type TaskProgress,
+  WEBHOOK,
+  type WebhookEvent,
 } from '../types.js';
 
 // Signal, update and query definitions, shared by workflows, activities and the API.
@@ -22,3 +24,5 @@ export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
 export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
 export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);
+
+export const webhookEventSignal = defineSignal<[WebhookEvent]>(WEBHOOK.eventSignal);

@@ -3,3 +3,4 @@ export { generationWorkflow } from './generation.js';
 export { reconcilerWorkflow } from './reconciler.js';
 export { modelRegistrationWorkflow } from './registration.js';
 export { semaphoreWorkflow } from './semaphore.js';
+export { webhookWorkflow } from './webhook.js';
