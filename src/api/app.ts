@@ -7,6 +7,8 @@ import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
+import { webhookNotifier } from '../webhooks/notify.js';
+import { TargetPolicy } from '../webhooks/targets.js';
 import { authenticate, type KeyRing } from './auth.js';
 import { errorMapper } from './errors.js';
 import { healthRoute } from './health.js';
@@ -21,6 +23,7 @@ import { generationRoutes } from './routes/generation.js';
 import { modelRoutes } from './routes/models.js';
 import { optionsRoutes } from './routes/options.js';
 import { passthroughRoute } from './routes/passthrough.js';
+import { taskEventRoutes } from './routes/task-events.js';
 import { taskRoutes } from './routes/tasks.js';
 import { generationSchemas } from './schemas.js';
 import type { TaskDeps } from './tasks.js';
@@ -47,12 +50,15 @@ export function createApp(deps: ApiDeps): Koa {
       maxAgeMs: config.api.queuePositionMaxAgeMs,
       queryTimeoutMs: config.api.queryTimeoutMs,
     }),
+    notifyWebhook: webhookNotifier(deps.temporal, config),
+    webhookTargets: new TargetPolicy(config.webhooks.allow),
   };
   // Routes in order of precedence (docs/ARCHITECTURE.md, "The HTTP contract"): platform routes, then the A1111
   // drop-in routes, then the passthrough to an agent; anything else is the error mapper's JSON 404.
   const router = new Router();
   generationRoutes(router, taskDeps, schemas);
   taskRoutes(router, taskDeps);
+  taskEventRoutes(router, taskDeps);
   catalogRoutes(router, deps.meta);
   modelRoutes(router, deps);
   functionRoutes(router, deps);

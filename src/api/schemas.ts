@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Config } from '../config/index.js';
+import { WEBHOOK_EVENTS } from '../records.js';
 
 // The request schemas: the API validates with them, /openapi.json is generated from them, and the CLI's types
 // come from them. A1111 bodies are loose objects: unknown fields pass through to SD. Values are read the way
@@ -90,6 +91,40 @@ const alwaysonScripts = z.record(z.string(), z.looseObject({ args: z.array(z.unk
   error: 'must be an object of {"<script>": {"args": [...]}}',
 });
 
+/**
+ * Where a task's webhook events go, named as Replicate names them: sdflow's own fields, never sent to SD. The
+ * filter defaults to `completed`.
+ */
+export const webhookFields = {
+  webhook: z
+    .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
+    .max(2048, 'must be at most 2048 characters')
+    .nullish()
+    .describe('a URL to POST the task’s events to, signed as Standard Webhooks signs them'),
+  webhook_events_filter: z
+    .array(z.enum(WEBHOOK_EVENTS, { error: `must be ${WEBHOOK_EVENTS.join(', ')}` }), {
+      error: `must be an array of ${WEBHOOK_EVENTS.join(', ')}`,
+    })
+    .min(1, `must name at least one of ${WEBHOOK_EVENTS.join(', ')}`)
+    .nullish()
+    .describe('which events go to the webhook (default ["completed"])'),
+};
+
+/** A filter names events of a webhook: without one it has nothing to filter. */
+function filterNeedsWebhook(body: { webhook?: unknown; webhook_events_filter?: unknown }, ctx: z.RefinementCtx) {
+  if (body.webhook_events_filter != null && body.webhook == null) {
+    ctx.addIssue({ code: 'custom', path: ['webhook_events_filter'], message: 'needs a webhook' });
+  }
+}
+
+/** The body of `POST /tasks/{id}/retry`: optional, and only a webhook of its own (else the original's). */
+export const retryBody = z
+  .strictObject(webhookFields, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' ? `unknown field(s): ${(issue.keys ?? []).join(', ')}` : undefined,
+  })
+  .superRefine(filterNeedsWebhook);
+
 export function generationSchemas(limits: Limits) {
   const maxSide = Math.max(limits.maxWidth, limits.maxHeight);
   const common = {
@@ -151,13 +186,19 @@ export function generationSchemas(limits: Limits) {
   // A1111's own routes name the checkpoint in override_settings.sd_model_checkpoint (or not at all).
   const a1111Common = { ...common, stable_diffusion_model: common.stable_diffusion_model.nullish() };
 
-  const txt2img = z.looseObject(common).superRefine(imagesPerTask).transform(withoutNulls);
-  const img2img = z
-    .looseObject({ ...common, ...img2imgFields })
+  const txt2img = z
+    .looseObject({ ...common, ...webhookFields })
     .superRefine(imagesPerTask)
+    .superRefine(filterNeedsWebhook)
+    .transform(withoutNulls);
+  const img2img = z
+    .looseObject({ ...common, ...img2imgFields, ...webhookFields })
+    .superRefine(imagesPerTask)
+    .superRefine(filterNeedsWebhook)
     .transform(withoutNulls);
   const extraImages = z
     .looseObject({
+      ...webhookFields,
       stable_diffusion_model: z.string().min(1, 'must not be empty').nullish(),
       image: imageRef.describe('the image to upscale: base64 or an object key'),
       resize_mode: integer(0, 1).nullish(),
@@ -172,6 +213,7 @@ export function generationSchemas(limits: Limits) {
       codeformer_visibility: decimal(0, 1).nullish(),
       codeformer_weight: decimal(0, 1).nullish(),
     })
+    .superRefine(filterNeedsWebhook)
     .transform(withoutNulls);
   return {
     txt2img,

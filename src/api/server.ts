@@ -5,6 +5,7 @@ import type { Logger } from '../logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from '../platform/index.js';
 import { loadUrlSecret } from '../platform/object-store/signing.js';
 import { connectTemporal } from '../temporal.js';
+import { loadWebhookSecret } from '../webhooks/signing.js';
 import { createApp } from './app.js';
 import { loadKeyRing } from './auth.js';
 
@@ -19,6 +20,9 @@ export async function startApi(config: Config, logger: Logger) {
         'or SDFLOW_ALLOW_INSECURE=1 to accept anyone on the network',
     );
   }
+  // The API signs no webhook, but the secret receivers verify with must exist, and agree with the workers', from the
+  // start: without a shared data dir it must be set, and an API that starts without it says so at once.
+  loadWebhookSecret(config.webhooks);
   const meta = createMetaStore(config);
   const store = createObjectStore(config);
   const temporal = await connectTemporal(config.temporal);

@@ -6,7 +6,9 @@ import type { Config } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
-import type { ModelRecord, TaskRecord } from '../records.js';
+import type { ModelRecord, TaskRecord, TaskWebhook, WebhookEventType } from '../records.js';
+import { announceTaskEnd } from '../task-endings.js';
+import { runningProgressView, taskResultView } from '../task-views.js';
 import { generationInputFor, startGeneration } from '../temporal.js';
 import {
   EMPTY_SD_STATE,
@@ -16,11 +18,13 @@ import {
   type TaskKind,
   type TaskProgress,
 } from '../types.js';
+import type { WebhookNotifier } from '../webhooks/notify.js';
+import { resolveTarget, type TargetPolicy, TargetRefusedError, TargetUnresolvedError } from '../webhooks/targets.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { Principal } from './auth.js';
 import { resolveCheckpoint } from './checkpoints.js';
 import { claimCheckImages } from './claim-check.js';
-import { conflict, HttpError, notFound } from './errors.js';
+import { badRequest, conflict, HttpError, notFound } from './errors.js';
 import { enforceQueueLimit } from './limits.js';
 import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
@@ -38,6 +42,8 @@ export interface TaskDeps {
   logger: Logger;
   limits: Limits;
   queuePositionOf: QueuePositionOf;
+  notifyWebhook: WebhookNotifier;
+  webhookTargets: TargetPolicy;
 }
 
 /**
@@ -46,8 +52,17 @@ export interface TaskDeps {
  */
 export const OPTIONS_VERSION_FIELD = 'sdflow_options_version';
 
-/** Platform fields that select the function or record what was applied; the rest goes to SD as the A1111 body. */
-const PLATFORM_FIELDS = ['stable_diffusion_model', 'sd_vae', OPTIONS_VERSION_FIELD] as const;
+/**
+ * Platform fields that select the function, record what was applied or say where webhooks go; the rest goes to SD as
+ * the A1111 body.
+ */
+const PLATFORM_FIELDS = [
+  'stable_diffusion_model',
+  'sd_vae',
+  OPTIONS_VERSION_FIELD,
+  'webhook',
+  'webhook_events_filter',
+] as const;
 
 /** The kinds whose A1111 bodies carry WebUI settings, so a user's options apply to them. */
 const TAKES_OPTIONS: readonly TaskKind[] = ['txt2img', 'img2img'];
@@ -68,6 +83,26 @@ export interface Submission {
   retryOf?: string;
   /** The version of the caller's options to apply (the `version` header); the latest when absent. */
   optionsVersion?: number;
+  webhook?: TaskWebhook;
+}
+
+/** A body's webhook (`webhook`, `webhook_events_filter`), if it has one; the filter defaults to `completed`. */
+export function webhookOf(body: { webhook?: unknown; webhook_events_filter?: unknown }): TaskWebhook | undefined {
+  if (typeof body.webhook !== 'string') return undefined;
+  const events = (body.webhook_events_filter as WebhookEventType[] | undefined) ?? ['completed'];
+  return { url: body.webhook, events: [...new Set(events)] };
+}
+
+/** A webhook target the deployment may send to (SDFLOW_WEBHOOK_ALLOW); else a 400 naming the field. */
+async function assertWebhookTarget(deps: TaskDeps, webhook: TaskWebhook): Promise<void> {
+  try {
+    await resolveTarget(webhook.url, deps.webhookTargets);
+  } catch (err) {
+    if (err instanceof TargetRefusedError || err instanceof TargetUnresolvedError) {
+      throw badRequest(`webhook: ${err.message}`);
+    }
+    throw err;
+  }
 }
 
 function requestHash(kind: TaskKind, body: SdParams): string {
@@ -112,6 +147,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
 
   const taskId = s.taskId ?? newTaskId();
   if (s.taskId && (await deps.meta.getTask(taskId))) throw conflict(`taskId ${taskId} already exists`);
+  if (s.webhook) await assertWebhookTarget(deps, s.webhook);
 
   const params: SdParams = { ...s.body };
   for (const f of PLATFORM_FIELDS) delete params[f];
@@ -151,6 +187,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
     model: s.model.name,
     params: checked,
     ...(s.retryOf ? { retryOf: s.retryOf } : {}),
+    ...(s.webhook ? { webhook: s.webhook } : {}),
     ...(s.idempotencyKey ? { idempotencyKey: s.idempotencyKey, requestHash: requestHash(s.kind, s.body) } : {}),
   });
   if (!task) {
@@ -178,15 +215,15 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
 }
 
 /**
- * A new task with a failed or cancelled task's request: the same owner, kind, checkpoint, inputs and applied options,
- * with `retryOf` naming the original. An admin retrying a user's task submits it as that user, so the images go under
- * the user's keys and count against the user's limits.
+ * A new task with a failed or cancelled task's request: the same owner, kind, checkpoint, inputs, applied options
+ * and webhook (unless the retry names its own), with `retryOf` naming the original. An admin retrying a user's task
+ * submits it as that user, so the images go under the user's keys and count against the user's limits.
  */
 export async function retryTask(
   deps: TaskDeps,
   original: TaskRecord,
   caller: Principal,
-  ids: { taskId?: string; idempotencyKey?: string },
+  ids: { taskId?: string; idempotencyKey?: string; webhook?: TaskWebhook },
 ): Promise<TaskRecord> {
   if (original.status !== 'failed' && original.status !== 'cancelled') {
     throw conflict(`task ${original.taskId} is ${original.status}: only a failed or cancelled task can be retried`, {
@@ -195,13 +232,15 @@ export async function retryTask(
     });
   }
   const owner: Principal = caller.user === original.user ? caller : { user: original.user, role: 'user' };
+  const { webhook = original.webhook, ...taskIds } = ids;
   return submitTask(deps, {
     kind: original.kind,
     principal: owner,
     model: await resolveCheckpoint(deps.meta, original.model, 'model'),
     body: { ...original.params, stable_diffusion_model: original.model },
     retryOf: original.taskId,
-    ...ids,
+    ...(webhook ? { webhook } : {}),
+    ...taskIds,
   });
 }
 
@@ -222,18 +261,8 @@ export async function waitForTask(deps: TaskDeps, taskId: string, timeoutMs: num
   return (await deps.meta.getTask(taskId))!;
 }
 
-export async function resultView(deps: TaskDeps, task: TaskRecord) {
-  const ttl = deps.config.stores.urlTtlS;
-  return {
-    taskId: task.taskId,
-    status: task.status,
-    images: task.images,
-    ossUrl: await Promise.all(task.images.map((key) => deps.store.signedUrl(key, ttl))),
-    info: task.info ?? null,
-    parameters: task.parameters ?? null,
-    ...(task.message ? { message: task.message } : {}),
-    ...(task.retryOf ? { retryOf: task.retryOf } : {}),
-  };
+export function resultView(deps: TaskDeps, task: TaskRecord) {
+  return taskResultView(task, deps.store, deps.config.stores.urlTtlS);
 }
 
 /** A task as GET /tasks lists it: what it is and where it stands, without its params or signed links. */
@@ -297,11 +326,7 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Pr
   const snapshot = (await liveProgress(deps, task.taskId)) ?? fromRow;
   // The live phase is ahead of the row, which the task marks running without waiting for the write.
   const status = snapshot.phase === 'queued' ? task.status : 'running';
-  if (status === 'running' && snapshot.currentImage) {
-    const currentImageUrl = await deps.store.signedUrl(snapshot.currentImage, deps.config.stores.urlTtlS);
-    return { taskId: task.taskId, status, ...snapshot, currentImageUrl };
-  }
-  if (status !== 'waiting') return { taskId: task.taskId, status, ...snapshot, currentImage: null };
+  if (status !== 'waiting') return runningProgressView(task.taskId, snapshot, deps.store, deps.config.stores.urlTtlS);
   const queuePosition = await deps.queuePositionOf(task.taskId);
   return { taskId: task.taskId, status, ...snapshot, ...(queuePosition === undefined ? {} : { queuePosition }) };
 }
@@ -316,7 +341,12 @@ export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<Task
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
     // Accepted but never started (Temporal was down at submit): nothing runs, so the row is final at once.
-    await deps.meta.finalizeTask(task.taskId, { status: 'cancelled', images: [], message: 'cancelled by request' });
+    const stored = await deps.meta.finalizeTask(task.taskId, {
+      status: 'cancelled',
+      images: [],
+      message: 'cancelled by request',
+    });
+    if (stored) await announceTaskEnd(deps, stored);
   }
   return waitForTask(deps, task.taskId, deps.config.api.cancelWaitS * 1000);
 }

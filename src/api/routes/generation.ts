@@ -7,7 +7,7 @@ import { principalOf } from '../auth.js';
 import { defaultCheckpoint, resolveCheckpoint } from '../checkpoints.js';
 import { clientTaskId, idempotencyKey, optionsVersionHeader } from '../request-headers.js';
 import type { GenerationSchemas } from '../schemas.js';
-import { submitTask, type TaskDeps } from '../tasks.js';
+import { submitTask, type TaskDeps, webhookOf } from '../tasks.js';
 
 // POST /txt2img, /img2img, /extra_images: sync by default, async with `Request-Type: async`. The checkpoint is the
 // one `stable_diffusion_model` names (extra_images, which needs none to upscale, runs on the default's function).
@@ -29,6 +29,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
       optionsVersion: optionsVersionHeader(ctx),
+      webhook: webhookOf(body),
     });
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.syncTimeoutS * 1000,

@@ -7,11 +7,21 @@ import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.
 import { principalOf } from '../auth.js';
 import { badRequest, forbidden } from '../errors.js';
 import { clientTaskId, idempotencyKey } from '../request-headers.js';
-import { cancelTask, progressView, resultView, retryTask, type TaskDeps, taskFor, taskSummary } from '../tasks.js';
+import { retryBody } from '../schemas.js';
+import {
+  cancelTask,
+  progressView,
+  resultView,
+  retryTask,
+  type TaskDeps,
+  taskFor,
+  taskSummary,
+  webhookOf,
+} from '../tasks.js';
 
 // GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry.
 
-function taskIdParam(value: string | undefined): string {
+export function taskIdParam(value: string | undefined): string {
   if (!value || !TASK_ID.test(value)) throw badRequest(`taskId: ${TASK_ID_RULE}`);
   return value;
 }
@@ -69,9 +79,11 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
   router.post('/tasks/:taskId/retry', async (ctx) => {
     const principal = principalOf(ctx);
     const original = await taskFor(deps, taskIdParam(ctx.params.taskId), principal);
+    const webhook = webhookOf(retryBody.parse(ctx.request.body ?? {}));
     const task = await retryTask(deps, original, principal, {
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
+      ...(webhook ? { webhook } : {}),
     });
     const retryOf = (answer: Answer): Answer => ({
       ...answer,
