@@ -48,11 +48,14 @@ export function streamTaskEvents(ctx: Context, deps: TaskDeps, task: TaskRecord)
   ctx.type = 'text/event-stream';
   ctx.body = out;
 
-  let wroteAt = Date.now();
+  // A comment goes out whenever nothing else has for HEARTBEAT_MS, so that proxies keep the connection open.
+  let heartbeat: NodeJS.Timeout | undefined;
   const write = (text: string) => {
     out.write(text);
-    wroteAt = Date.now();
+    clearTimeout(heartbeat);
+    heartbeat = setTimeout(() => write(': heartbeat\n\n'), HEARTBEAT_MS);
   };
+  out.once('close', () => clearTimeout(heartbeat));
   const send = (event: string, data: unknown, id?: number) =>
     write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   // Sent at once, so that the client has the answer's headers before the first event.
@@ -60,12 +63,10 @@ export function streamTaskEvents(ctx: Context, deps: TaskDeps, task: TaskRecord)
 
   follow(deps, task.taskId, afterId, send, gone)
     .catch((err) => deps.logger.warn({ err, taskId: task.taskId }, 'event stream ended by an error'))
-    .finally(() => out.end());
-  const heartbeat = setInterval(() => {
-    if (Date.now() - wroteAt >= HEARTBEAT_MS) write(': heartbeat\n\n');
-  }, HEARTBEAT_MS / 3);
-  out.once('close', () => clearInterval(heartbeat));
-  out.once('finish', () => clearInterval(heartbeat));
+    .finally(() => {
+      clearTimeout(heartbeat);
+      out.end();
+    });
 }
 
 type Send = (event: string, data: unknown, id?: number) => void;
@@ -73,8 +74,8 @@ type Send = (event: string, data: unknown, id?: number) => void;
 async function follow(deps: TaskDeps, taskId: string, afterId: number, send: Send, gone: AbortSignal) {
   const { meta } = deps;
   let lastId = afterId;
-  let latest: StatusEvent | undefined;
-  let finishedSent = false;
+  // The last status event the client has: the live view goes with it (a place in the queue only while queued).
+  let latest = afterId > 0 ? (await meta.listStatusEvents(taskId)).filter((e) => e.id <= afterId).at(-1) : undefined;
   let finalSince: number | undefined;
   const shown = { queuePosition: undefined as number | undefined, progress: '', preview: '' };
   while (!gone.aborted) {
@@ -82,23 +83,21 @@ async function follow(deps: TaskDeps, taskId: string, afterId: number, send: Sen
       send('status', statusData(event), event.id);
       lastId = event.id;
       latest = event;
-      finishedSent ||= event.phase === 'finished';
     }
     const task = await meta.getTask(taskId);
     if (!task) return;
     if (isFinal(task.status)) {
       finalSince ??= Date.now();
-      // A reconnect after `finished` has it below its Last-Event-ID.
-      finishedSent ||= (await meta.listStatusEvents(taskId)).some((e) => e.phase === 'finished' && e.id <= lastId);
-      if (finishedSent || Date.now() - finalSince >= FINISHED_WAIT_MS) {
+      if (latest?.phase === 'finished' || Date.now() - finalSince >= FINISHED_WAIT_MS) {
         send('completed', await resultView(deps, task));
         return;
       }
-    } else if (latest?.phase !== 'finished') {
+    } else if (latest) {
       const live = await progressView(deps, task);
-      if (live.phase === 'queued' && live.queuePosition !== undefined && live.queuePosition !== shown.queuePosition) {
-        shown.queuePosition = live.queuePosition;
-        send('status', { status: live.status, phase: live.phase, queuePosition: live.queuePosition });
+      const queuePosition = latest.phase === 'queued' && live.phase === 'queued' ? live.queuePosition : undefined;
+      if (queuePosition !== undefined && queuePosition !== shown.queuePosition) {
+        shown.queuePosition = queuePosition;
+        send('status', { status: live.status, phase: live.phase, queuePosition });
       }
       const step = JSON.stringify([live.progress, live.state.sampling_step, live.state.job_no]);
       if (live.status === 'running' && live.phase !== 'starting' && step !== shown.progress) {
