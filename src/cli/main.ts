@@ -163,6 +163,26 @@ program
     );
   });
 
+program
+  .command('webhooks')
+  .description("this deployment's webhooks")
+  .command('secret')
+  .description(
+    'print the secret receivers verify webhook signatures with: SDFLOW_WEBHOOK_SECRET, else the one generated into ' +
+      'the data dir (run it where the API and workers run, with their config)',
+  )
+  .action(async () => {
+    const c = config();
+    const { loadWebhookSecret } = await import('../webhooks/signing.js');
+    try {
+      console.log(loadWebhookSecret(c.webhooks));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      console.error(err.message);
+      process.exit(2);
+    }
+  });
+
 registerClientCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -118,7 +118,14 @@ describe('generation commands', () => {
     expect(taskId).toBeDefined();
     expect(r.stdout).toMatch(/^status\s+succeeded in [\d.]+ s$/m);
     expect(r.stdout).toMatch(/^seeds\s+7, 8$/m);
-    expect(r.stderr).toContain(`task ${taskId}: succeeded`);
+    // The phases, as the task's event stream reports them, one line each, in order (three steps may pass between
+    // two reads of SD's progress: sampling is shown when it was seen).
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith(`task ${taskId}: `));
+    const shown = lines.map((l) => l.slice(`task ${taskId}: `.length).replace(', cold start', ''));
+    const phases = ['waiting', 'running (starting)', 'running (sampling)', 'running (uploading)', 'succeeded'];
+    expect(shown.filter((l, i) => l !== shown[i - 1])).toEqual(
+      phases.filter((p) => p !== 'running (sampling)' || shown.includes(p)),
+    );
     expect(readdirSync(out).sort()).toEqual([`${taskId}_1.png`, `${taskId}_2.png`]);
     for (const f of readdirSync(out)) expect(await pngSize(join(out, f))).toBe('128x96');
     firstTask = taskId!;
@@ -336,7 +343,6 @@ describe('errors and exit codes', () => {
     ['no API key', ['models', 'list'], { SDFLOW_API_KEY: undefined }, 1, /missing API key.*HTTP 401/],
     ['a wrong --key', ['models', 'list', '--key', 'not-the-secret'], {}, 1, /invalid API key.*HTTP 401/],
     ['an unreachable API', ['models', 'list', '--url', 'http://127.0.0.1:9'], {}, 1, /cannot reach the API/],
-    ['a missing --model', ['txt2img', 'x'], {}, 2, /required option '--model <name>'/],
     ['a non-number --steps', ['txt2img', 'x', ...quick, '--steps', 'many'], {}, 2, /--steps.*must be a number/],
     ['a bad --set', ['txt2img', 'x', ...quick, '--set', 'novalue'], {}, 2, /key=value/],
     ['an unknown option', ['functions', 'list', '--colour'], {}, 2, /unknown option/],
@@ -355,6 +361,48 @@ describe('errors and exit codes', () => {
       SDFLOW_MODEL: DEMO_MODEL,
     });
     expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe('without --model', () => {
+  const modelOf = async (taskId: string) =>
+    (await json(['tasks', 'list', '--limit', '5'])).tasks.find((t: { taskId: string }) => t.taskId === taskId).model;
+  const setCheckpoint = (checkpoint: string | null) =>
+    fetch(`${stack.url}/sdapi/v1/options`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ sd_model_checkpoint: checkpoint }),
+    });
+
+  it('txt2img renders with your checkpoint (sd_model_checkpoint of your A1111 options), else the default', async () => {
+    const quickNoModel = ['--steps', '2', '--width', '64', '--height', '64', '--no-download'];
+    const byDefault = await json(['txt2img', 'the default', ...quickNoModel]);
+    expect(byDefault.status).toBe('succeeded');
+    expect(await modelOf(byDefault.taskId)).toBe(DEMO_MODEL);
+
+    expect((await setCheckpoint('sdflow-demo-v2')).status).toBe(200);
+    try {
+      const mine = await json(['txt2img', 'mine', ...quickNoModel]);
+      expect(mine.status).toBe('succeeded');
+      expect(await modelOf(mine.taskId)).toBe(DEMO_MODEL_2);
+    } finally {
+      await setCheckpoint(null);
+    }
+  });
+});
+
+describe('webhooks secret', () => {
+  it('prints the secret the workers sign with: the one generated into the data dir', async () => {
+    const r = await sdflow(['webhooks', 'secret'], { SDFLOW_DATA_DIR: stack.dataDir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect(r.stdout.trim()).toBe(readFileSync(join(stack.dataDir, 'webhook-secret'), 'utf8').trim());
+  });
+
+  it('refuses to make one up when the stores are cloud ones, naming the setting', async () => {
+    const r = await sdflow(['webhooks', 'secret'], { SDFLOW_DATA_DIR: work, SDFLOW_META_STORE: 'tablestore' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SDFLOW_WEBHOOK_SECRET must be set/);
   });
 });
 

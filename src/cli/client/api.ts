@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ExtraImagesRequest, Img2ImgRequest, Txt2ImgRequest } from '../../api/schemas.js';
-import type { TaskProgress, TaskStatus } from '../../types.js';
+import type { TaskPhase, TaskProgress, TaskStatus } from '../../types.js';
+import { readEventStream } from './event-stream.js';
 
 // A typed client of the sdflow HTTP API (docs/ARCHITECTURE.md, "The HTTP contract"), shared by the client commands
 // and the benchmark.
@@ -97,6 +98,17 @@ export interface ProgressAnswer extends TaskProgress {
   queuePosition?: number;
 }
 
+/** An event of a task's event stream (`GET /tasks/{id}/events`). */
+export type TaskEvent =
+  | {
+      event: 'status';
+      id?: string;
+      data: { status: TaskStatus; phase: TaskPhase; coldStart?: boolean; queuePosition?: number };
+    }
+  | { event: 'progress'; id?: string; data: Pick<TaskProgress, 'progress' | 'etaRelative' | 'state'> }
+  | { event: 'preview'; id?: string; data: { currentImage: string; currentImageUrl: string } }
+  | { event: 'completed'; id?: string; data: TaskResult };
+
 export interface CancelAnswer {
   taskId: string;
   status: TaskStatus;
@@ -136,6 +148,8 @@ export interface ApiAnswer<T> {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** The server sends a heartbeat every 15 s: a stream silent for this long has lost its connection. */
+const STREAM_SILENCE_MS = 45_000;
 
 function describeCause(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -231,6 +245,53 @@ export class SdflowClient {
 
   async progress(taskId: string): Promise<ProgressAnswer> {
     return (await this.call<ProgressAnswer>('GET', `/tasks/${encodeURIComponent(taskId)}/progress`)).body;
+  }
+
+  /**
+   * The task's events as they happen, from after `lastEventId` (the id of the last status event received) when
+   * resuming; ends when the server ends the stream, after `completed`. A silent or broken stream is a ConnectionError.
+   */
+  async *events(taskId: string, lastEventId?: string): AsyncGenerator<TaskEvent> {
+    const path = `/tasks/${encodeURIComponent(taskId)}/events`;
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.key) headers.authorization = `Bearer ${this.key}`;
+    if (lastEventId !== undefined) headers['last-event-id'] = lastEventId;
+    const silence = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const heard = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => silence.abort(), STREAM_SILENCE_MS);
+    };
+    heard();
+    try {
+      let res: Response;
+      try {
+        res = await fetch(this.baseUrl + path, { headers, signal: silence.signal });
+      } catch (err) {
+        throw new ConnectionError(`cannot reach the API at ${this.baseUrl}: ${describeCause(err)}`);
+      }
+      if (res.status >= 400 || !res.body) {
+        const text = await res.text().catch(() => '');
+        let message = `GET ${path} answered HTTP ${res.status}`;
+        try {
+          message = (JSON.parse(text) as { message?: string }).message ?? message;
+        } catch {
+          // Not JSON: keep the status line.
+        }
+        throw new ApiError(res.status, message, text);
+      }
+      try {
+        for await (const e of readEventStream(res.body as unknown as AsyncIterable<Uint8Array>, heard)) {
+          yield { event: e.event, ...(e.id === undefined ? {} : { id: e.id }), data: JSON.parse(e.data) } as TaskEvent;
+        }
+      } catch (err) {
+        const why = silence.signal.aborted ? `silent for ${STREAM_SILENCE_MS / 1000} s` : describeCause(err);
+        throw new ConnectionError(`the event stream of task ${taskId} broke off: ${why}`);
+      }
+    } finally {
+      clearTimeout(timer);
+      silence.abort();
+    }
   }
 
   async cancel(taskId: string): Promise<CancelAnswer> {

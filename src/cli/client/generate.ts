@@ -27,7 +27,7 @@ interface TaskOptions extends GlobalOptions {
 }
 
 interface SdOptions extends TaskOptions {
-  model: string;
+  model?: string;
   vae?: string;
   negative?: string;
   steps?: number;
@@ -72,7 +72,12 @@ function addTaskOptions(cmd: Command): Command {
 
 function addSdOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--model <name>', 'the checkpoint to render with').env('SDFLOW_MODEL').makeOptionMandatory())
+    .addOption(
+      new Option(
+        '--model <name>',
+        'the checkpoint to render with (default: yours, the sd_model_checkpoint of your A1111 options, else the default)',
+      ).env('SDFLOW_MODEL'),
+    )
     .option('--vae <name>', 'the VAE to use (sd_vae)')
     .option('--negative <prompt>', 'negative prompt')
     .option('--steps <n>', 'sampling steps', parseNumber)
@@ -85,7 +90,21 @@ function addSdOptions(cmd: Command): Command {
     .option('--sampler <name>', 'sampler name');
 }
 
-function sdFields(prompt: string, o: SdOptions): Txt2ImgRequest {
+/**
+ * The checkpoint of a request without --model: the caller's, as `GET /sdapi/v1/options` names it (the default's
+ * when they chose none). Platform routes take a name, so the CLI resolves it and sends it.
+ */
+async function callersCheckpoint(client: SdflowClient): Promise<string> {
+  const { body } = await client.call<Record<string, unknown>>('GET', '/sdapi/v1/options');
+  const title = body.sd_model_checkpoint;
+  if (typeof title !== 'string' || !title.trim()) {
+    throw new CliError('no checkpoint to render with: none is loaded and you chose none; pass --model');
+  }
+  // A1111's title is the name and ` [short hash]`.
+  return title.replace(/\s*\[[0-9a-fA-F]{8,64}\]$/, '');
+}
+
+function sdFields(prompt: string, o: SdOptions, model: string): Txt2ImgRequest {
   return {
     ...o.set,
     ...given({
@@ -100,7 +119,7 @@ function sdFields(prompt: string, o: SdOptions): Txt2ImgRequest {
       cfg_scale: o.cfg,
       sampler_name: o.sampler,
     }),
-    stable_diffusion_model: o.model,
+    stable_diffusion_model: model,
     prompt,
   };
 }
@@ -139,11 +158,20 @@ export async function printOrFollow(
   return exitCodeFor(result, interrupted);
 }
 
-async function runTask(kind: GenerationKind, body: GenerationBody, o: TaskOptions): Promise<number> {
+async function runTask(
+  kind: GenerationKind,
+  body: (client: SdflowClient) => Promise<GenerationBody>,
+  o: TaskOptions,
+): Promise<number> {
   const client = clientFor(o);
   const started = performance.now();
-  const { body: submitted } = await client.submit(kind, body, { async: true, taskId: o.taskId });
+  const { body: submitted } = await client.submit(kind, await body(client), { async: true, taskId: o.taskId });
   return printOrFollow(client, submitted, { ...o, out: o.download ? o.out : undefined }, started);
+}
+
+/** A txt2img body, with the checkpoint --model names or the caller's. */
+async function txt2imgBody(client: SdflowClient, prompt: string, o: SdOptions): Promise<Txt2ImgRequest> {
+  return sdFields(prompt, o, o.model ?? (await callersCheckpoint(client)));
 }
 
 export function registerGenerationCommands(program: Command): void {
@@ -161,9 +189,12 @@ export function registerGenerationCommands(program: Command): void {
       'after',
       '\nExamples:\n' +
         '  sdflow txt2img "a lighthouse at dusk" --model sdflow-demo-v1.safetensors --steps 20 --out ./images\n' +
+        '  sdflow txt2img "a lighthouse at dusk"   (your checkpoint, set with POST /sdapi/v1/options, else the default)\n' +
         '  sdflow txt2img "a fox" --model m.safetensors --set restore_faces=true --set styles=\'["film"]\' --async',
     )
-    .action(action(async (prompt: string, o: SdOptions) => runTask('txt2img', sdFields(prompt, o), o)));
+    .action(
+      action(async (prompt: string, o: SdOptions) => runTask('txt2img', (client) => txt2imgBody(client, prompt, o), o)),
+    );
 
   addTaskOptions(
     addSdOptions(
@@ -184,13 +215,17 @@ export function registerGenerationCommands(program: Command): void {
     .option('--denoise <x>', 'denoising strength, 0..1', parseNumber)
     .action(
       action(async (prompt: string, o: Img2ImgOptions) => {
-        const body: Img2ImgRequest = {
-          ...sdFields(prompt, o),
-          init_images: await Promise.all(o.init.map((v) => imageInput(v, '--init'))),
-          ...given({ denoising_strength: o.denoise }),
-        };
-        if (o.mask !== undefined) body.mask = await imageInput(o.mask, '--mask');
-        return runTask('img2img', body, o);
+        const init = await Promise.all(o.init.map((v) => imageInput(v, '--init')));
+        const mask = o.mask === undefined ? undefined : await imageInput(o.mask, '--mask');
+        return runTask(
+          'img2img',
+          async (client): Promise<Img2ImgRequest> => ({
+            ...(await txt2imgBody(client, prompt, o)),
+            init_images: init,
+            ...given({ denoising_strength: o.denoise, mask }),
+          }),
+          o,
+        );
       }),
     );
 
@@ -215,7 +250,7 @@ export function registerGenerationCommands(program: Command): void {
           upscaler_1: o.upscaler,
           ...given({ stable_diffusion_model: o.model }),
         };
-        return runTask('extra_images', body, o);
+        return runTask('extra_images', async () => body, o);
       }),
     );
 }
