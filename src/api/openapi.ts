@@ -3,7 +3,7 @@ import { TASK_ID } from '../protocol/invoke.js';
 import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
 import { functionAndOptionPaths } from './openapi-functions.js';
 import { taskListQuery } from './routes/tasks.js';
-import type { GenerationSchemas } from './schemas.js';
+import { type GenerationSchemas, retryBody } from './schemas.js';
 
 // GET /openapi.json, generated from the same zod schemas the API validates with, so the spec cannot drift.
 
@@ -37,7 +37,9 @@ const headers = [
 const answers = {
   '200': { description: 'sync: the task ended as succeeded or cancelled; async: the task was accepted' },
   '202': { description: 'sync wait longer than SDFLOW_SYNC_TIMEOUT_S: poll /tasks/{taskId}/result' },
-  '400': { description: 'malformed body or field; the message names the field' },
+  '400': {
+    description: 'malformed body or field, or a webhook target that is not allowed; the message names the field',
+  },
   '404': { description: 'unknown model' },
   '409': { description: 'duplicate taskId' },
   '413': { description: 'body over SDFLOW_MAX_BODY_MB' },
@@ -130,6 +132,49 @@ export function openApiDocument(schemas: GenerationSchemas) {
           responses: { '200': { description: 'progress 0..1' }, '404': { description: 'unknown task' } },
         },
       },
+      '/tasks/{taskId}/events': {
+        get: {
+          summary:
+            "A task's events as Server-Sent Events: status {status, phase, coldStart?, queuePosition?} (ids 1, 2, … " +
+            'per task), progress {progress, etaRelative, state}, preview {currentImage, currentImageUrl}, then ' +
+            'completed (the result view), after which the stream ends. A comment every 15 s of silence',
+          parameters: [
+            ...taskIdParam,
+            {
+              name: 'Last-Event-ID',
+              in: 'header',
+              schema: { type: 'string', pattern: '^[0-9]+$' },
+              description:
+                'resume after this status event: every later status event, then the latest progress and preview',
+            },
+          ],
+          responses: {
+            '200': { description: 'the stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+            '400': { description: 'Last-Event-ID is not a status event id' },
+            '404': { description: 'unknown task' },
+          },
+        },
+      },
+      '/tasks/{taskId}/webhooks': {
+        get: {
+          summary:
+            "A task's webhook and every delivery attempt: {taskId, webhook: {url, events} | null, attempts: " +
+            '[{event, webhookId, at, statusCode?, error?, durationMs}]}',
+          parameters: taskIdParam,
+          responses: { '200': { description: 'the webhook and its attempts' }, '404': { description: 'unknown task' } },
+        },
+      },
+      '/tasks/{taskId}/webhooks/redeliver': {
+        post: {
+          summary: "Send a final task's completed webhook again, with the same webhook-id",
+          parameters: taskIdParam,
+          responses: {
+            '202': { description: '{taskId, event: "completed", webhookId}: handed to its delivery' },
+            '404': { description: 'unknown task' },
+            '409': { description: 'the task has no webhook, or has not ended' },
+          },
+        },
+      },
       '/tasks/{taskId}/cancellation': {
         post: {
           summary: 'Cancel a waiting or running task',
@@ -143,8 +188,10 @@ export function openApiDocument(schemas: GenerationSchemas) {
       '/tasks/{taskId}/retry': {
         post: {
           summary:
-            "Run a failed or cancelled task again as a new task (retryOf names the original), with the original's params",
+            "Run a failed or cancelled task again as a new task (retryOf names the original), with the original's params " +
+            'and webhook (the body may name its own)',
           parameters: [...taskIdParam, ...headers.filter((h) => h.name !== 'version')],
+          requestBody: { ...jsonBody(retryBody), required: false },
           responses: {
             ...answers,
             '404': { description: 'unknown task, or its checkpoint is gone' },

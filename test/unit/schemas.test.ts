@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { describeZodError } from '../../src/api/errors.js';
 import { openApiDocument } from '../../src/api/openapi.js';
-import { generationSchemas } from '../../src/api/schemas.js';
+import { generationSchemas, retryBody } from '../../src/api/schemas.js';
 import { loadConfig } from '../../src/config/index.js';
 import { TASK_ID } from '../../src/protocol/invoke.js';
 
@@ -214,6 +214,38 @@ describe("A1111's coercions", () => {
   });
 });
 
+describe('webhook fields', () => {
+  const hook = 'https://hooks.example.com/sdflow';
+
+  it('are taken by the platform routes and a retry, not by the drop-in', () => {
+    const fields = { webhook: hook, webhook_events_filter: ['start', 'completed'] };
+    expect(txt2img.parse({ ...model, ...fields })).toMatchObject(fields);
+    expect(img2img.parse({ ...model, init_images: [image], ...fields })).toMatchObject(fields);
+    expect(extraImages.parse({ image, ...fields })).toMatchObject(fields);
+    expect(retryBody.parse(fields)).toEqual(fields);
+    expect(retryBody.parse({})).toEqual({});
+    // A null is the default, as for every optional field: no webhook.
+    expect(txt2img.parse({ ...model, webhook: null, webhook_events_filter: null })).toEqual(model);
+    // The drop-in does not take them: there it is an unknown field, unchecked (and, an sdflow name, not sent to SD).
+    expect(schemas.a1111.txt2img.parse({ webhook: 'not checked' })).toEqual({ webhook: 'not checked' });
+  });
+
+  it('are refused, naming the field, when malformed', () => {
+    expect(refusal(txt2img, { ...model, webhook: 'file:///etc/passwd' })).toBe('webhook: must be an http or https URL');
+    expect(refusal(txt2img, { ...model, webhook: 42 })).toMatch(/^webhook: /);
+    expect(refusal(txt2img, { ...model, webhook: hook, webhook_events_filter: 'completed' })).toBe(
+      'webhook_events_filter: must be an array of start, progress, completed',
+    );
+    expect(refusal(txt2img, { ...model, webhook: hook, webhook_events_filter: ['finished'] })).toBe(
+      'webhook_events_filter[0]: must be start, progress, completed',
+    );
+    expect(refusal(extraImages, { image, webhook_events_filter: ['start'] })).toBe(
+      'webhook_events_filter: needs a webhook',
+    );
+    expect(refusal(retryBody, { prompt: 'x' })).toBe('body: unknown field(s): prompt');
+  });
+});
+
 describe('the OpenAPI document', () => {
   const doc = openApiDocument(schemas);
   type JsonSchema = { anyOf?: JsonSchema[]; type?: string; pattern?: string; nullable?: boolean };
@@ -231,6 +263,21 @@ describe('the OpenAPI document', () => {
       // OpenAPI 3.1 spells a null as JSON Schema does: `nullable` belongs to 3.0.
       expect(schema.nullable, field).toBeUndefined();
     }
+  });
+
+  it('documents the webhook fields and the routes of events and webhooks', () => {
+    for (const route of ['/txt2img', '/img2img', '/extra_images'] as const) {
+      expect(Object.keys(bodyOf(route).properties)).toEqual(
+        expect.arrayContaining(['webhook', 'webhook_events_filter']),
+      );
+    }
+    const paths = doc.paths as Record<string, Record<string, any>>;
+    expect(
+      paths['/tasks/{taskId}/retry'].post.requestBody.content['application/json'].schema.properties,
+    ).toHaveProperty('webhook');
+    expect(Object.keys(paths['/tasks/{taskId}/events'].get.responses['200'].content)).toEqual(['text/event-stream']);
+    expect(paths['/tasks/{taskId}/webhooks'].get).toBeDefined();
+    expect(paths['/tasks/{taskId}/webhooks/redeliver'].post.responses).toHaveProperty('202');
   });
 
   it('shows that numbers may also be numeric strings', () => {
