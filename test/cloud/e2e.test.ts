@@ -55,6 +55,8 @@ beforeAll(async () => {
       ALIBABA_CLOUD_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
       ALIBABA_CLOUD_ACCESS_KEY_SECRET: CREDENTIALS.accessKeySecret,
       SDFLOW_OBJECT_STORE: 'oss',
+      // With a cloud store the API and workers share no data dir to keep a generated webhook secret in.
+      SDFLOW_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
       SDFLOW_OSS_BUCKET: BUCKET,
       SDFLOW_OSS_ENDPOINT: oss.endpoint,
       // The fake serves the bucket on its own origin, as OSS serves a bucket on a bound custom domain.
