@@ -13,6 +13,8 @@
 //   generation-<v>-failure.json          SD rejects the input (a 422, non-retryable) -> failed
 //   semaphore-<v>-continue-as-new.json   the semaphore's FIRST run, which ends in continue-as-new after 3 grants
 //   reconciler.json                      the reconciler's run so far (a few rounds; still open, which replays fine)
+//   webhook-v1-delivery.json             a task's webhook workflow: start, progress and completed, whose first
+//                                        attempt the receiver answers 500 (still open, waiting for more events)
 //
 // <v> is the version of the workflows recorded (VERSION below): each version's histories are kept beside the earlier
 // versions', since tasks an earlier version started may still be in flight when a new one ships. A fixture already
@@ -25,6 +27,7 @@
 // SDFLOW_KEEP_TEST_DATA=1 keeps the data dir (process logs) for a look afterwards.
 
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,6 +108,9 @@ async function main() {
       SDFLOW_SIM_VAE_MS: '5',
       SDFLOW_WORKER_SHUTDOWN_GRACE_S: '2',
       SDFLOW_LOG_LEVEL: 'info',
+      SDFLOW_WEBHOOK_ALLOW: '127.0.0.1',
+      SDFLOW_WEBHOOK_RETRY_INITIAL_S: '0.2',
+      SDFLOW_WEBHOOK_PROGRESS_INTERVAL_S: '0.2',
     };
     const config = loadConfig(env);
     const meta = createMetaStore(config);
@@ -222,6 +228,38 @@ async function main() {
     check(failed.status === 'failed', `failure task failed: ${JSON.stringify(failed)}`);
     check((await closed('fixture-failure')) === 'FAILED', 'failure workflow failed');
 
+    log('webhook (start, progress, completed; the first attempt of completed is answered 500)');
+    const deliveries = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => {
+        body += chunk;
+      });
+      req.on('end', () => {
+        const { type } = JSON.parse(body);
+        deliveries.push(type);
+        const first = type === 'completed' && deliveries.filter((t) => t === 'completed').length === 1;
+        res.writeHead(first ? 500 : 200).end();
+      });
+    });
+    await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => receiver.close(resolve)));
+    await submit('fixture-webhook', {
+      prompt: 'replay fixture: webhook',
+      steps: 100,
+      width: 512,
+      height: 512,
+      webhook: `http://127.0.0.1:${receiver.address().port}/hook`,
+      webhook_events_filter: ['start', 'progress', 'completed'],
+    });
+    check((await final('fixture-webhook')).status === 'succeeded', 'webhook task succeeded');
+    await eventually(
+      'completed delivered on its second attempt',
+      () => deliveries,
+      (d) => d.filter((t) => t === 'completed').length === 2,
+    );
+    check(deliveries[0] === 'start' && deliveries.includes('progress'), `deliveries: ${deliveries.join(', ')}`);
+
     check((await closed(config.semaphore.id, semaphoreRunId)) === 'CONTINUED_AS_NEW', 'semaphore continued as new');
 
     await eventually(
@@ -245,6 +283,7 @@ async function main() {
       [`generation-${VERSION}-failure`]: await history('fixture-failure'),
       [`semaphore-${VERSION}-continue-as-new`]: await history(config.semaphore.id, semaphoreRunId),
       reconciler: await history(config.reconciler.id),
+      'webhook-v1-delivery': await history('sdflow-webhook-fixture-webhook'),
     };
     checkHistories(recorded);
 
@@ -310,6 +349,17 @@ function checkHistories(h) {
   check(releases.length >= 3, 'semaphore saw the releases');
 
   check(scheduled(h.reconciler).includes('reconcileOpenTasks'), 'reconciler ran a round');
+
+  const webhook = h['webhook-v1-delivery'];
+  const signals = webhook.events.filter(
+    (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'webhookEvent',
+  );
+  check(signals.length >= 3, 'webhook workflow got start, progress and completed');
+  check(scheduled(webhook).filter((a) => a === 'deliverWebhook').length >= 3, 'webhook workflow delivered each');
+  check(
+    webhook.events.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) >= 2),
+    'webhook workflow retried completed',
+  );
 }
 
 main().then(

@@ -84,6 +84,11 @@ describe('replay of recorded histories', () => {
         name,
       ).toBe(true);
     }
+    // A task's webhook workflow: its first version's run, still open and waiting for more events when recorded.
+    const webhook = load('webhook-v1-delivery').events ?? [];
+    expect(webhook[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name).toBe('webhookWorkflow');
+    expect(scheduledActivities(load('webhook-v1-delivery'))).toContain('deliverWebhook');
+    expect(webhook.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) >= 2)).toBe(true);
     // Histories stay small: payloads are object keys and numbers, never images.
     for (const name of names) expect(readFileSync(join(FIXTURES, `${name}.json`)).length, name).toBeLessThan(64 * 1024);
   });
