@@ -51,6 +51,8 @@ export function streamTaskEvents(ctx: Context, deps: TaskDeps, task: TaskRecord)
   // A comment goes out whenever nothing else has for HEARTBEAT_MS, so that proxies keep the connection open.
   let heartbeat: NodeJS.Timeout | undefined;
   const write = (text: string) => {
+    // Koa destroys the body when the client goes away; the loop notices at its next turn.
+    if (!out.writable) return;
     out.write(text);
     clearTimeout(heartbeat);
     heartbeat = setTimeout(() => write(': heartbeat\n\n'), HEARTBEAT_MS);
