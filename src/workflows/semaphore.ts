@@ -25,11 +25,14 @@ import {
   semaphoreStateQuery,
   setLimitSignal,
   slotGrantedSignal,
+  warmthSignal,
 } from './definitions.js';
+import { admitUser, chargeGrant, forgetIdleUsers, type GrantPolicy, nextWaiter } from './grant-order.js';
 
-// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): grants in arrival order, never more than
-// the limit, leases keyed by (workflowId, runId, leaseId), idempotent release, and a slot freed only by its holder's
-// release or by the holder's workflow being found closed. Its state crosses continue-as-new intact.
+// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): never more grants than the limit, in the
+// order grant-order.ts decides (lanes, fair share, caps, then arrival), leases keyed by (workflowId, runId, leaseId),
+// idempotent release, and a slot freed only by its holder's release or by the holder's workflow being found closed.
+// A waiter whose deadline passes is dropped, never granted. Its state crosses continue-as-new intact.
 //
 // A lease is asked for by update (`acquireSlot`): the update answers in the very workflow task that grants it, so a
 // freed slot reaches the next waiter in one round trip. The first version's signal protocol (acquire by signal, grant
@@ -43,26 +46,29 @@ const { findClosedWorkflows } = proxyActivities<Activities>({
 const sameLease = (a: LeaseRef, b: LeaseRef) =>
   a.workflowId === b.workflowId && a.runId === b.runId && a.leaseId === b.leaseId;
 
-/** The waiter granted next. Arrival order today; lanes and fair share will choose here. */
-const nextWaiter = (queue: readonly SemaphoreWaiter[]): number => (queue.length > 0 ? 0 : -1);
-
 export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   const state: SemaphoreState = { recent: [], ...input.state, grantsThisRun: 0 };
   let changed = true;
   let grantsInFlight = 0;
   /** Set once this run hands over to its successor: waiting updates answer "ask again". */
   let handingOver = false;
+  const policy: GrantPolicy = { agingMs: (input.priorityAgingS ?? 0) * 1000 };
+  /** Leases dropped because their deadline passed, for their waiting update's answer. */
+  const expired = new Set<string>();
+  const leaseKey = (lease: LeaseRef) => `${lease.workflowId}/${lease.runId}/${lease.leaseId}`;
 
   const isHolder = (lease: LeaseRef) => state.holders.some((h) => sameLease(h, lease));
   const isQueued = (lease: LeaseRef) => state.queue.some((w) => sameLease(w, lease));
 
-  setHandler(acquireUpdate, async ({ lease, lane, user }) => {
-    if (!isHolder(lease) && !isQueued(lease) && !handingOver) {
-      state.queue.push({ ...lease, lane, user, requestedAt: Date.now(), byUpdate: true });
+  setHandler(acquireUpdate, async ({ lease, ...owner }) => {
+    if (!isHolder(lease) && !isQueued(lease) && !handingOver && !expired.has(leaseKey(lease))) {
+      admitUser(state, owner.user);
+      state.queue.push({ ...lease, ...owner, requestedAt: Date.now(), byUpdate: true });
       changed = true;
     }
     await condition(() => isHolder(lease) || handingOver || !isQueued(lease));
-    return { granted: isHolder(lease) };
+    if (isHolder(lease)) return { granted: true };
+    return expired.has(leaseKey(lease)) ? { granted: false, expired: true } : { granted: false };
   });
   setHandler(acquireSignal, (lease) => {
     if (!isHolder(lease) && !isQueued(lease)) state.queue.push({ ...lease, requestedAt: Date.now() });
@@ -82,6 +88,10 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     }
     state.holders = state.holders.filter((h) => !sameLease(h, lease));
     state.queue = state.queue.filter((w) => !sameLease(w, lease));
+    changed = true;
+  });
+  setHandler(warmthSignal, (warm) => {
+    state.warm = warm;
     changed = true;
   });
   setHandler(setLimitSignal, (limit) => {
@@ -106,12 +116,23 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     }
   };
 
+  /** Drops the waiters whose deadline has passed: they must never start. */
+  const dropExpired = () => {
+    const now = Date.now();
+    const [late, onTime] = partition(state.queue, (w) => w.deadlineAt !== undefined && w.deadlineAt <= now);
+    if (late.length === 0) return;
+    for (const w of late) expired.add(leaseKey(w));
+    state.queue = onTime;
+  };
+
   const grantWhilePossible = () => {
+    dropExpired();
     while (state.holders.length < state.limit) {
-      const index = nextWaiter(state.queue);
+      const index = nextWaiter(state, Date.now(), policy);
       if (index < 0) break;
       const [next] = state.queue.splice(index, 1);
-      const { requestedAt: _requestedAt, ...lease } = next;
+      chargeGrant(state, next);
+      const { requestedAt: _requestedAt, deadlineAt: _deadlineAt, ...lease } = next;
       const holder: SemaphoreHolder = { ...lease, grantedAt: Date.now() };
       state.holders.push(holder);
       state.totalGrants++;
@@ -119,6 +140,20 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
       // An update waiting for this lease sees it granted when this activation ends; a signal-era one is told.
       if (!holder.byUpdate) void sendGrant(holder);
     }
+    forgetIdleUsers(state);
+  };
+
+  // One timer for the earliest deadline among the waiters, so a deadline drops its waiter even when nothing else
+  // happens meanwhile.
+  let deadlineTimerAt: number | undefined;
+  const armDeadline = () => {
+    const earliest = Math.min(...state.queue.map((w) => w.deadlineAt ?? Number.POSITIVE_INFINITY));
+    if (!Number.isFinite(earliest) || (deadlineTimerAt !== undefined && deadlineTimerAt <= earliest)) return;
+    deadlineTimerAt = earliest;
+    void sleep(Math.max(1, earliest - Date.now())).then(() => {
+      if (deadlineTimerAt === earliest) deadlineTimerAt = undefined;
+      changed = true;
+    });
   };
 
   const shouldContinueAsNew = () =>
@@ -142,6 +177,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     grantWhilePossible();
     if (shouldContinueAsNew()) break;
     if (state.holders.length > 0) armLeaseCheck();
+    armDeadline();
     await condition(() => changed || leaseCheckDue);
     if (leaseCheckDue) {
       leaseCheckDue = false;
@@ -154,6 +190,13 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   handingOver = true;
   await condition(() => grantsInFlight === 0 && allHandlersFinished());
   await continueAsNew<typeof semaphoreWorkflow>({ ...input, state });
+}
+
+function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[]] {
+  const yes: T[] = [];
+  const no: T[] = [];
+  for (const item of items) (test(item) ? yes : no).push(item);
+  return [yes, no];
 }
 
 /** Time alone never frees a slot; a holder whose workflow is closed (terminated, timed out) does. */
