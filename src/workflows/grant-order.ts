@@ -49,9 +49,8 @@ const serviceOf = (state: SemaphoreState, user: string) => state.service?.[user]
  * newcomer is neither owed the past nor behind everyone. Called when a waiter joins the queue.
  */
 export function admitUser(state: SemaphoreState, user: string | undefined): void {
-  const service = (state.service ??= {});
   const key = user ?? '';
-  if (service[key] === undefined) service[key] = serviceFloor(state, key);
+  if (state.service?.[key] === undefined) state.service = { ...state.service, [key]: serviceFloor(state, key) };
 }
 
 const holdsOf = (holders: readonly SemaphoreHolder[], user: string) =>
@@ -99,8 +98,7 @@ export function nextWaiter(state: SemaphoreState, now: number, policy: GrantPoli
 /** Counts a grant against its user's share. */
 export function chargeGrant(state: SemaphoreState, waiter: SemaphoreWaiter): void {
   const user = userOf(waiter);
-  const service = (state.service ??= {});
-  service[user] = serviceOf(state, user) + 1 / Math.max(waiter.weight ?? 1, 0.001);
+  state.service = { ...state.service, [user]: serviceOf(state, user) + 1 / Math.max(waiter.weight ?? 1, 0.001) };
 }
 
 /** Forgets the service of users with nothing queued or held, so the state stays small; they start afresh later. */

@@ -16,7 +16,6 @@ import {
   type SemaphoreHolder,
   type SemaphoreInput,
   type SemaphoreState,
-  type SemaphoreWaiter,
 } from '../types.js';
 import {
   acquireSignal,
