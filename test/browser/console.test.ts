@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // The web console in Debian's Chromium, driven by playwright-core, on a real stack that has API keys: sign in with a
-// key, generate and follow the task to 100 %, find the image and its infotext in the gallery, cancel a long task and
-// retry it, watch the queue, upload a LoRA and see it load, read the functions; and throughout, every request the
-// page makes stays on the stack's origin and carries the key in a header, never in a URL. Screenshots go to
-// test-artifacts/console/.
+// key, generate and follow the task to 100 %, find the image and its infotext in the gallery, follow a task over
+// Server-Sent Events, cancel a long task and retry it, watch the queue, upload a LoRA and see it load, read the
+// functions; and throughout, every request the page makes stays on the stack's origin and carries the key in a
+// header, never in a URL. Screenshots go to test-artifacts/console/.
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'console');
@@ -127,6 +127,60 @@ describe('the web console', () => {
     expect(infotext).toContain('Steps: 100');
     expect(infotext).toContain('Seed: 1234');
     await shot('generate');
+  });
+
+  it('follows a task over Server-Sent Events, resuming with Last-Event-ID', async () => {
+    // The browser plays the API's part of GET /tasks/{id}/events, so that the page's side of the contract is checked
+    // on its own: three connections, each ending early, carry the events (status, progress, preview, a heartbeat
+    // comment, then completed with the task's real result), and each reconnect names the last event it saw.
+    const previewUrl = await page.locator('.gallery img').first().getAttribute('src');
+    const connections: Record<string, string>[] = [];
+    const released: (() => void)[] = [];
+    const held = (n: number) => new Promise<void>((resolve) => (released[n] = resolve));
+    const holds = [Promise.resolve(), held(1), held(2)];
+    const event = (id: number, name: string, data: unknown) =>
+      `id: ${id}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+    await page.route('**/tasks/*/events', async (route) => {
+      const n = connections.push(route.request().headers()) - 1;
+      const taskId = new URL(route.request().url()).pathname.split('/')[2];
+      await holds[n];
+      const bodies = [
+        () =>
+          `retry: 50\n\n: heartbeat\n\n${event(1, 'status', { status: 'waiting', phase: 'queued', queuePosition: 2 })}`,
+        () =>
+          event(2, 'status', { status: 'running', phase: 'sampling' }) +
+          event(3, 'progress', { progress: 0.5, step: 10, steps: 20 }) +
+          event(4, 'preview', { url: previewUrl }),
+        async () => {
+          await waitForFinal(stack.url, taskId, 30_000, AUTH);
+          return event(5, 'completed', (await call(stack.url, 'GET', `/tasks/${taskId}/result`, undefined, AUTH)).json);
+        },
+      ];
+      await route.fulfill({ status: 200, contentType: 'text/event-stream', body: await bodies[n]() });
+    });
+    const runId = page.locator('#run-title .task-id');
+    const previous = await runId.textContent();
+    await page.getByLabel('Steps').fill('20');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await expect.poll(() => runId.textContent()).not.toBe(previous);
+    const taskId = (await runId.textContent())!;
+    const run = page.locator('.run');
+
+    await expect.poll(() => run.textContent()).toContain('Waiting for a GPU slot: 2nd in line');
+    released[1]();
+    await expect.poll(() => run.textContent()).toContain('Sampling: step 10 of 20');
+    expect(await page.getByRole('progressbar', { name: 'Progress' }).getAttribute('value')).toBe('0.5');
+    await expect.poll(() => page.getByAltText('Live preview').getAttribute('src')).toBe(previewUrl);
+    released[2]();
+    await expect.poll(() => run.textContent(), { timeout: 30_000 }).toContain('Task succeeded');
+    await expect.poll(() => page.locator('.gallery .task-id').first().textContent()).toBe(taskId);
+    await page.unroute('**/tasks/*/events');
+
+    expect(connections.map((h) => h['last-event-id'])).toEqual([undefined, '1', '4']);
+    for (const headers of connections) {
+      expect(headers.accept).toBe('text/event-stream');
+      expect(headers.authorization).toBe(`Bearer ${KEY}`);
+    }
   });
 
   it('cancels a long task from the task table, and retries it', async () => {
