@@ -107,7 +107,7 @@ export function App() {
           )}
         </span>
       </header>
-      <main id="main" tabIndex={-1}>
+      <main id="main">
         <current.Page />
       </main>
     </SessionContext.Provider>

@@ -2,10 +2,11 @@ import { api, messageOf } from '../api';
 import { ErrorNote } from '../components/notice';
 import { when } from '../format';
 import { useResource } from '../hooks';
+import { useSession } from '../session';
 import type { FunctionView } from '../types';
 
-// The GPU functions, one per checkpoint: the resources asked for, the limits in effect, the instances running, and
-// the WebUI settings every instance starts with.
+// The GPU functions, one per checkpoint: the WebUI settings every instance starts with, and for an admin the
+// resources asked for, the limits in effect and the instances running.
 
 const REFRESH_MS = 3000;
 
@@ -28,20 +29,24 @@ function FunctionSection({ fn }: { fn: FunctionDetails }) {
         {fn.model} <span class="muted task-id">{fn.functionName}</span>
       </h2>
       <ErrorNote message={fn.error ?? fn.view?.runtimeError} />
-      {fn.view && (
-        <div class="columns">
-          <div>
-            <h3>Resources</h3>
-            <pre>{json(fn.view.resources)}</pre>
-            {runtime?.limits && (
-              <p>
-                At most {runtime.limits.maxInstances} instances, kept {runtime.limits.keepAliveS} s when idle
-                {runtime.limits.timeoutS !== undefined && `, ${runtime.limits.timeoutS} s per request`}.
-              </p>
-            )}
-            <h3>WebUI settings</h3>
-            <pre>{json(fn.options ?? {})}</pre>
-          </div>
+      <div class="columns">
+        <div>
+          {fn.view && (
+            <>
+              <h3>Resources</h3>
+              <pre>{json(fn.view.resources)}</pre>
+              {runtime?.limits && (
+                <p>
+                  At most {runtime.limits.maxInstances} instances, kept {runtime.limits.keepAliveS} s when idle
+                  {runtime.limits.timeoutS !== undefined && `, ${runtime.limits.timeoutS} s per request`}.
+                </p>
+              )}
+            </>
+          )}
+          <h3>WebUI settings</h3>
+          <pre>{json(fn.options ?? {})}</pre>
+        </div>
+        {fn.view && (
           <div>
             <h3>Instances</h3>
             {!runtime && <p>The runtime has no such function yet: its first request creates it.</p>}
@@ -68,13 +73,14 @@ function FunctionSection({ fn }: { fn: FunctionDetails }) {
               </table>
             )}
           </div>
-        </div>
-      )}
+        )}
+      </div>
     </section>
   );
 }
 
 export function FunctionsPage() {
+  const admin = useSession().role === 'admin';
   const functions = useResource(
     async (signal) => {
       const list = await api<{ functions: { functionName: string; model: string }[] }>('/list/sdapi/functions', {
@@ -84,8 +90,9 @@ export function FunctionsPage() {
         list.functions.map(async (fn): Promise<FunctionDetails> => {
           const path = `/functions/${encodeURIComponent(fn.functionName)}`;
           try {
+            // How a function runs is an admin's to see; its settings, anyone's.
             const [view, settings] = await Promise.all([
-              api<FunctionView>(path, { signal }),
+              admin ? api<FunctionView>(path, { signal }) : undefined,
               api<{ options: Record<string, unknown> }>(`${path}/options`, { signal }),
             ]);
             return { ...fn, view, options: settings.options };
@@ -95,7 +102,7 @@ export function FunctionsPage() {
         }),
       );
     },
-    [],
+    [admin],
     REFRESH_MS,
   );
   return (
