@@ -15,6 +15,7 @@ import { openApiDocument } from './openapi.js';
 import { queuePositions } from './queue-positions.js';
 import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
+import { CONSOLE_DIR, consoleConfigRoute, consoleFiles } from './routes/console.js';
 import { filesRoute } from './routes/files.js';
 import { functionRoutes } from './routes/functions.js';
 import { generationRoutes } from './routes/generation.js';
@@ -57,6 +58,7 @@ export function createApp(deps: ApiDeps): Koa {
   modelRoutes(router, deps);
   functionRoutes(router, deps);
   optionsRoutes(router, deps.meta);
+  consoleConfigRoute(router, config, deps.keys !== null);
   router.get('/openapi.json', (ctx) => {
     ctx.body = openApiDocument(schemas);
   });
@@ -77,6 +79,7 @@ export function createApp(deps: ApiDeps): Koa {
   });
   app.use(healthRoute(deps));
   app.use(filesRoute(deps.store, deps.urlSecret));
+  app.use(consoleFiles(CONSOLE_DIR));
   app.use(authenticate(deps.keys));
   app.use(rateLimit(deps.meta, config.api.keyRatePerMin));
   app.use(
