@@ -103,6 +103,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
       codePath: options.workflowBundlePath ?? fileURLToPath(new URL('./workflow-bundle.js', import.meta.url)),
     },
     activities,
+    maxConcurrentActivityTaskExecutions: config.worker.maxActivities,
     maxHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
     defaultHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
     shutdownGraceTime: `${config.worker.shutdownGraceS}s`,

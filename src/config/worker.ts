@@ -51,6 +51,12 @@ export const worker = group({
     meaning:
       "The worker's heartbeat throttle: how fast a cancel reaches a running invoke, and how often progress moves.",
   }),
+  maxActivities: setting({
+    env: 'SDFLOW_WORKER_MAX_ACTIVITIES',
+    schema: int(100, 1),
+    meaning:
+      "Activities one worker runs at once. A task waiting for a GPU slot holds one (its runTask waits on the semaphore), so this bounds the tasks that queue at the semaphore from this worker; the rest wait in Temporal's task queue.",
+  }),
   metricsPort: setting({
     env: 'SDFLOW_WORKER_METRICS_PORT',
     schema: int(0, 0),

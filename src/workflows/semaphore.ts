@@ -4,7 +4,9 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
@@ -37,10 +39,16 @@ import { admitUser, chargeGrant, forgetIdleUsers, type GrantPolicy, nextWaiter }
 // freed slot reaches the next waiter in one round trip. The first version's signal protocol (acquire by signal, grant
 // by a `slotGranted` signal) is still served for tasks started before the update existed.
 
-const { findClosedWorkflows } = proxyActivities<Activities>({
+const leaseCheckOptions = {
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
-});
+} as const;
+const leaseCheck = proxyActivities<Activities>(leaseCheckOptions);
+// Tasks waiting for a slot hold the worker's activity slots (their runTask waits on the acquire update), so a lease
+// check queued as an ordinary activity can wait behind them forever. As a local activity it needs none of them.
+const localLeaseCheck = proxyLocalActivities<Activities>(leaseCheckOptions);
+/** Runs that started after this patch check their leases beside the granting, never instead of it. */
+const LEASE_CHECK_BESIDE_GRANTS = 'lease-check-beside-grants';
 
 const sameLease = (a: LeaseRef, b: LeaseRef) =>
   a.workflowId === b.workflowId && a.runId === b.runId && a.leaseId === b.leaseId;
@@ -162,6 +170,8 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   // timer to the history at every wake-up.
   let leaseCheckDue = false;
   let leaseTimerArmed = false;
+  let checking = false;
+  const checkBesideGrants = patched(LEASE_CHECK_BESIDE_GRANTS);
   const armLeaseCheck = () => {
     if (leaseTimerArmed) return;
     leaseTimerArmed = true;
@@ -177,17 +187,25 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     if (shouldContinueAsNew()) break;
     if (state.holders.length > 0) armLeaseCheck();
     armDeadline();
-    await condition(() => changed || leaseCheckDue);
-    if (leaseCheckDue) {
-      leaseCheckDue = false;
-      if (state.holders.length > 0) await freeSlotsOfClosedHolders(state);
+    await condition(() => changed || (leaseCheckDue && !checking));
+    if (!leaseCheckDue || checking) continue;
+    leaseCheckDue = false;
+    if (state.holders.length === 0) continue;
+    if (!checkBesideGrants) {
+      await freeSlotsOfClosedHolders(state, leaseCheck.findClosedWorkflows);
+      continue;
     }
+    checking = true;
+    void freeSlotsOfClosedHolders(state, localLeaseCheck.findClosedWorkflows).finally(() => {
+      checking = false;
+      changed = true;
+    });
   }
 
   // Waiting updates answer "ask again" (their leases stay queued in the state handed over), outstanding grant signals
   // settle (a failed one frees its slot), and only then does the state move on.
   handingOver = true;
-  await condition(() => grantsInFlight === 0 && allHandlersFinished());
+  await condition(() => grantsInFlight === 0 && !checking && allHandlersFinished());
   await continueAsNew<typeof semaphoreWorkflow>({ ...input, state });
 }
 
@@ -199,7 +217,10 @@ function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[
 }
 
 /** Time alone never frees a slot; a holder whose workflow is closed (terminated, timed out) does. */
-async function freeSlotsOfClosedHolders(state: SemaphoreState): Promise<void> {
+async function freeSlotsOfClosedHolders(
+  state: SemaphoreState,
+  findClosedWorkflows: Activities['findClosedWorkflows'],
+): Promise<void> {
   const checked = state.holders.map(({ workflowId, runId, leaseId }) => ({ workflowId, runId, leaseId }));
   let closed: LeaseRef[];
   try {
