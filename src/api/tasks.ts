@@ -10,7 +10,7 @@ import type { ModelRecord, TaskRecord } from '../records.js';
 import { generationInputFor, startGeneration } from '../temporal.js';
 import {
   EMPTY_SD_STATE,
-  isFinal,
+  isOpen,
   type ProgressSnapshot,
   type SdParams,
   type TaskKind,
@@ -286,14 +286,15 @@ async function liveProgress(deps: TaskDeps, taskId: string): Promise<ProgressSna
  * signed link to it.
  */
 export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<ProgressView> {
+  const closed = !isOpen(task.status);
   const fromRow: ProgressSnapshot = {
-    progress: isFinal(task.status) ? 1 : 0,
+    progress: closed ? 1 : 0,
     etaRelative: 0,
     state: EMPTY_SD_STATE,
-    phase: isFinal(task.status) ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
+    phase: closed ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
     currentImage: null,
   };
-  if (isFinal(task.status)) return { taskId: task.taskId, status: task.status, ...fromRow };
+  if (closed) return { taskId: task.taskId, status: task.status, ...fromRow };
   const snapshot = (await liveProgress(deps, task.taskId)) ?? fromRow;
   // The live phase is ahead of the row, which the task marks running without waiting for the write.
   const status = snapshot.phase === 'queued' ? task.status : 'running';
@@ -308,7 +309,7 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Pr
 
 /** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */
 export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<TaskRecord> {
-  if (isFinal(task.status)) {
+  if (!isOpen(task.status)) {
     throw conflict(`task ${task.taskId} is already ${task.status}`, { taskId: task.taskId, status: task.status });
   }
   try {
