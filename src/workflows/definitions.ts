@@ -22,3 +22,10 @@ export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
 export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
 export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);
+
+/** What the retention workflow deletes and how often it looks; null stops it (retention turned off). */
+export interface RetentionSettings {
+  maxAgeDays: number;
+  periodS: number;
+}
+export const retentionSettingsSignal = defineSignal<[RetentionSettings | null]>('retentionSettings');
