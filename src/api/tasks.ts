@@ -7,9 +7,11 @@ import type { Logger } from '../logging.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import type { ModelRecord, TaskRecord } from '../records.js';
+import { deleteTaskData } from '../retention.js';
 import { generationInputFor, startGeneration } from '../temporal.js';
 import {
   EMPTY_SD_STATE,
+  isFinal,
   isOpen,
   type ProgressSnapshot,
   type SdParams,
@@ -26,7 +28,7 @@ import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
-import { waitForTaskEnd } from './workflow-wait.js';
+import { waitForTaskEnd, waitForWorkflow } from './workflow-wait.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
 
@@ -320,4 +322,23 @@ export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<Task
     await deps.meta.finalizeTask(task.taskId, { status: 'cancelled', images: [], message: 'cancelled by request' });
   }
   return waitForTask(deps, task.taskId, deps.config.api.cancelWaitS * 1000);
+}
+
+/**
+ * Removes a final task's objects and keeps its record as `deleted`. A task whose final record is written but whose
+ * workflow is still closing (a sync answer comes a moment before) is waited for briefly; an open task is a 409.
+ */
+export async function deleteTask(deps: TaskDeps, task: TaskRecord): Promise<TaskRecord> {
+  let result = await deleteTaskData(deps, task);
+  if (result.outcome === 'open' && isFinal(task.status)) {
+    await waitForWorkflow(deps.temporal, task.taskId, deps.config.api.cancelWaitS * 1000);
+    result = await deleteTaskData(deps, task);
+  }
+  if (result.outcome === 'open') {
+    throw conflict(`task ${task.taskId} is still ${task.status}: cancel it first, or wait for it to end`, {
+      taskId: task.taskId,
+      status: task.status,
+    });
+  }
+  return result.task;
 }

@@ -2,13 +2,21 @@ import type Router from '@koa/router';
 import { z } from 'zod';
 import { InvalidCursorError, MAX_PAGE_LIMIT } from '../../platform/meta-store/cursor.js';
 import { TASK_ID, TASK_ID_RULE } from '../../protocol/invoke.js';
-import { deleteTaskData } from '../../retention.js';
 import { TASK_STATUSES, type TaskStatus } from '../../types.js';
 import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.js';
 import { principalOf } from '../auth.js';
-import { badRequest, conflict, forbidden } from '../errors.js';
+import { badRequest, forbidden } from '../errors.js';
 import { clientTaskId, idempotencyKey } from '../request-headers.js';
-import { cancelTask, progressView, resultView, retryTask, type TaskDeps, taskFor, taskSummary } from '../tasks.js';
+import {
+  cancelTask,
+  deleteTask,
+  progressView,
+  resultView,
+  retryTask,
+  type TaskDeps,
+  taskFor,
+  taskSummary,
+} from '../tasks.js';
 
 // GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry,
 // DELETE /tasks/{id}.
@@ -71,14 +79,8 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
   // The owner's or an admin's: another user's task is missing (404), as for every task route.
   router.delete('/tasks/:taskId', async (ctx) => {
     const task = await taskFor(deps, taskIdParam(ctx.params.taskId), principalOf(ctx));
-    const result = await deleteTaskData(deps, task);
-    if (result.outcome === 'open') {
-      throw conflict(`task ${task.taskId} is still ${task.status}: cancel it first, or wait for it to end`, {
-        taskId: task.taskId,
-        status: task.status,
-      });
-    }
-    ctx.body = { taskId: result.task.taskId, status: result.task.status };
+    const deleted = await deleteTask(deps, task);
+    ctx.body = { taskId: deleted.taskId, status: deleted.status };
   });
 
   router.post('/tasks/:taskId/retry', async (ctx) => {
