@@ -70,15 +70,18 @@ export function apiMetrics(deps: ApiMetricsDeps) {
       for (const c of counts ?? []) this.set({ status: c.status, model: c.model }, c.count);
     },
   });
+  // Labelled by the semaphore's workflow id: a label-less gauge always shows a value, and a semaphore that did not
+  // answer must show none rather than a wrong 0.
   const fromSemaphore = (name: string, help: string, value: (s: SemaphoreState) => number) =>
     new Gauge({
       name,
       help,
+      labelNames: ['semaphore'],
       registers,
       async collect() {
         const state = await semaphoreState();
         this.reset();
-        if (state) this.set(value(state));
+        if (state) this.set({ semaphore: deps.semaphoreId }, value(state));
       },
     });
   fromSemaphore(
