@@ -13,6 +13,7 @@
 //   generation-<v>-failure.json          SD rejects the input (a 422, non-retryable) -> failed
 //   semaphore-<v>-continue-as-new.json   the semaphore's FIRST run, which ends in continue-as-new after 3 grants
 //   reconciler.json                      the reconciler's run so far (a few rounds; still open, which replays fine)
+//   retention.json                       the retention workflow's run so far (a few rounds, nothing old enough yet)
 //
 // <v> is the version of the workflows recorded (VERSION below): each version's histories are kept beside the earlier
 // versions', since tasks an earlier version started may still be in flight when a new one ships. A fixture already
@@ -99,6 +100,9 @@ async function main() {
       SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS: '3',
       SDFLOW_SEMAPHORE_LEASE_CHECK_S: '1',
       SDFLOW_RECONCILE_PERIOD_S: '2',
+      // Old enough that no task of the recording is deleted while it is checked; the rounds run all the same.
+      SDFLOW_RETENTION_DAYS: '1',
+      SDFLOW_RETENTION_PERIOD_S: '2',
       SDFLOW_PROGRESS_SIGNAL_MS: '250',
       SDFLOW_SIM_STEP_MS: '10',
       SDFLOW_SIM_LOAD_MS: '100',
@@ -232,6 +236,14 @@ async function main() {
       },
       (n) => n >= 2,
     );
+    await eventually(
+      'two retention rounds',
+      async () => {
+        const { events } = await client.workflow.getHandle(config.retention.id).fetchHistory();
+        return events.filter((e) => e.activityTaskCompletedEventAttributes).length;
+      },
+      (n) => n >= 2,
+    );
 
     log('stopping the stack');
     await api.stop(5000);
@@ -245,6 +257,7 @@ async function main() {
       [`generation-${VERSION}-failure`]: await history('fixture-failure'),
       [`semaphore-${VERSION}-continue-as-new`]: await history(config.semaphore.id, semaphoreRunId),
       reconciler: await history(config.reconciler.id),
+      retention: await history(config.retention.id),
     };
     checkHistories(recorded);
 
@@ -310,6 +323,7 @@ function checkHistories(h) {
   check(releases.length >= 3, 'semaphore saw the releases');
 
   check(scheduled(h.reconciler).includes('reconcileOpenTasks'), 'reconciler ran a round');
+  check(scheduled(h.retention).includes('deleteOldTasks'), 'retention ran a round');
 }
 
 main().then(

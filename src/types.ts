@@ -5,12 +5,16 @@ import type { SearchAttributeKey } from '@temporalio/common/lib/search-attribute
 
 /** `passthrough`: an A1111 request the API forwards to SD as a task (params: protocol/invoke.ts's passthrough params). */
 export type TaskKind = 'txt2img' | 'img2img' | 'extra' | 'passthrough';
-export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/** `deleted`: a final task whose images, inputs and previews were removed (DELETE /tasks/{id}, retention). */
+export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'deleted';
 export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';
 
+/** How a task's run can end. A final task may later be `deleted`; nothing else changes a final record. */
 export const FINAL_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
-export const TASK_STATUSES: readonly TaskStatus[] = ['waiting', 'running', ...FINAL_STATUSES];
+export const TASK_STATUSES: readonly TaskStatus[] = ['waiting', 'running', ...FINAL_STATUSES, 'deleted'];
 export const isFinal = (s: TaskStatus): s is FinalStatus => FINAL_STATUSES.includes(s);
+/** Waiting or running: the task's run may still change its record. */
+export const isOpen = (s: TaskStatus): boolean => s === 'waiting' || s === 'running';
 
 /** Where a running task is; `phase` refines `running`. */
 export type TaskPhase = 'queued' | 'starting' | 'sampling' | 'uploading' | 'finished';
@@ -98,6 +102,20 @@ export interface TaskOutcome {
   message?: string;
   /** Set on failures: lets the API answer 422 when SD rejected the input. */
   errorKind?: ErrorKind;
+  /** How the GPU part went, measured by the runTask activity (success records only). */
+  timings?: TaskTimings;
+}
+
+/** The phases of a task's GPU part, as the invoke's events showed them; what the API's metrics observe. */
+export interface TaskTimings {
+  /** From the slot's grant to SD starting the job: instance start, checkpoint load, reading inputs. */
+  startMs: number;
+  /** From SD starting the job to SD returning (before the images are uploaded). */
+  samplingMs: number;
+  /** The invoke waited for an instance of its function (one starting, or every one busy). */
+  coldStart: boolean;
+  /** The agent loaded the checkpoint before the job (SD held another one). */
+  checkpointLoad: boolean;
 }
 
 /**
@@ -106,8 +124,8 @@ export interface TaskOutcome {
  */
 export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound', modelBusy: 'ModelBusy' } as const;
 
-/** The workflow's result: the outcome without SD's info and parameters, which live in the task row only. */
-export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters'>;
+/** The workflow's result: the outcome without SD's info, parameters and timings, which live in the task row only. */
+export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters' | 'timings'>;
 
 export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
 
