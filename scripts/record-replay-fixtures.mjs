@@ -15,6 +15,7 @@
 //   reconciler.json                      the reconciler's run so far (a few rounds; still open, which replays fine)
 //   webhook-v1-delivery.json             a task's webhook workflow: start, progress and completed, whose first
 //                                        attempt the receiver answers 500 (still open, waiting for more events)
+//   retention.json                       the retention workflow's run so far (a few rounds, nothing old enough yet)
 //
 // <v> is the version of the workflows recorded (VERSION below): each version's histories are kept beside the earlier
 // versions', since tasks an earlier version started may still be in flight when a new one ships. A fixture already
@@ -102,6 +103,9 @@ async function main() {
       SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS: '3',
       SDFLOW_SEMAPHORE_LEASE_CHECK_S: '1',
       SDFLOW_RECONCILE_PERIOD_S: '2',
+      // Old enough that no task of the recording is deleted while it is checked; the rounds run all the same.
+      SDFLOW_RETENTION_DAYS: '1',
+      SDFLOW_RETENTION_PERIOD_S: '2',
       SDFLOW_PROGRESS_SIGNAL_MS: '250',
       SDFLOW_SIM_STEP_MS: '10',
       SDFLOW_SIM_LOAD_MS: '100',
@@ -270,6 +274,14 @@ async function main() {
       },
       (n) => n >= 2,
     );
+    await eventually(
+      'two retention rounds',
+      async () => {
+        const { events } = await client.workflow.getHandle(config.retention.id).fetchHistory();
+        return events.filter((e) => e.activityTaskCompletedEventAttributes).length;
+      },
+      (n) => n >= 2,
+    );
 
     log('stopping the stack');
     await api.stop(5000);
@@ -284,6 +296,7 @@ async function main() {
       [`semaphore-${VERSION}-continue-as-new`]: await history(config.semaphore.id, semaphoreRunId),
       reconciler: await history(config.reconciler.id),
       'webhook-v1-delivery': await history('sdflow-webhook-fixture-webhook'),
+      retention: await history(config.retention.id),
     };
     checkHistories(recorded);
 
@@ -360,6 +373,7 @@ function checkHistories(h) {
     webhook.events.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) >= 2),
     'webhook workflow retried completed',
   );
+  check(scheduled(h.retention).includes('deleteOldTasks'), 'retention ran a round');
 }
 
 main().then(

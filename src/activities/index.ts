@@ -7,6 +7,7 @@ import type { WebhookNotifier } from '../webhooks/notify.js';
 import { createInvokeActivities } from './invoke.js';
 import { createModelActivities } from './models.js';
 import { createReconcileActivities, type GenerationStarter } from './reconcile.js';
+import { createRetentionActivities } from './retention.js';
 import { createSlotActivities } from './slots.js';
 import { createTaskActivities } from './tasks.js';
 import { createWebhookActivities, type WebhookDeps } from './webhooks.js';
@@ -42,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createReconcileActivities(deps),
     ...createModelActivities(deps),
     ...createWebhookActivities(deps),
+    ...createRetentionActivities(deps),
   };
 }
 

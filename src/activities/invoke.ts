@@ -19,6 +19,7 @@ import type { ActivityDeps } from './index.js';
 import { acquireSlot, releaseSlot } from './slots.js';
 import { taskReporter } from './task-reporter.js';
 import { checkpointFunction, provideFunction } from './tasks.js';
+import { invokeTimer } from './timings.js';
 
 export interface InvokeResult {
   images: string[];
@@ -151,11 +152,13 @@ export function createInvokeActivities(deps: ActivityDeps) {
         functionName = await checkpointFunction(deps, input.request.model);
         asked = true;
         await acquireSlot(temporal, slot, { lease: input.lease, ...input.owner }, ctx.cancellationSignal);
+        const timer = invokeTimer();
         progress = { ...progress, phase: 'starting' };
         ctx.heartbeat(progress);
         report.started(progress);
         meta.markTaskRunning(taskId).catch((err) => logger.warn({ err, taskId }, 'could not mark the task running'));
         const result = await invoke(ctx, functionName, input.request, (event) => {
+          timer.see(event);
           const { type: _type, ...snapshot } = event;
           progress = snapshot;
           ctx.heartbeat(progress);
@@ -168,7 +171,13 @@ export function createInvokeActivities(deps: ActivityDeps) {
         await release();
         const { images, info, parameters } = result;
         await report.flushed();
-        const stored = await meta.finalizeTask(taskId, { status: 'succeeded', images, info, parameters });
+        const stored = await meta.finalizeTask(taskId, {
+          status: 'succeeded',
+          images,
+          info,
+          parameters,
+          timings: timer.timings(),
+        });
         if (stored) await announceTaskEnd(deps, stored);
         return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
       } catch (err) {

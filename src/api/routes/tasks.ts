@@ -10,6 +10,7 @@ import { clientTaskId, idempotencyKey } from '../request-headers.js';
 import { retryBody } from '../schemas.js';
 import {
   cancelTask,
+  deleteTask,
   progressView,
   resultView,
   retryTask,
@@ -19,7 +20,8 @@ import {
   webhookOf,
 } from '../tasks.js';
 
-// GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry.
+// GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry,
+// DELETE /tasks/{id}.
 
 export function taskIdParam(value: string | undefined): string {
   if (!value || !TASK_ID.test(value)) throw badRequest(`taskId: ${TASK_ID_RULE}`);
@@ -74,6 +76,13 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
     const task = await taskFor(deps, taskIdParam(ctx.params.taskId), principalOf(ctx));
     const after = await cancelTask(deps, task);
     ctx.body = { taskId: after.taskId, status: after.status };
+  });
+
+  // The owner's or an admin's: another user's task is missing (404), as for every task route.
+  router.delete('/tasks/:taskId', async (ctx) => {
+    const task = await taskFor(deps, taskIdParam(ctx.params.taskId), principalOf(ctx));
+    const deleted = await deleteTask(deps, task);
+    ctx.body = { taskId: deleted.taskId, status: deleted.status };
   });
 
   router.post('/tasks/:taskId/retry', async (ctx) => {
