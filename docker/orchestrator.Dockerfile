@@ -23,6 +23,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
+COPY console ./console
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 

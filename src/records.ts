@@ -1,4 +1,4 @@
-import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskStatus } from './types.js';
+import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskStatus, TaskTimings } from './types.js';
 
 // The records sdflow keeps: tasks, models, functions and users' WebUI settings, as the API, the worker and the
 // meta-store adapters all see them. Declarations and pure helpers only: workflow code imports this file, so it must
@@ -16,6 +16,7 @@ export interface TaskRecord {
   parameters?: Record<string, unknown>;
   message?: string;
   errorKind?: ErrorKind;
+  timings?: TaskTimings;
   retryOf?: string;
   idempotencyKey?: string;
   /** sha256 of the canonical request body, to tell a replayed Idempotency-Key from a conflicting one. */
@@ -26,7 +27,10 @@ export interface TaskRecord {
   finishedAt?: string;
 }
 
-export type NewTask = Omit<TaskRecord, 'status' | 'images' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'>;
+export type NewTask = Omit<
+  TaskRecord,
+  'status' | 'images' | 'timings' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'
+>;
 
 /** The row a new task is, once inserted at `createdAt`. */
 export function insertedTask(task: NewTask, createdAt: string): TaskRecord {

@@ -90,6 +90,28 @@ function promptSummary(params: Record<string, unknown>): string {
   return prompt.length > 200 ? `${prompt.slice(0, 197)}...` : prompt;
 }
 
+/** The prompt's first `words` words, for the Web UI: never the whole prompt. */
+export function promptStart(params: Record<string, unknown>, words: number): string {
+  const all = (typeof params.prompt === 'string' ? params.prompt : '').trim().split(/\s+/).filter(Boolean);
+  return all.length > words ? `${all.slice(0, words).join(' ')}…` : all.join(' ');
+}
+
+/** The Web UI's one-line summary of a task's workflow: kind, checkpoint, the prompt's first words. */
+export function taskSummaryLine(input: Pick<GenerationInput, 'kind' | 'model' | 'params'>): string {
+  const prompt = promptStart(input.params, 8);
+  return [input.kind, input.model, ...(prompt ? [`"${prompt}"`] : [])].join(' · ');
+}
+
+/** The Web UI's details of a task's workflow (Markdown): what it is, and whose. */
+export function taskDetails(input: GenerationInput): string {
+  const prompt = promptStart(input.params, 40);
+  return [
+    `**${input.kind}** on \`${input.model}\` for user \`${input.user}\``,
+    ...(prompt ? [`prompt: ${prompt}`] : []),
+    ...(input.retryOf ? [`retry of \`${input.retryOf}\``] : []),
+  ].join('\n\n');
+}
+
 /** Starts the task's workflow (id = taskId). Starting one that already exists is not an error. */
 export async function startGeneration(
   client: Client,
@@ -102,6 +124,8 @@ export async function startGeneration(
       taskQueue: config.temporal.taskQueue,
       args: [input],
       workflowExecutionTimeout: `${config.tasks.executionTimeoutS}s`,
+      staticSummary: taskSummaryLine(input),
+      staticDetails: taskDetails(input),
       typedSearchAttributes: [
         { key: SEARCH_ATTRIBUTES.model, value: input.model },
         { key: SEARCH_ATTRIBUTES.status, value: 'waiting' },

@@ -5,12 +5,16 @@ import type { SearchAttributeKey } from '@temporalio/common/lib/search-attribute
 
 /** `passthrough`: an A1111 request the API forwards to SD as a task (params: protocol/invoke.ts's passthrough params). */
 export type TaskKind = 'txt2img' | 'img2img' | 'extra' | 'passthrough';
-export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/** `deleted`: a final task whose images, inputs and previews were removed (DELETE /tasks/{id}, retention). */
+export type TaskStatus = 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'deleted';
 export type FinalStatus = 'succeeded' | 'failed' | 'cancelled';
 
+/** How a task's run can end. A final task may later be `deleted`; nothing else changes a final record. */
 export const FINAL_STATUSES: readonly TaskStatus[] = ['succeeded', 'failed', 'cancelled'];
-export const TASK_STATUSES: readonly TaskStatus[] = ['waiting', 'running', ...FINAL_STATUSES];
+export const TASK_STATUSES: readonly TaskStatus[] = ['waiting', 'running', ...FINAL_STATUSES, 'deleted'];
 export const isFinal = (s: TaskStatus): s is FinalStatus => FINAL_STATUSES.includes(s);
+/** Waiting or running: the task's run may still change its record. */
+export const isOpen = (s: TaskStatus): boolean => s === 'waiting' || s === 'running';
 
 /** Where a running task is; `phase` refines `running`. */
 export type TaskPhase = 'queued' | 'starting' | 'sampling' | 'uploading' | 'finished';
@@ -84,7 +88,7 @@ export interface TaskPolicy {
   activityMaxAttempts: number;
   /** How often a task whose checkpoint is being re-registered asks again (absent in inputs of older versions). */
   modelBusyRetryS?: number;
-  semaphore: { leaseCheckS: number; continueAsNewAfterGrants: number; initialLimit: number };
+  semaphore: { leaseCheckS: number; continueAsNewAfterGrants: number; initialLimit: number; priorityAgingS?: number };
 }
 
 /** What the generation workflow returns and writes as the final record. */
@@ -98,6 +102,20 @@ export interface TaskOutcome {
   message?: string;
   /** Set on failures: lets the API answer 422 when SD rejected the input. */
   errorKind?: ErrorKind;
+  /** How the GPU part went, measured by the runTask activity (success records only). */
+  timings?: TaskTimings;
+}
+
+/** The phases of a task's GPU part, as the invoke's events showed them; what the API's metrics observe. */
+export interface TaskTimings {
+  /** From the slot's grant to SD starting the job: instance start, checkpoint load, reading inputs. */
+  startMs: number;
+  /** From SD starting the job to SD returning (before the images are uploaded). */
+  samplingMs: number;
+  /** The invoke waited for an instance of its function (one starting, or every one busy). */
+  coldStart: boolean;
+  /** The agent loaded the checkpoint before the job (SD held another one). */
+  checkpointLoad: boolean;
 }
 
 /**
@@ -106,8 +124,8 @@ export interface TaskOutcome {
  */
 export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound', modelBusy: 'ModelBusy' } as const;
 
-/** The workflow's result: the outcome without SD's info and parameters, which live in the task row only. */
-export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters'>;
+/** The workflow's result: the outcome without SD's info, parameters and timings, which live in the task row only. */
+export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters' | 'timings'>;
 
 export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
 
@@ -135,6 +153,8 @@ export const SEMAPHORE = {
   /** Frees a held slot or withdraws a queued request; idempotent, keyed by the whole LeaseRef. */
   releaseSignal: 'release',
   setLimitSignal: 'setLimit',
+  /** The idle warm instances per checkpoint, from the worker: a tie-breaker of the grant order. */
+  warmthSignal: 'warmth',
   stateQuery: 'state',
 } as const;
 
@@ -149,23 +169,36 @@ export interface SlotGrant {
   leaseId: string;
 }
 
-/**
- * Who asks for a slot, for the grant order: a priority lane and the user the task runs for. Grants are FIFO today;
- * the fields are there so that an order by lane and fair share needs no change to the state's shape.
- */
+/** Priority lanes, highest first. */
+export const LANES = ['high', 'normal', 'low'] as const;
+export type Lane = (typeof LANES)[number];
+
+/** Who asks for a slot, for the grant order: its lane, and the user it runs for with their key's share and cap. */
 export interface SlotOwner {
-  lane?: string;
+  lane?: Lane;
   user?: string;
+  /** The user's share within a lane, relative to others' (the key's `weight`; 1 when absent). */
+  weight?: number;
+  /** The most slots the user may hold at once (the key's `maxSlots`; no cap when absent). */
+  maxSlots?: number;
 }
 
-/** An acquire by update: the lease to grant, and who asks. */
+/** An acquire by update: the lease to grant, who asks, for which checkpoint, and until when it may wait. */
 export interface SlotRequest extends SlotOwner {
   lease: LeaseRef;
+  /** The task's checkpoint: a free slot prefers a task whose checkpoint has an idle warm instance. */
+  model?: string;
+  /** Epoch ms past which the task must not start (its Task-Deadline): it is dropped from the queue instead. */
+  deadlineAt?: number;
 }
 
-/** An acquire's answer: granted, or not yet (the semaphore's run is handing over to its successor: ask again). */
+/**
+ * An acquire's answer: granted; or not, and then either its deadline passed while it waited (`expired`: it never
+ * will be) or the semaphore's run is handing over to its successor (ask again).
+ */
 export interface SlotAnswer {
   granted: boolean;
+  expired?: boolean;
 }
 
 export interface SemaphoreHolder extends LeaseRef, SlotOwner {
@@ -177,6 +210,8 @@ export interface SemaphoreHolder extends LeaseRef, SlotOwner {
 export interface SemaphoreWaiter extends LeaseRef, SlotOwner {
   requestedAt: number;
   byUpdate?: boolean;
+  model?: string;
+  deadlineAt?: number;
 }
 
 /** A lease that has ended: when it was granted and released (workflow time), for measuring how slots are used. */
@@ -197,6 +232,10 @@ export interface SemaphoreState {
   grantsThisRun: number;
   /** The latest ended leases, newest last, at most RECENT_LEASES (absent in states of the first version). */
   recent?: LeaseInterval[];
+  /** Each waiting or holding user's service so far (grants over weight), for fair share. */
+  service?: Record<string, number>;
+  /** Idle warm instances per checkpoint, as the worker last reported them. */
+  warm?: Record<string, number>;
 }
 
 /** How many ended leases the semaphore keeps for `recent`. */
@@ -210,4 +249,6 @@ export interface SemaphoreInput {
   state: SemaphoreState;
   leaseCheckS: number;
   continueAsNewAfterGrants: number;
+  /** A waiter moves up one lane per this many seconds of waiting (absent in the first versions' inputs: no aging). */
+  priorityAgingS?: number;
 }

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { type LogLevel, type LogMetadata, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities/index.js';
 import type { Config } from './config/index.js';
@@ -13,8 +13,9 @@ import {
   temporalConnectionOptions,
 } from './temporal.js';
 import { emptySemaphoreState } from './types.js';
-import { setLimitSignal } from './workflows/definitions.js';
+import { type RetentionSettings, retentionSettingsSignal, setLimitSignal } from './workflows/definitions.js';
 import type { reconcilerWorkflow } from './workflows/reconciler.js';
+import type { retentionWorkflow } from './workflows/retention.js';
 import type { semaphoreWorkflow } from './workflows/semaphore.js';
 
 export interface WorkerOptions {
@@ -51,7 +52,10 @@ function installRuntime(logger: Logger, metricsPort: number) {
   });
 }
 
-/** The semaphore's limit follows config at every worker start; the reconciler is started once per deployment. */
+/**
+ * The semaphore's limit follows config at every worker start; the reconciler is started once per deployment, and
+ * the retention workflow when retention is on.
+ */
 async function startSingletons(client: Client, config: Config): Promise<void> {
   await client.workflow.signalWithStart<typeof semaphoreWorkflow, [number]>('semaphoreWorkflow', {
     workflowId: config.semaphore.id,
@@ -71,6 +75,28 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
     taskQueue: config.temporal.taskQueue,
     args: [{ periodS: config.reconciler.periodS, graceS: config.reconciler.graceS }],
     workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+  await applyRetention(client, config);
+}
+
+/** Retention follows config at every worker start: its workflow gets the settings, or is stopped when it is off. */
+async function applyRetention(client: Client, config: Config): Promise<void> {
+  const { id, maxAgeDays, periodS } = config.retention;
+  if (maxAgeDays === undefined) {
+    try {
+      await client.workflow.getHandle(id).signal(retentionSettingsSignal, null);
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+    return;
+  }
+  const settings = { maxAgeDays, periodS };
+  await client.workflow.signalWithStart<typeof retentionWorkflow, [RetentionSettings | null]>('retentionWorkflow', {
+    workflowId: id,
+    taskQueue: config.temporal.taskQueue,
+    args: [settings],
+    signal: retentionSettingsSignal,
+    signalArgs: [settings],
   });
 }
 
@@ -103,6 +129,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
       codePath: options.workflowBundlePath ?? fileURLToPath(new URL('./workflow-bundle.js', import.meta.url)),
     },
     activities,
+    maxConcurrentActivityTaskExecutions: config.worker.maxActivities,
     maxHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
     defaultHeartbeatThrottleInterval: `${config.worker.maxHeartbeatThrottleS}s`,
     shutdownGraceTime: `${config.worker.shutdownGraceS}s`,

@@ -6,6 +6,7 @@ import type { ObjectStore } from '../platform/object-store/port.js';
 import { createInvokeActivities } from './invoke.js';
 import { createModelActivities } from './models.js';
 import { createReconcileActivities, type GenerationStarter } from './reconcile.js';
+import { createRetentionActivities } from './retention.js';
 import { createSlotActivities } from './slots.js';
 import { createTaskActivities } from './tasks.js';
 
@@ -36,6 +37,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createInvokeActivities(deps),
     ...createReconcileActivities(deps),
     ...createModelActivities(deps),
+    ...createRetentionActivities(deps),
   };
 }
 

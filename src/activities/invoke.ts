@@ -17,6 +17,7 @@ import { progressSignal } from '../workflows/definitions.js';
 import type { ActivityDeps } from './index.js';
 import { acquireSlot, releaseSlot } from './slots.js';
 import { checkpointFunction, provideFunction } from './tasks.js';
+import { invokeTimer } from './timings.js';
 
 export interface InvokeResult {
   images: string[];
@@ -142,10 +143,12 @@ export function createInvokeActivities(deps: ActivityDeps) {
         functionName = await checkpointFunction(deps, input.request.model);
         asked = true;
         await acquireSlot(temporal, slot, { lease: input.lease, ...input.owner }, ctx.cancellationSignal);
+        const timer = invokeTimer();
         progress = { ...progress, phase: 'starting' };
         ctx.heartbeat(progress);
         meta.markTaskRunning(taskId).catch((err) => logger.warn({ err, taskId }, 'could not mark the task running'));
         const result = await invoke(ctx, functionName, input.request, (event) => {
+          timer.see(event);
           const { type: _type, ...snapshot } = event;
           progress = snapshot;
           ctx.heartbeat(progress);
@@ -156,7 +159,13 @@ export function createInvokeActivities(deps: ActivityDeps) {
         });
         await release();
         const { images, info, parameters } = result;
-        const stored = await meta.finalizeTask(taskId, { status: 'succeeded', images, info, parameters });
+        const stored = await meta.finalizeTask(taskId, {
+          status: 'succeeded',
+          images,
+          info,
+          parameters,
+          timings: timer.timings(),
+        });
         return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
       } catch (err) {
         const failure = explain(err, ctx, functionName);

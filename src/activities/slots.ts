@@ -17,6 +17,12 @@ export interface SemaphoreRef {
 
 /** How long to wait before asking again a semaphore run that was handing over to its successor. */
 const ASK_AGAIN_MS = 20;
+/**
+ * How often an acquire the server refused is asked again before the caller sees the error. An update that arrives
+ * while the semaphore's run hands over to its successor can be failed by the server ("unexpected workflow task
+ * failure"); asked again, it reaches the new run.
+ */
+const REFUSED_ATTEMPTS = 10;
 
 function startOperation(semaphore: SemaphoreRef) {
   return new WithStartWorkflowOperation<typeof semaphoreWorkflow>('semaphoreWorkflow', {
@@ -44,25 +50,32 @@ export async function acquireSlot(
   signal: AbortSignal,
 ): Promise<void> {
   const handle = temporal.workflow.getHandle(semaphore.id);
-  for (;;) {
-    signal.throwIfAborted();
-    let granted: boolean;
+  const ask = async () => {
     try {
-      ({ granted } = await temporal.connection.withAbortSignal(signal, () =>
+      return await temporal.connection.withAbortSignal(signal, () =>
         handle.executeUpdate(acquireUpdate, { args: [request] }),
-      ));
+      );
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) throw err;
       // Not running (never started in this namespace, or terminated by hand): start it with the request.
-      ({ granted } = await temporal.connection.withAbortSignal(signal, () =>
+      return temporal.connection.withAbortSignal(signal, () =>
         temporal.workflow.executeUpdateWithStart(acquireUpdate, {
           args: [request],
           startWorkflowOperation: startOperation(semaphore),
         }),
-      ));
+      );
     }
-    if (granted) return;
-    await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_MS));
+  };
+  let refused = 0;
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      if ((await ask()).granted) return;
+      refused = 0;
+    } catch (err) {
+      if (signal.aborted || ++refused >= REFUSED_ATTEMPTS) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_MS * (refused + 1)));
   }
 }
 

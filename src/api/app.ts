@@ -7,14 +7,18 @@ import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
-import { authenticate, type KeyRing } from './auth.js';
+import { authenticate, type KeyRing, requireAdmin } from './auth.js';
+import { corsFor } from './cors.js';
+import { docsRoutes } from './docs.js';
 import { errorMapper } from './errors.js';
 import { healthRoute } from './health.js';
 import { rateLimit } from './limits.js';
+import { apiMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { queuePositions } from './queue-positions.js';
 import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
+import { CONSOLE_DIR, consoleConfigRoute, consoleFiles } from './routes/console.js';
 import { filesRoute } from './routes/files.js';
 import { functionRoutes } from './routes/functions.js';
 import { generationRoutes } from './routes/generation.js';
@@ -36,9 +40,35 @@ export interface ApiDeps {
   urlSecret: Buffer;
 }
 
+/**
+ * Paths answered by middleware rather than the router, as /openapi.json templates them: the public ones before the
+ * key check, and the passthrough's default prefixes after every route.
+ */
+export const MIDDLEWARE_PATHS = [
+  '/healthz',
+  '/files/{key}',
+  '/openapi.json',
+  '/docs',
+  '/docs/{file}',
+  '/console',
+  '/console/{file}',
+  '/sdapi/v1/{path}',
+  '/controlnet/{path}',
+];
+
 /** The koa app: a few middlewares in a fixed order, then the routes. Errors are mapped in one place. */
-export function createApp(deps: ApiDeps): Koa {
-  const { config, logger } = deps;
+export function createApp(apiDeps: ApiDeps): Koa {
+  const { config, logger } = apiDeps;
+  const metrics = apiMetrics({
+    meta: apiDeps.meta,
+    temporal: apiDeps.temporal,
+    semaphoreId: config.semaphore.id,
+    maxAgeMs: config.api.metricsMaxAgeMs,
+    queryTimeoutMs: config.api.queryTimeoutMs,
+    passthroughPrefixes: config.api.passthroughPrefixes,
+  });
+  // Every final record the API reads feeds the task metrics.
+  const deps: ApiDeps = { ...apiDeps, meta: metrics.observing(apiDeps.meta) };
   const schemas = generationSchemas(config.limits);
   const taskDeps: TaskDeps = {
     ...deps,
@@ -57,13 +87,19 @@ export function createApp(deps: ApiDeps): Koa {
   modelRoutes(router, deps);
   functionRoutes(router, deps);
   optionsRoutes(router, deps.meta);
-  router.get('/openapi.json', (ctx) => {
-    ctx.body = openApiDocument(schemas);
+  consoleConfigRoute(router, config, deps.keys !== null);
+  router.get('/metrics', async (ctx) => {
+    requireAdmin(ctx);
+    const scraped = await metrics.scrape();
+    ctx.type = scraped.contentType;
+    ctx.body = scraped.body;
   });
   a1111Routes(router, taskDeps, schemas);
 
   const app = new Koa();
   app.proxy = false;
+  app.use(metrics.httpMiddleware());
+  if (config.api.corsOrigins.length > 0) app.use(corsFor(config.api.corsOrigins));
   app.use(errorMapper(logger));
   app.use(async (ctx, next) => {
     const started = performance.now();
@@ -77,6 +113,8 @@ export function createApp(deps: ApiDeps): Koa {
   });
   app.use(healthRoute(deps));
   app.use(filesRoute(deps.store, deps.urlSecret));
+  app.use(consoleFiles(CONSOLE_DIR));
+  app.use(docsRoutes(() => openApiDocument(schemas)));
   app.use(authenticate(deps.keys));
   app.use(rateLimit(deps.meta, config.api.keyRatePerMin));
   app.use(

@@ -126,6 +126,19 @@ export function functionAndOptionPaths() {
         responses: { '200': { description: '{version, data}' }, '404': { description: 'no such version' } },
       },
     },
+    '/functions/{name}': {
+      get: {
+        summary:
+          'One function (by function or checkpoint name) as its record and the runtime see it: resources, the limits ' +
+          'in effect and the instances (admin)',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: {
+          '200': { description: '{functionName, model, resources, runtime: {resources, limits, instances} | null}' },
+          '403': { description: 'needs an admin key' },
+          '404': { description: 'unknown function' },
+        },
+      },
+    },
     '/functions/{name}/options': {
       get: {
         summary: "One function's WebUI settings (by function or checkpoint name)",

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TASK_ID } from '../protocol/invoke.js';
 import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
+import { a1111Paths } from './openapi-a1111.js';
 import { functionAndOptionPaths } from './openapi-functions.js';
 import { taskListQuery } from './routes/tasks.js';
 import type { GenerationSchemas } from './schemas.js';
@@ -116,9 +117,21 @@ export function openApiDocument(schemas: GenerationSchemas) {
           },
         },
       },
+      '/tasks/{taskId}': {
+        delete: {
+          summary:
+            "Delete a final task's images, inputs and previews; its record stays, as status deleted (yours, or any as an admin)",
+          parameters: taskIdParam,
+          responses: {
+            '200': { description: '{taskId, status: "deleted"}' },
+            '404': { description: "unknown task (another user's task is unknown too)" },
+            '409': { description: 'the task is waiting or running: cancel it first' },
+          },
+        },
+      },
       '/tasks/{taskId}/result': {
         get: {
-          summary: 'A task and its signed image URLs',
+          summary: 'A task and its signed image URLs (a deleted task has none)',
           parameters: taskIdParam,
           responses: { '200': { description: 'the task' }, '404': { description: 'unknown task' } },
         },
@@ -190,7 +203,82 @@ export function openApiDocument(schemas: GenerationSchemas) {
       '/list/sdapi/functions': {
         get: { summary: 'Checkpoint functions', responses: { '200': { description: 'functions' } } },
       },
+      '/list/sdapi/fucntions': {
+        get: {
+          summary: 'The same list under a misspelt path existing clients call',
+          deprecated: true,
+          responses: { '200': { description: 'functions' } },
+        },
+      },
       ...functionAndOptionPaths(),
+      ...a1111Paths(schemas),
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics: tasks, queue, slots, cold starts, task timings, HTTP requests (admin)',
+          responses: {
+            '200': {
+              description: 'the Prometheus text format',
+              content: { 'text/plain': { schema: { type: 'string' } } },
+            },
+            '403': { description: 'needs an admin key' },
+          },
+        },
+      },
+      '/files/{key}': {
+        get: {
+          summary: 'A signed download (the ossUrl links): the signature authorizes it, no key is needed',
+          security: [],
+          parameters: [
+            { name: 'key', in: 'path', required: true, schema: { type: 'string' }, description: 'the object key' },
+            { name: 'expires', in: 'query', required: true, schema: { type: 'integer' } },
+            { name: 'signature', in: 'query', required: true, schema: { type: 'string' } },
+          ],
+          responses: {
+            '200': { description: 'the object' },
+            '403': { description: 'tampered or expired link' },
+            '404': { description: 'no such object' },
+          },
+        },
+      },
+      '/openapi.json': {
+        get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } },
+      },
+      '/docs': {
+        get: {
+          summary: 'Interactive documentation of this document (Swagger UI, served from this host only)',
+          security: [],
+          responses: { '200': { description: 'an HTML page' } },
+        },
+      },
+      '/docs/{file}': {
+        get: {
+          summary: "The documentation page's scripts and styles",
+          security: [],
+          parameters: [{ name: 'file', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': { description: 'the file' }, '404': { description: 'no such file' } },
+        },
+      },
+      '/console/config.json': {
+        get: {
+          summary: "The web console's view of the caller: user, role, whether keys are on, the Temporal Web UI",
+          responses: { '200': { description: 'the caller and the links the console needs' } },
+        },
+      },
+      '/console': {
+        get: {
+          summary: 'The web console (redirects to /console/)',
+          security: [],
+          responses: { '302': { description: 'to /console/' } },
+        },
+      },
+      '/console/{file}': {
+        get: {
+          summary: "The web console's page, scripts and styles (the key is entered in the page, never in a URL)",
+          security: [],
+          parameters: [{ name: 'file', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': { description: 'the file' }, '404': { description: 'no such file' } },
+        },
+      },
       '/healthz': {
         get: {
           summary: 'Readiness',

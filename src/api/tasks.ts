@@ -7,10 +7,12 @@ import type { Logger } from '../logging.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
 import type { ObjectStore } from '../platform/object-store/port.js';
 import type { ModelRecord, TaskRecord } from '../records.js';
+import { deleteTaskData } from '../retention.js';
 import { generationInputFor, startGeneration } from '../temporal.js';
 import {
   EMPTY_SD_STATE,
   isFinal,
+  isOpen,
   type ProgressSnapshot,
   type SdParams,
   type TaskKind,
@@ -26,7 +28,7 @@ import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
 import type { QueuePositionOf } from './queue-positions.js';
 import type { Limits } from './schemas.js';
-import { waitForTaskEnd } from './workflow-wait.js';
+import { waitForTaskEnd, waitForWorkflow } from './workflow-wait.js';
 
 // What the routes do with tasks: submit, wait, read, cancel. Routes translate HTTP to these calls and back.
 
@@ -286,14 +288,15 @@ async function liveProgress(deps: TaskDeps, taskId: string): Promise<ProgressSna
  * signed link to it.
  */
 export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<ProgressView> {
+  const closed = !isOpen(task.status);
   const fromRow: ProgressSnapshot = {
-    progress: isFinal(task.status) ? 1 : 0,
+    progress: closed ? 1 : 0,
     etaRelative: 0,
     state: EMPTY_SD_STATE,
-    phase: isFinal(task.status) ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
+    phase: closed ? 'finished' : task.status === 'running' ? 'starting' : 'queued',
     currentImage: null,
   };
-  if (isFinal(task.status)) return { taskId: task.taskId, status: task.status, ...fromRow };
+  if (closed) return { taskId: task.taskId, status: task.status, ...fromRow };
   const snapshot = (await liveProgress(deps, task.taskId)) ?? fromRow;
   // The live phase is ahead of the row, which the task marks running without waiting for the write.
   const status = snapshot.phase === 'queued' ? task.status : 'running';
@@ -308,7 +311,7 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Pr
 
 /** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */
 export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<TaskRecord> {
-  if (isFinal(task.status)) {
+  if (!isOpen(task.status)) {
     throw conflict(`task ${task.taskId} is already ${task.status}`, { taskId: task.taskId, status: task.status });
   }
   try {
@@ -319,4 +322,23 @@ export async function cancelTask(deps: TaskDeps, task: TaskRecord): Promise<Task
     await deps.meta.finalizeTask(task.taskId, { status: 'cancelled', images: [], message: 'cancelled by request' });
   }
   return waitForTask(deps, task.taskId, deps.config.api.cancelWaitS * 1000);
+}
+
+/**
+ * Removes a final task's objects and keeps its record as `deleted`. A task whose final record is written but whose
+ * workflow is still closing (a sync answer comes a moment before) is waited for briefly; an open task is a 409.
+ */
+export async function deleteTask(deps: TaskDeps, task: TaskRecord): Promise<TaskRecord> {
+  let result = await deleteTaskData(deps, task);
+  if (result.outcome === 'open' && isFinal(task.status)) {
+    await waitForWorkflow(deps.temporal, task.taskId, deps.config.api.cancelWaitS * 1000);
+    result = await deleteTaskData(deps, task);
+  }
+  if (result.outcome === 'open') {
+    throw conflict(`task ${task.taskId} is still ${task.status}: cancel it first, or wait for it to end`, {
+      taskId: task.taskId,
+      status: task.status,
+    });
+  }
+  return result.task;
 }

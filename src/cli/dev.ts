@@ -183,6 +183,7 @@ export async function runDev(config: Config): Promise<void> {
         '',
         `sdflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
         `  API          ${config.api.publicUrl}`,
+        `  Console      ${config.api.publicUrl}/console/`,
         `  Temporal UI  ${ui}`,
         `  data dir     ${config.dataDir}`,
         `  logs         ${logsDir(config.dataDir)}`,

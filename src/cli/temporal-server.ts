@@ -75,6 +75,13 @@ export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword'> = Object.fromEntr
   Object.values(SEARCH_ATTRIBUTES).map((key) => [key.name, 'Keyword']),
 );
 
+/**
+ * The server settings sdflow needs beyond Temporal's defaults (temporal/docker-compose.yml sets the same for a
+ * cluster): every task waiting for a GPU slot holds one update open on the semaphore, and Temporal admits only ten
+ * open updates per workflow by default, refusing the rest until the caller retries.
+ */
+export const SERVER_DYNAMIC_CONFIG = ['history.maxInFlightUpdates=10000'];
+
 export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
   const args = [
     'server',
@@ -92,6 +99,7 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
     '--log-level',
     'warn',
     '--ui-disable-news-fetch',
+    ...SERVER_DYNAMIC_CONFIG.flatMap((entry) => ['--dynamic-config-value', entry]),
   ];
   if (o.metricsPort) args.push('--metrics-port', String(o.metricsPort));
   // WAL with normal sync: a commit survives a crash of the server or of this machine's processes, not a power cut,

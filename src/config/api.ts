@@ -23,6 +23,22 @@ const passthroughPrefixes = z
     ),
   );
 
+/** Browser origins allowed to call the API (comma-separated), each exactly as a browser sends it. */
+const corsOrigins = z
+  .string()
+  .default('')
+  .transform((v) =>
+    v
+      .split(',')
+      .map((o) => o.trim().replace(/\/$/, ''))
+      .filter(Boolean),
+  )
+  .pipe(
+    z.array(
+      z.string().regex(/^https?:\/\/[^/\s?#]+$/, 'each origin is scheme://host[:port], e.g. https://app.example.com'),
+    ),
+  );
+
 /** A wildcard listen address is reached at loopback. */
 const reachableHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
 
@@ -109,6 +125,18 @@ export const api = group(
       env: 'SDFLOW_QUEUE_RETRY_AFTER_S',
       schema: int(10, 1),
       meaning: 'Retry-After of those 429 answers.',
+    }),
+    corsOrigins: setting({
+      env: 'SDFLOW_CORS_ORIGINS',
+      schema: corsOrigins,
+      meaning:
+        "Browser origins (scheme://host[:port], comma-separated) that may call the API from their pages, as A1111's --cors-allow-origins. None: no CORS headers.",
+    }),
+    metricsMaxAgeMs: setting({
+      env: 'SDFLOW_METRICS_MAX_AGE_MS',
+      schema: int(5000, 0),
+      meaning:
+        "How long one count of the task rows and one read of the semaphore's state answer every /metrics scrape.",
     }),
     /** Path prefixes passed through to an agent, each ending in `/`. */
     passthroughPrefixes: setting({

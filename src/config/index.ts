@@ -17,7 +17,7 @@ import { stores } from './stores.js';
 import { tablestore } from './tablestore.js';
 import { tasks } from './tasks.js';
 import { temporal } from './temporal.js';
-import { invoke, reconciler, semaphore, worker } from './worker.js';
+import { invoke, reconciler, retention, semaphore, worker } from './worker.js';
 
 // Every setting sdflow reads, each declared once in the group of its consumer. This is the only place that reads
 // process.env for configuration; every process gets a Config, and passes each consumer its group.
@@ -46,6 +46,7 @@ const groups = [
   worker,
   semaphore,
   reconciler,
+  retention,
   functions,
   runtime,
   agent,
@@ -98,6 +99,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     worker: worker.load(read),
     semaphore: semaphore.load(read),
     reconciler: reconciler.load(read),
+    retention: retention.load(read),
     functions: functions.load(read),
     runtime: runtime.load(read),
     agent: agent.load(read),
@@ -120,6 +122,7 @@ export type InvokeConfig = GroupValue<typeof invoke>;
 export type WorkerConfig = GroupValue<typeof worker>;
 export type SemaphoreConfig = GroupValue<typeof semaphore>;
 export type ReconcilerConfig = GroupValue<typeof reconciler>;
+export type RetentionConfig = GroupValue<typeof retention>;
 export type FunctionsConfig = GroupValue<typeof functions>;
 export type RuntimeConfig = GroupValue<typeof runtime>;
 export type AgentConfig = GroupValue<typeof agent>;

@@ -50,6 +50,13 @@ export const temporal = group(
       schema: int(8233, 0),
       meaning: 'Web UI port of the dev server `sdflow dev` starts.',
     }),
+    uiUrl: setting({
+      env: 'SDFLOW_TEMPORAL_UI_URL',
+      schema: optionalString,
+      meaning:
+        "The Temporal Web UI the console links each task's workflow to (unset: the dev server's, " +
+        'http://127.0.0.1:SDFLOW_TEMPORAL_UI_PORT).',
+    }),
     httpPort: setting({
       env: 'SDFLOW_TEMPORAL_HTTP_PORT',
       schema: int(7243, 0),
@@ -69,6 +76,7 @@ export const temporal = group(
       ...temporal,
       // TLS is on when asked for, or implied by a client certificate or an API key (Temporal Cloud needs it).
       tls: temporal.tls || temporal.tlsCertFile !== undefined || temporal.apiKey !== undefined,
+      uiUrl: (temporal.uiUrl ?? `http://127.0.0.1:${temporal.uiPort}`).replace(/\/$/, ''),
     };
   },
 );

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { api } from './api.js';
 import { int, num } from './schemas.js';
 import { group, setting } from './setting.js';
@@ -51,6 +52,12 @@ export const worker = group({
     meaning:
       "The worker's heartbeat throttle: how fast a cancel reaches a running invoke, and how often progress moves.",
   }),
+  maxActivities: setting({
+    env: 'SDFLOW_WORKER_MAX_ACTIVITIES',
+    schema: int(100, 1),
+    meaning:
+      "Activities one worker runs at once. A task waiting for a GPU slot holds one (its runTask waits on the semaphore), so this bounds the tasks that queue at the semaphore from this worker; the rest wait in Temporal's task queue.",
+  }),
   metricsPort: setting({
     env: 'SDFLOW_WORKER_METRICS_PORT',
     schema: int(0, 0),
@@ -95,4 +102,21 @@ export const reconciler = group(
     // A model registration may be waiting this long for the API to receive its upload: not stuck yet.
     uploadTimeoutS: read(api.settings.requestReceiveTimeoutS),
   }),
+);
+
+export const retention = group(
+  {
+    maxAgeDays: setting({
+      env: 'SDFLOW_RETENTION_DAYS',
+      schema: z.preprocess((v) => (v === '' ? undefined : v), z.coerce.number().positive().optional()),
+      meaning:
+        'Final tasks created longer ago than this (days, decimals allowed) lose their images, inputs and previews; their records stay, as deleted (unset: kept forever).',
+    }),
+    periodS: setting({
+      env: 'SDFLOW_RETENTION_PERIOD_S',
+      schema: num(3600, 1),
+      meaning: 'How often the retention workflow looks for tasks past SDFLOW_RETENTION_DAYS.',
+    }),
+  },
+  (retention, read) => ({ id: `sdflow-retention-${read(shared.settings.deployment)}`, ...retention }),
 );

@@ -11,7 +11,13 @@ import {
   objectKeyForPreview,
 } from '../platform/object-store/keys.js';
 import { ObjectNotFoundError, type ObjectStore } from '../platform/object-store/port.js';
-import { type AgentEvent, type ErrorEvent, type ProgressEvent, startingEvent } from '../protocol/events.js';
+import {
+  type AgentEvent,
+  type ErrorEvent,
+  LOADING_CHECKPOINT_JOB,
+  type ProgressEvent,
+  startingEvent,
+} from '../protocol/events.js';
 import { classifyImageRef, imageBytes, imageFieldNames, mapImageRefs } from '../protocol/image-refs.js';
 import { type GenerationRequest, generationRequestSchema, type InvokeRequest } from '../protocol/invoke.js';
 import { EMPTY_SD_STATE, type ErrorKind, type SdState } from '../types.js';
@@ -303,7 +309,7 @@ export class InvokeRunner {
   async run(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
     try {
       const request = this.parse(body);
-      const sdBody = await this.prepare(request, () => emit(startingEvent()));
+      const sdBody = await this.prepare(request, () => emit(startingEvent(LOADING_CHECKPOINT_JOB)));
       if (cancel.aborted) return;
       const outcome = await this.generate(request, sdBody, emit, cancel);
       if (!outcome || cancel.aborted) return;

@@ -2,7 +2,7 @@ import { errorMessage } from '../http-util.js';
 import { isJsonObject } from '../json.js';
 import { assertSafeKey, objectKeyForOutput } from '../platform/object-store/keys.js';
 import { a1111ErrorDetail } from '../protocol/a1111-error.js';
-import { type AgentEvent, startingEvent } from '../protocol/events.js';
+import { type AgentEvent, LOADING_CHECKPOINT_JOB, startingEvent } from '../protocol/events.js';
 import { classifyImageRef, startsWithImageSignature } from '../protocol/image-refs.js';
 import { type PassthroughRequest, passthroughRequestSchema } from '../protocol/invoke.js';
 import {
@@ -83,7 +83,7 @@ export class PassthroughRunner {
     try {
       const request = this.parse(body);
       // The instance stays on its checkpoint, so routes that use the model see the pinned one.
-      await this.deps.ensureCheckpoint(() => emit(startingEvent()));
+      await this.deps.ensureCheckpoint(() => emit(startingEvent(LOADING_CHECKPOINT_JOB)));
       if (cancel.aborted) return;
       const answer = await this.forward(request, await this.requestBody(request), emit, cancel);
       if (cancel.aborted) return;

@@ -13,14 +13,20 @@ export interface ProgressEvent {
   currentImage: string | null;
 }
 
-/** The event of an invoke that has not reached SD yet: an instance or a checkpoint is still starting. */
-export function startingEvent(): ProgressEvent {
+/** The `state.job` of the agent's starting event while SD loads the checkpoint (a runtime's says nothing). */
+export const LOADING_CHECKPOINT_JOB = 'loading checkpoint';
+
+/**
+ * The event of an invoke that has not reached SD yet: an instance is starting (or every one is busy), or, with
+ * LOADING_CHECKPOINT_JOB as `job`, the agent is loading the checkpoint.
+ */
+export function startingEvent(job = ''): ProgressEvent {
   return {
     type: 'progress',
     phase: 'starting',
     progress: 0,
     etaRelative: 0,
-    state: EMPTY_SD_STATE,
+    state: { ...EMPTY_SD_STATE, job },
     currentImage: null,
   };
 }

@@ -21,4 +21,12 @@ export const acquireUpdate = defineUpdate<SlotAnswer, [SlotRequest]>(SEMAPHORE.a
 export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
 export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
+export const warmthSignal = defineSignal<[Record<string, number>]>(SEMAPHORE.warmthSignal);
 export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);
+
+/** What the retention workflow deletes and how often it looks; null stops it (retention turned off). */
+export interface RetentionSettings {
+  maxAgeDays: number;
+  periodS: number;
+}
+export const retentionSettingsSignal = defineSignal<[RetentionSettings | null]>('retentionSettings');

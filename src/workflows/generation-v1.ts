@@ -7,7 +7,6 @@ import {
   isCancellation,
   log,
   proxyActivities,
-  rootCause,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -15,15 +14,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities, InvokeResult } from '../activities/index.js';
-import { failureType } from '../failures.js';
 import {
   EMPTY_SD_STATE,
-  type ErrorKind,
   type GenerationInput,
   type LeaseRef,
   NON_RETRYABLE,
   type ProgressSnapshot,
-  type SdParams,
   SEARCH_ATTRIBUTES,
   type TaskOutcome,
   type TaskStatus,

@@ -8,6 +8,7 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -61,6 +62,10 @@ function activitiesFor(input: GenerationInput) {
 
 export async function generationWorkflow(input: GenerationInput): Promise<TaskSummary> {
   if (!patched(SLOT_IN_INVOKE)) return generationWorkflowV1(input);
+  // The Web UI's current details: no command, so replay is unaffected. The fine phases are runTask's heartbeat.
+  setCurrentDetails(
+    "**waiting for a GPU slot, then running**: the runTask activity's heartbeat has the phase and progress",
+  );
   const { taskId } = input;
   const acts = activitiesFor(input);
   let status: TaskStatus = 'waiting';
@@ -137,6 +142,7 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
   }
   const final = summary!;
   status = final.status;
+  setCurrentDetails(final.message ? `**${final.status}**: ${final.message}` : `**${final.status}**`);
   upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.status, value: final.status }]);
 
   // The Temporal status mirrors the task's, so the Web UI tells failed and cancelled tasks apart.

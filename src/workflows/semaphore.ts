@@ -4,7 +4,9 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
@@ -16,7 +18,6 @@ import {
   type SemaphoreHolder,
   type SemaphoreInput,
   type SemaphoreState,
-  type SemaphoreWaiter,
 } from '../types.js';
 import {
   acquireSignal,
@@ -25,26 +26,32 @@ import {
   semaphoreStateQuery,
   setLimitSignal,
   slotGrantedSignal,
+  warmthSignal,
 } from './definitions.js';
+import { admitUser, chargeGrant, forgetIdleUsers, type GrantPolicy, nextWaiter } from './grant-order.js';
 
-// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): grants in arrival order, never more than
-// the limit, leases keyed by (workflowId, runId, leaseId), idempotent release, and a slot freed only by its holder's
-// release or by the holder's workflow being found closed. Its state crosses continue-as-new intact.
+// The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): never more grants than the limit, in the
+// order grant-order.ts decides (lanes, fair share, caps, then arrival), leases keyed by (workflowId, runId, leaseId),
+// idempotent release, and a slot freed only by its holder's release or by the holder's workflow being found closed.
+// A waiter whose deadline passes is dropped, never granted. Its state crosses continue-as-new intact.
 //
 // A lease is asked for by update (`acquireSlot`): the update answers in the very workflow task that grants it, so a
 // freed slot reaches the next waiter in one round trip. The first version's signal protocol (acquire by signal, grant
 // by a `slotGranted` signal) is still served for tasks started before the update existed.
 
-const { findClosedWorkflows } = proxyActivities<Activities>({
+const leaseCheckOptions = {
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 3 },
-});
+} as const;
+const leaseCheck = proxyActivities<Activities>(leaseCheckOptions);
+// Tasks waiting for a slot hold the worker's activity slots (their runTask waits on the acquire update), so a lease
+// check queued as an ordinary activity can wait behind them forever. As a local activity it needs none of them.
+const localLeaseCheck = proxyLocalActivities<Activities>(leaseCheckOptions);
+/** Runs that started after this patch check their leases beside the granting, never instead of it. */
+const LEASE_CHECK_BESIDE_GRANTS = 'lease-check-beside-grants';
 
 const sameLease = (a: LeaseRef, b: LeaseRef) =>
   a.workflowId === b.workflowId && a.runId === b.runId && a.leaseId === b.leaseId;
-
-/** The waiter granted next. Arrival order today; lanes and fair share will choose here. */
-const nextWaiter = (queue: readonly SemaphoreWaiter[]): number => (queue.length > 0 ? 0 : -1);
 
 export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   const state: SemaphoreState = { recent: [], ...input.state, grantsThisRun: 0 };
@@ -52,17 +59,23 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   let grantsInFlight = 0;
   /** Set once this run hands over to its successor: waiting updates answer "ask again". */
   let handingOver = false;
+  const policy: GrantPolicy = { agingMs: (input.priorityAgingS ?? 0) * 1000 };
+  /** Leases dropped because their deadline passed, for their waiting update's answer. */
+  const expired = new Set<string>();
+  const leaseKey = (lease: LeaseRef) => `${lease.workflowId}/${lease.runId}/${lease.leaseId}`;
 
   const isHolder = (lease: LeaseRef) => state.holders.some((h) => sameLease(h, lease));
   const isQueued = (lease: LeaseRef) => state.queue.some((w) => sameLease(w, lease));
 
-  setHandler(acquireUpdate, async ({ lease, lane, user }) => {
-    if (!isHolder(lease) && !isQueued(lease) && !handingOver) {
-      state.queue.push({ ...lease, lane, user, requestedAt: Date.now(), byUpdate: true });
+  setHandler(acquireUpdate, async ({ lease, ...owner }) => {
+    if (!isHolder(lease) && !isQueued(lease) && !handingOver && !expired.has(leaseKey(lease))) {
+      admitUser(state, owner.user);
+      state.queue.push({ ...lease, ...owner, requestedAt: Date.now(), byUpdate: true });
       changed = true;
     }
     await condition(() => isHolder(lease) || handingOver || !isQueued(lease));
-    return { granted: isHolder(lease) };
+    if (isHolder(lease)) return { granted: true };
+    return expired.has(leaseKey(lease)) ? { granted: false, expired: true } : { granted: false };
   });
   setHandler(acquireSignal, (lease) => {
     if (!isHolder(lease) && !isQueued(lease)) state.queue.push({ ...lease, requestedAt: Date.now() });
@@ -82,6 +95,10 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     }
     state.holders = state.holders.filter((h) => !sameLease(h, lease));
     state.queue = state.queue.filter((w) => !sameLease(w, lease));
+    changed = true;
+  });
+  setHandler(warmthSignal, (warm) => {
+    state.warm = warm;
     changed = true;
   });
   setHandler(setLimitSignal, (limit) => {
@@ -106,12 +123,23 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     }
   };
 
+  /** Drops the waiters whose deadline has passed: they must never start. */
+  const dropExpired = () => {
+    const now = Date.now();
+    const [late, onTime] = partition(state.queue, (w) => w.deadlineAt !== undefined && w.deadlineAt <= now);
+    if (late.length === 0) return;
+    for (const w of late) expired.add(leaseKey(w));
+    state.queue = onTime;
+  };
+
   const grantWhilePossible = () => {
+    dropExpired();
     while (state.holders.length < state.limit) {
-      const index = nextWaiter(state.queue);
+      const index = nextWaiter(state, Date.now(), policy);
       if (index < 0) break;
       const [next] = state.queue.splice(index, 1);
-      const { requestedAt: _requestedAt, ...lease } = next;
+      chargeGrant(state, next);
+      const { requestedAt: _requestedAt, deadlineAt: _deadlineAt, ...lease } = next;
       const holder: SemaphoreHolder = { ...lease, grantedAt: Date.now() };
       state.holders.push(holder);
       state.totalGrants++;
@@ -119,6 +147,20 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
       // An update waiting for this lease sees it granted when this activation ends; a signal-era one is told.
       if (!holder.byUpdate) void sendGrant(holder);
     }
+    forgetIdleUsers(state);
+  };
+
+  // One timer for the earliest deadline among the waiters, so a deadline drops its waiter even when nothing else
+  // happens meanwhile.
+  let deadlineTimerAt: number | undefined;
+  const armDeadline = () => {
+    const earliest = Math.min(...state.queue.map((w) => w.deadlineAt ?? Number.POSITIVE_INFINITY));
+    if (!Number.isFinite(earliest) || (deadlineTimerAt !== undefined && deadlineTimerAt <= earliest)) return;
+    deadlineTimerAt = earliest;
+    void sleep(Math.max(1, earliest - Date.now())).then(() => {
+      if (deadlineTimerAt === earliest) deadlineTimerAt = undefined;
+      changed = true;
+    });
   };
 
   const shouldContinueAsNew = () =>
@@ -128,6 +170,8 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   // timer to the history at every wake-up.
   let leaseCheckDue = false;
   let leaseTimerArmed = false;
+  let checking = false;
+  const checkBesideGrants = patched(LEASE_CHECK_BESIDE_GRANTS);
   const armLeaseCheck = () => {
     if (leaseTimerArmed) return;
     leaseTimerArmed = true;
@@ -142,22 +186,41 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     grantWhilePossible();
     if (shouldContinueAsNew()) break;
     if (state.holders.length > 0) armLeaseCheck();
-    await condition(() => changed || leaseCheckDue);
-    if (leaseCheckDue) {
-      leaseCheckDue = false;
-      if (state.holders.length > 0) await freeSlotsOfClosedHolders(state);
+    armDeadline();
+    await condition(() => changed || (leaseCheckDue && !checking));
+    if (!leaseCheckDue || checking) continue;
+    leaseCheckDue = false;
+    if (state.holders.length === 0) continue;
+    if (!checkBesideGrants) {
+      await freeSlotsOfClosedHolders(state, leaseCheck.findClosedWorkflows);
+      continue;
     }
+    checking = true;
+    void freeSlotsOfClosedHolders(state, localLeaseCheck.findClosedWorkflows).finally(() => {
+      checking = false;
+      changed = true;
+    });
   }
 
   // Waiting updates answer "ask again" (their leases stay queued in the state handed over), outstanding grant signals
   // settle (a failed one frees its slot), and only then does the state move on.
   handingOver = true;
-  await condition(() => grantsInFlight === 0 && allHandlersFinished());
+  await condition(() => grantsInFlight === 0 && !checking && allHandlersFinished());
   await continueAsNew<typeof semaphoreWorkflow>({ ...input, state });
 }
 
+function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[]] {
+  const yes: T[] = [];
+  const no: T[] = [];
+  for (const item of items) (test(item) ? yes : no).push(item);
+  return [yes, no];
+}
+
 /** Time alone never frees a slot; a holder whose workflow is closed (terminated, timed out) does. */
-async function freeSlotsOfClosedHolders(state: SemaphoreState): Promise<void> {
+async function freeSlotsOfClosedHolders(
+  state: SemaphoreState,
+  findClosedWorkflows: Activities['findClosedWorkflows'],
+): Promise<void> {
   const checked = state.holders.map(({ workflowId, runId, leaseId }) => ({ workflowId, runId, leaseId }));
   let closed: LeaseRef[];
   try {

@@ -466,6 +466,44 @@ describe('tasks', () => {
   });
 });
 
+describe('deleted tasks, counts and timings', () => {
+  const timings = { startMs: 1200, samplingMs: 3400, coldStart: false, checkpointLoad: true };
+
+  it('moves a final task to deleted with no images, once, and lists it under deleted only', async () => {
+    const store = openStore();
+    await store.insertTask(newTask('done'));
+    await store.finalizeTask('done', { status: 'succeeded', images: ['images/alice/done_1.png'], info: '{}', timings });
+    expect(await store.getTask('done')).toMatchObject({ timings });
+    const deleted = await store.markTaskDeleted('done');
+    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings });
+    expect(await store.markTaskDeleted('done')).toEqual(deleted);
+    await store.insertTask(newTask('open'));
+    expect((await store.markTaskDeleted('open'))?.status).toBe('waiting');
+    expect(await store.markTaskDeleted('missing')).toBeNull();
+    const ids = async (status?: 'deleted' | 'succeeded') =>
+      (await store.listTasks(status ? { status: [status], user: 'alice' } : {})).items.map((t) => t.taskId);
+    expect(await ids('deleted')).toEqual(['done']);
+    expect(await ids('succeeded')).toEqual([]);
+    expect(await ids()).toEqual(['open', 'done']);
+  });
+
+  it('counts task rows by status and checkpoint, past a GetRange page', async () => {
+    const store = openStore();
+    for (let i = 0; i < 9; i++) await store.insertTask(newTask(`a${i}`));
+    await store.insertTask(newTask('x', { model: 'sdxl' }));
+    await store.finalizeTask('a0', { status: 'failed', images: [] });
+    const counts = await store.countTasks();
+    expect(counts).toHaveLength(3);
+    expect(counts).toEqual(
+      expect.arrayContaining([
+        { status: 'waiting', model: 'sd15', count: 8 },
+        { status: 'failed', model: 'sd15', count: 1 },
+        { status: 'waiting', model: 'sdxl', count: 1 },
+      ]),
+    );
+  });
+});
+
 describe('listing tasks', () => {
   const base = Date.parse('2024-01-01T00:00:00.000Z');
 
@@ -1061,7 +1099,7 @@ describe('row mapping', () => {
         finishedAt: '2024-01-02T00:00:00.000Z',
         message: 'stop',
       },
-      remove: ['info', 'parameters', 'errorKind'],
+      remove: ['info', 'parameters', 'errorKind', 'timings'],
     });
     expect(updateOf('t', { put: { a: 'x' }, remove: ['b'] })).toEqual([{ PUT: [{ a: 'x' }] }, { DELETE_ALL: ['b'] }]);
     expect(updateOf('t', { put: { a: 'x' }, remove: [] })).toEqual([{ PUT: [{ a: 'x' }] }]);

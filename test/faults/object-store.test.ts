@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { until } from '../helpers/faults.js';
 import { call, DEMO_MODEL, download, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
-// Writes to the object store fail: the agent's upload is retried (a new invoke attempt), and a write that never
+// Writes to the object store fail: the upload is retried (a new runTask attempt), and a write that never
 // succeeds is never reported as success. The failure is made real by putting a plain file where the user's image
 // directory must be created.
 
@@ -33,7 +33,7 @@ async function invokeAttempt(taskId: string): Promise<number> {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), s.activityType?.name ?? '');
     const started = e.activityTaskStartedEventAttributes;
-    if (started && scheduled.get(String(started.scheduledEventId)) === 'invokeFunction') attempt = started.attempt ?? 1;
+    if (started && scheduled.get(String(started.scheduledEventId)) === 'runTask') attempt = started.attempt ?? 1;
   }
   return attempt;
 }
@@ -47,10 +47,10 @@ it('a failed image write is retried, and the task succeeds once the store accept
     { stable_diffusion_model: DEMO_MODEL, prompt: 'retry my write', steps: 3, width: 64, height: 64 },
     { 'Request-Type': 'async' },
   );
-  // Unblock only once an invoke attempt has failed on the write: Temporal then shows the retry pending.
-  await until('an invoke attempt to fail on the write', async () => {
+  // Unblock only once a runTask attempt has failed on the write: Temporal then shows the retry pending.
+  await until('a runTask attempt to fail on the write', async () => {
     const d = await client.workflow.getHandle(r.json.taskId).describe();
-    const invoke = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'invokeFunction');
+    const invoke = d.raw.pendingActivities?.find((a) => a.activityType?.name === 'runTask');
     return (invoke?.attempt ?? 0) >= 2 || undefined;
   });
   rmSync(blocker);

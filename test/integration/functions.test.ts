@@ -175,6 +175,26 @@ describe('POST /batch_update_sd_resource', () => {
   });
 });
 
+describe('GET /functions/{name}', () => {
+  it("answers the record's resources and the runtime's limits and instances, by function or checkpoint name", async () => {
+    const r = await api('GET', `/functions/${FN_1}`);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const inRuntime = (await runtimeFn(FN_1))!;
+    expect(r.json).toMatchObject({
+      functionName: FN_1,
+      model: DEMO_MODEL,
+      resources: (await meta.getFunction(FN_1))?.resources,
+    });
+    expect(r.json.runtime.limits).toEqual(inRuntime.limits);
+    expect(r.json.runtime.instances.map((i: { id: string }) => i.id)).toEqual(inRuntime.instances.map((i) => i.id));
+    expect(r.json.runtime.instances[0]).toEqual({ id: expect.any(String), busy: false, startedAt: expect.any(String) });
+    expect((await api('GET', `/functions/${DEMO_MODEL}`)).json.functionName).toBe(FN_1);
+    const unknown = await api('GET', `/functions/${UNKNOWN_FN}`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.message).toMatch(/unknown function/);
+  });
+});
+
 describe('POST /del/sd/functions', () => {
   it('deletes the runtime function (stopping its instances) and its record; the next request recreates both', async () => {
     const pids = (await live(FN_2)).map((i) => i.pid);
@@ -271,6 +291,8 @@ describe('the command line and a failing runtime', () => {
     expect(del.status, JSON.stringify(del.json)).toBe(500);
     expect(del.json.fails).toEqual([{ functionName: FN_1, message: expect.stringMatching(/unreachable/) }]);
     expect(await meta.getFunction(FN_1)).not.toBeNull();
+    const shown = await api('GET', `/functions/${FN_1}`);
+    expect(shown.json).toMatchObject({ functionName: FN_1, runtime: null, runtimeError: expect.any(String) });
     const restart = await api('POST', '/restart');
     expect(restart.status).toBe(503);
     expect(restart.json.message).toMatch(/unreachable/);

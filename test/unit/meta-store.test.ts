@@ -570,10 +570,61 @@ describe('leases', () => {
     open.splice(0);
     const raw = new Database(file);
     raw.exec('DROP TABLE leases');
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    // Leases came with the fourth schema version.
+    raw.pragma('user_version = 3');
     raw.close();
     const migrated = openStore();
     expect(await migrated.getTask('t1')).not.toBeNull();
     expect(await migrated.tryAcquireLease('r', 'A', 30_000)).toBe(true);
+  });
+});
+
+describe('deleted tasks, counts and timings', () => {
+  const timings = { startMs: 1200, samplingMs: 3400, coldStart: true, checkpointLoad: false };
+
+  it('moves a final task to deleted with no images, once; an open task stays open', async () => {
+    const store = openStore();
+    await store.insertTask(newTask('done'));
+    await store.finalizeTask('done', { status: 'succeeded', images: ['images/alice/done_1.png'], info: '{}', timings });
+    const deleted = await store.markTaskDeleted('done');
+    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings });
+    expect(await store.markTaskDeleted('done')).toEqual(deleted);
+    await store.insertTask(newTask('open'));
+    expect((await store.markTaskDeleted('open'))?.status).toBe('waiting');
+    expect(await store.markTaskDeleted('missing')).toBeNull();
+    expect((await store.listTasks({ status: ['deleted'] })).items.map((t) => t.taskId)).toEqual(['done']);
+  });
+
+  it('counts task rows by status and checkpoint', async () => {
+    const store = openStore();
+    await store.insertTask(newTask('a'));
+    await store.insertTask(newTask('b'));
+    await store.insertTask(newTask('c', { model: 'sdxl' }));
+    await store.finalizeTask('b', { status: 'failed', images: [], message: 'boom' });
+    const counts = await store.countTasks();
+    expect(counts).toHaveLength(3);
+    expect(counts).toEqual(
+      expect.arrayContaining([
+        { status: 'waiting', model: 'sd15', count: 1 },
+        { status: 'failed', model: 'sd15', count: 1 },
+        { status: 'waiting', model: 'sdxl', count: 1 },
+      ]),
+    );
+  });
+
+  it('are added to a database of the previous schema version by its migration, keeping its rows', async () => {
+    const first = openStore();
+    await first.insertTask(newTask('old'));
+    await first.finalizeTask('old', { status: 'succeeded', images: ['images/alice/old_1.png'] });
+    await first.close();
+    open.splice(0);
+    const raw = new Database(file);
+    // The fourth version's tasks table: no timings column, no deleted status.
+    raw.exec('ALTER TABLE tasks DROP COLUMN timings');
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.close();
+    const migrated = openStore();
+    expect(await migrated.getTask('old')).toMatchObject({ status: 'succeeded', images: ['images/alice/old_1.png'] });
+    expect((await migrated.markTaskDeleted('old'))?.status).toBe('deleted');
   });
 });

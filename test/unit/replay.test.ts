@@ -16,17 +16,29 @@ const CHANGED = fileURLToPath(new URL('../fixtures/changed-workflows/', import.m
 
 type HistoryEvent = NonNullable<History['events']>[number];
 
-/** The fixtures replay must cover, with the workflow type each records and how its run closed. */
-const REQUIRED: Record<string, { type: string; closedBy: keyof HistoryEvent }> = {
-  'generation-success': { type: 'generationWorkflow', closedBy: 'workflowExecutionCompletedEventAttributes' },
-  'generation-cancel-running': { type: 'generationWorkflow', closedBy: 'workflowExecutionCanceledEventAttributes' },
-  'generation-cancel-queued': { type: 'generationWorkflow', closedBy: 'workflowExecutionCanceledEventAttributes' },
-  'generation-failure': { type: 'generationWorkflow', closedBy: 'workflowExecutionFailedEventAttributes' },
-  'semaphore-continue-as-new': {
-    type: 'semaphoreWorkflow',
-    closedBy: 'workflowExecutionContinuedAsNewEventAttributes',
-  },
-};
+/**
+ * The fixtures replay must cover, with the workflow type each records and how its run closed: each version of the
+ * workflows keeps its histories, as tasks an earlier version started may be in flight when a new one ships.
+ */
+const VERSIONS = ['v1', 'v2'];
+const REQUIRED: Record<string, { type: string; closedBy: keyof HistoryEvent }> = Object.fromEntries(
+  VERSIONS.flatMap((v) => [
+    [`generation-${v}-success`, { type: 'generationWorkflow', closedBy: 'workflowExecutionCompletedEventAttributes' }],
+    [
+      `generation-${v}-cancel-running`,
+      { type: 'generationWorkflow', closedBy: 'workflowExecutionCanceledEventAttributes' },
+    ],
+    [
+      `generation-${v}-cancel-queued`,
+      { type: 'generationWorkflow', closedBy: 'workflowExecutionCanceledEventAttributes' },
+    ],
+    [`generation-${v}-failure`, { type: 'generationWorkflow', closedBy: 'workflowExecutionFailedEventAttributes' }],
+    [
+      `semaphore-${v}-continue-as-new`,
+      { type: 'semaphoreWorkflow', closedBy: 'workflowExecutionContinuedAsNewEventAttributes' },
+    ],
+  ]),
+);
 
 const fixtureNames = () =>
   readdirSync(FIXTURES)
@@ -61,8 +73,17 @@ describe('replay of recorded histories', () => {
       expect(events[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name, name).toBe(want.type);
       expect(events.at(-1)?.[want.closedBy], `${name} closed by ${want.closedBy}`).toBeTruthy();
     }
-    expect(scheduledActivities(load('generation-cancel-queued'))).not.toContain('invokeFunction');
-    expect(scheduledActivities(load('generation-cancel-running'))).toContain('invokeFunction');
+    expect(scheduledActivities(load('generation-v1-cancel-queued'))).not.toContain('invokeFunction');
+    expect(scheduledActivities(load('generation-v1-cancel-running'))).toContain('invokeFunction');
+    // The second version runs the GPU part in one activity, cancelled while it waited for a slot or while it ran.
+    for (const name of ['generation-v2-cancel-queued', 'generation-v2-cancel-running']) {
+      expect(scheduledActivities(load(name)), name).toEqual(['runTask']);
+      const events = load(name).events ?? [];
+      expect(
+        events.some((e) => e.activityTaskCancelRequestedEventAttributes),
+        name,
+      ).toBe(true);
+    }
     // Histories stay small: payloads are object keys and numbers, never images.
     for (const name of names) expect(readFileSync(join(FIXTURES, `${name}.json`)).length, name).toBeLessThan(64 * 1024);
   });

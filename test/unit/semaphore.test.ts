@@ -3,7 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
-import { createSlotActivities } from '../../src/activities/slots.js';
+import { acquireSlot, createSlotActivities, releaseSlot } from '../../src/activities/slots.js';
 import type { LeaseRef, SemaphoreState } from '../../src/types.js';
 import { releaseSignal, semaphoreStateQuery, setLimitSignal } from '../../src/workflows/definitions.js';
 
@@ -238,5 +238,129 @@ describe('semaphore', () => {
     const final = await sem.state();
     expect(final.totalGrants).toBe(200);
     expect(final.queue).toEqual([]);
+  }, 180_000);
+});
+
+describe('semaphore: acquire by update', () => {
+  function updateSemaphore(limit: number, continueAsNewAfterGrants = 1000) {
+    const sem = semaphore(limit, continueAsNewAfterGrants);
+    const ref = {
+      id: sem.id,
+      taskQueue,
+      policy: { leaseCheckS: LEASE_CHECK_S, continueAsNewAfterGrants, initialLimit: limit },
+    };
+    return {
+      ...sem,
+      /** Resolves once the lease is granted; aborting the signal gives up waiting. */
+      take: (lease: LeaseRef, signal = new AbortController().signal) => acquireSlot(client, ref, { lease }, signal),
+      give: (lease: LeaseRef) => releaseSlot(client, sem.id, lease),
+    };
+  }
+
+  it('answers at once when a slot is free, and when the lease already holds one (a retried attempt)', async () => {
+    const sem = updateSemaphore(1);
+    const a = await holder();
+    await sem.take(a); // starts the semaphore too: it was not running
+    await sem.take(a);
+    const s = await sem.state();
+    expect(ids(s.holders)).toEqual([a.workflowId]);
+    expect(s.totalGrants).toBe(1);
+    // Granted by the answer, not by a signal.
+    expect(await grantsInHistory(a)).toEqual([]);
+  });
+
+  it('a waiting acquire answers when a slot frees, in arrival order, never above the limit', async () => {
+    const sem = updateSemaphore(2);
+    const leases = await Promise.all(Array.from({ length: 5 }, () => holder()));
+    const order: string[] = [];
+    await sem.take(leases[0]);
+    await sem.take(leases[1]);
+    const waiting = leases.slice(2).map((l, i) =>
+      (async () => {
+        // Queued one after the other, so that arrival order is known.
+        await new Promise((r) => setTimeout(r, i * 300));
+        await sem.take(l);
+        order.push(l.workflowId);
+      })(),
+    );
+    await eventually(sem.state, (st) => st.queue.length === 3);
+    for (const l of leases) {
+      await sem.give(l);
+      const s = await sem.state();
+      expect(s.holders.length).toBeLessThanOrEqual(2);
+    }
+    await Promise.all(waiting);
+    expect(order).toEqual(ids(leases.slice(2)));
+    const s = await eventually(sem.state, (st) => st.holders.length === 0);
+    // Every ended lease is recorded with when it was granted and released.
+    expect(s.recent?.map((r) => r.leaseId).sort()).toEqual(leases.map((l) => l.leaseId).sort());
+    for (const r of s.recent ?? []) expect(r.releasedAt).toBeGreaterThanOrEqual(r.grantedAt);
+  });
+
+  it('a waiter that gives up and releases is withdrawn, never granted', async () => {
+    const sem = updateSemaphore(1);
+    const [a, b, c] = [await holder(), await holder(), await holder()];
+    await sem.take(a);
+    const giveUp = new AbortController();
+    const bWaits = sem.take(b, giveUp.signal);
+    const cWaits = sem.take(c);
+    await eventually(sem.state, (st) => st.queue.length === 2);
+    giveUp.abort();
+    await expect(bWaits).rejects.toThrow();
+    await sem.give(b);
+    await sem.give(a);
+    await cWaits;
+    const s = await sem.state();
+    expect(ids(s.holders)).toEqual([c.workflowId]);
+    expect(s.recent?.map((r) => r.leaseId)).not.toContain(b.leaseId);
+  });
+
+  it('waiters keep their place across continue-as-new: the handed-over run grants them', async () => {
+    const sem = updateSemaphore(1, 3);
+    const leases = await Promise.all(Array.from({ length: 6 }, () => holder()));
+    const firstRun = (await (async () => {
+      await sem.take(leases[0]);
+      return sem.runId();
+    })()) as string;
+    const granted: string[] = [];
+    const waiting = leases.slice(1).map((l, i) =>
+      (async () => {
+        await new Promise((r) => setTimeout(r, i * 200));
+        await sem.take(l);
+        granted.push(l.workflowId);
+      })(),
+    );
+    await eventually(sem.state, (st) => st.queue.length === 5);
+    for (const l of leases) {
+      await eventually(sem.state, (st) => st.holders.some((h) => h.leaseId === l.leaseId), 30_000);
+      await sem.give(l);
+    }
+    await Promise.all(waiting);
+    expect(granted).toEqual(ids(leases.slice(1)));
+    expect(await sem.runId()).not.toBe(firstRun);
+    expect((await sem.state()).totalGrants).toBe(6);
+  });
+
+  it('takes a burst of 100 acquires at once and never grants more than the limit', async () => {
+    const limit = 4;
+    const sem = updateSemaphore(limit, 40);
+    const leases = await Promise.all(Array.from({ length: 100 }, () => holder()));
+    let inside = 0;
+    let peak = 0;
+    await Promise.all(
+      leases.map(async (l) => {
+        await sem.take(l);
+        inside++;
+        peak = Math.max(peak, inside);
+        await new Promise((r) => setTimeout(r, 10));
+        inside--;
+        await sem.give(l);
+      }),
+    );
+    expect(peak).toBeLessThanOrEqual(limit);
+    const s = await sem.state();
+    expect(s.totalGrants).toBe(100);
+    expect(s.holders).toEqual([]);
+    expect(s.queue).toEqual([]);
   }, 180_000);
 });

@@ -5,7 +5,7 @@ import { queryFlag } from '../../a1111/query.js';
 import { objectKeyForInterrupt } from '../../platform/object-store/keys.js';
 import { ObjectNotFoundError } from '../../platform/object-store/port.js';
 import type { TaskRecord } from '../../records.js';
-import { EMPTY_SD_STATE, isFinal, type SdParams, type TaskKind } from '../../types.js';
+import { EMPTY_SD_STATE, isOpen, type SdParams, type TaskKind } from '../../types.js';
 import { answerTask, send } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { requestCheckpoint } from '../checkpoints.js';
@@ -92,7 +92,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
 
   router.get('/sdapi/v1/progress', async (ctx) => {
     const task = await latestTask(deps, principalOf(ctx).user);
-    if (!task || isFinal(task.status)) {
+    if (!task || !isOpen(task.status)) {
       // A1111 reports an idle server as progress 0 with no job.
       ctx.body = { progress: 0, eta_relative: 0, state: EMPTY_SD_STATE, current_image: null, textinfo: null };
       return;
@@ -113,7 +113,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
   router.post('/sdapi/v1/interrupt', async (ctx) => {
     const user = principalOf(ctx).user;
     const task = await latestTask(deps, user);
-    if (task && !isFinal(task.status)) {
+    if (task && isOpen(task.status)) {
       await deps.store.put(objectKeyForInterrupt(task.user, task.taskId), Buffer.from(new Date().toISOString()), {
         contentType: 'text/plain',
       });

@@ -134,6 +134,32 @@ export function functionRoutes(router: Router, deps: Deps) {
 
   const settingsOf = (target: Target) => (target.current.sdOptions ?? {}) as Record<string, unknown>;
 
+  // One function as the record and the runtime each see it: the resources asked for, and what runs (the limits in
+  // effect, the instances). Read-only; a name the runtime cannot answer for still shows its record.
+  router.get('/functions/:name', async (ctx) => {
+    requireAdmin(ctx);
+    const name = ctx.params.name ?? '';
+    const functionName = functionNameOf(name, prefix);
+    const record = await meta.getFunction(functionName);
+    const runtime = await runtimeFunctions();
+    const running = runtime?.get(functionName);
+    if (!record && !running) throw notFound(`${name}: unknown function`);
+    ctx.body = {
+      functionName,
+      model: record?.model ?? running?.model,
+      resources: record?.resources ?? running?.resources ?? {},
+      // The port's view of an instance, the same from every runtime (the local one also knows pids and ports).
+      runtime: running
+        ? {
+            resources: running.resources,
+            limits: running.limits ?? null,
+            instances: (running.instances ?? []).map(({ id, busy, startedAt }) => ({ id, busy, startedAt })),
+          }
+        : null,
+      ...(runtime ? {} : { runtimeError: 'the function runtime did not answer' }),
+    };
+  });
+
   router.get('/functions/:name/options', async (ctx) => {
     const target = await selectOne(ctx.params.name ?? '');
     ctx.body = { functionName: target.functionName, model: target.model, options: settingsOf(target) };

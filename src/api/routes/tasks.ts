@@ -7,9 +7,19 @@ import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.
 import { principalOf } from '../auth.js';
 import { badRequest, forbidden } from '../errors.js';
 import { clientTaskId, idempotencyKey } from '../request-headers.js';
-import { cancelTask, progressView, resultView, retryTask, type TaskDeps, taskFor, taskSummary } from '../tasks.js';
+import {
+  cancelTask,
+  deleteTask,
+  progressView,
+  resultView,
+  retryTask,
+  type TaskDeps,
+  taskFor,
+  taskSummary,
+} from '../tasks.js';
 
-// GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry.
+// GET /tasks, GET /tasks/{id}/result, GET /tasks/{id}/progress, POST /tasks/{id}/cancellation, POST /tasks/{id}/retry,
+// DELETE /tasks/{id}.
 
 function taskIdParam(value: string | undefined): string {
   if (!value || !TASK_ID.test(value)) throw badRequest(`taskId: ${TASK_ID_RULE}`);
@@ -64,6 +74,13 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
     const task = await taskFor(deps, taskIdParam(ctx.params.taskId), principalOf(ctx));
     const after = await cancelTask(deps, task);
     ctx.body = { taskId: after.taskId, status: after.status };
+  });
+
+  // The owner's or an admin's: another user's task is missing (404), as for every task route.
+  router.delete('/tasks/:taskId', async (ctx) => {
+    const task = await taskFor(deps, taskIdParam(ctx.params.taskId), principalOf(ctx));
+    const deleted = await deleteTask(deps, task);
+    ctx.body = { taskId: deleted.taskId, status: deleted.status };
   });
 
   router.post('/tasks/:taskId/retry', async (ctx) => {

@@ -20,6 +20,13 @@ export interface TaskQuery {
   cursor?: string;
 }
 
+/** How many task rows have one status and checkpoint. */
+export interface TaskCount {
+  status: TaskStatus;
+  model: string;
+  count: number;
+}
+
 export interface Page<T> {
   items: T[];
   cursor?: string;
@@ -46,6 +53,13 @@ export interface MetaStore {
    */
   finalizeTask(taskId: string, final: TaskFinal): Promise<TaskRecord | null>;
   listTasks(query: TaskQuery): Promise<Page<TaskRecord>>;
+  /**
+   * Moves a final task to `deleted` with no images (its objects are the caller's to remove); returns the stored
+   * record. Idempotent: a task already deleted is returned as it is; an open task is left open.
+   */
+  markTaskDeleted(taskId: string): Promise<TaskRecord | null>;
+  /** Task rows by status and checkpoint. It may read every row (Tablestore has no aggregate): callers cache it. */
+  countTasks(): Promise<TaskCount[]>;
 
   putModel(model: ModelRecord): Promise<void>;
   /** Conditional insert: false when a model of that name exists (and is not deleted). */

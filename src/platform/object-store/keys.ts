@@ -7,9 +7,20 @@ export function objectKeyForOutput(user: string, taskId: string, n: number): str
   return `images/${user}/${taskId}_${n}.png`;
 }
 
+/** Whether `key` is one of the task's outputs (`images/<user>/<taskId>_<n>.png`), not another task's that shares a prefix. */
+export function isOutputOf(key: string, user: string, taskId: string): boolean {
+  const prefix = `images/${user}/${taskId}_`;
+  return key.startsWith(prefix) && /^[0-9]+\.png$/.test(key.slice(prefix.length));
+}
+
+/** `inputs/<user>/<taskId>/`: a task's claim-checked inputs (and its large passthrough body). */
+export function inputPrefix(user: string, taskId: string): string {
+  return `inputs/${user}/${taskId}/`;
+}
+
 /** `inputs/<user>/<taskId>/<name>`: where the API's claim check puts base64 inputs. */
 export function objectKeyForInput(user: string, taskId: string, name: string): string {
-  return `inputs/${user}/${taskId}/${name}`;
+  return `${inputPrefix(user, taskId)}${name}`;
 }
 
 /**
@@ -17,7 +28,12 @@ export function objectKeyForInput(user: string, taskId: string, name: string): s
  * because with one request per instance (FC's instanceConcurrency 1) a second request can never reach a busy one.
  */
 export function objectKeyForInterrupt(user: string, taskId: string): string {
-  return `control/${user}/${taskId}/interrupt`;
+  return `${controlPrefix(user, taskId)}interrupt`;
+}
+
+/** `control/<user>/<taskId>/`: a task's control requests. */
+export function controlPrefix(user: string, taskId: string): string {
+  return `control/${user}/${taskId}/`;
 }
 
 /** `previews/<user>/<taskId>/`: where a running task's live previews are kept while it runs. */

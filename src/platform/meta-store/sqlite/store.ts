@@ -14,7 +14,7 @@ import type {
 import { insertedTask } from '../../../records.js';
 import { type ErrorKind, isFinal, type TaskKind, type TaskStatus } from '../../../types.js';
 import { decodeCursor, encodeCursor, isoInstant, pageLimit } from '../cursor.js';
-import type { MetaStore, Page, TaskQuery } from '../port.js';
+import type { MetaStore, Page, TaskCount, TaskQuery } from '../port.js';
 
 // The embedded meta store. Several processes (API replicas, worker, runtime) open the same file at once, so the
 // connection runs in WAL mode with a busy timeout, and every write that must be atomic is one statement or an
@@ -97,6 +97,41 @@ const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  // The status 'deleted' (retention) and the GPU part's timings. SQLite cannot change a CHECK: the table is rebuilt.
+  `
+  CREATE TABLE tasks_v5 (
+    task_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'succeeded', 'failed', 'cancelled', 'deleted')),
+    params TEXT NOT NULL,
+    images TEXT NOT NULL,
+    info TEXT,
+    parameters TEXT,
+    message TEXT,
+    error_kind TEXT,
+    retry_of TEXT,
+    idempotency_key TEXT,
+    request_hash TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    timings TEXT
+  );
+  INSERT INTO tasks_v5 (task_id, user, kind, model, status, params, images, info, parameters, message, error_kind,
+                        retry_of, idempotency_key, request_hash, created_at, updated_at, started_at, finished_at)
+    SELECT task_id, user, kind, model, status, params, images, info, parameters, message, error_kind,
+           retry_of, idempotency_key, request_hash, created_at, updated_at, started_at, finished_at FROM tasks;
+  DROP TABLE tasks;
+  ALTER TABLE tasks_v5 RENAME TO tasks;
+  CREATE INDEX tasks_user_created ON tasks (user, created_at, task_id);
+  CREATE INDEX tasks_status_created ON tasks (status, created_at, task_id);
+  CREATE INDEX tasks_created ON tasks (created_at, task_id);
+  CREATE UNIQUE INDEX tasks_user_idempotency ON tasks (user, idempotency_key) WHERE idempotency_key IS NOT NULL;
+  CREATE INDEX tasks_status_model ON tasks (status, model);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -120,6 +155,7 @@ interface TaskRow {
   updated_at: string;
   started_at: string | null;
   finished_at: string | null;
+  timings: string | null;
 }
 
 interface ModelRow {
@@ -169,6 +205,7 @@ function toTask(row: TaskRow): TaskRecord {
   if (row.request_hash !== null) task.requestHash = row.request_hash;
   if (row.started_at !== null) task.startedAt = row.started_at;
   if (row.finished_at !== null) task.finishedAt = row.finished_at;
+  if (row.timings !== null) task.timings = JSON.parse(row.timings);
   return task;
 }
 
@@ -234,8 +271,15 @@ export class SqliteMetaStore implements MetaStore {
         WHERE task_id = @taskId AND status = 'waiting'`),
       finalize: db.prepare(`
         UPDATE tasks SET status = @status, images = @images, info = @info, parameters = @parameters,
-                         message = @message, error_kind = @errorKind, updated_at = @now, finished_at = @now
+                         message = @message, error_kind = @errorKind, timings = @timings, updated_at = @now,
+                         finished_at = @now
         WHERE task_id = @taskId AND status IN ('waiting', 'running')`),
+      markDeleted: db.prepare(`
+        UPDATE tasks SET status = 'deleted', images = '[]', updated_at = @now
+        WHERE task_id = @taskId AND status IN ('succeeded', 'failed', 'cancelled')`),
+      countTasks: db.prepare<[], { status: string; model: string; count: number }>(
+        'SELECT status, model, COUNT(*) AS count FROM tasks GROUP BY status, model',
+      ),
       putModel: db.prepare(`
         INSERT INTO models (name, type, oss_path, etag, status, message, registered_time, last_modification_time)
         VALUES (@name, @type, @ossPath, @etag, @status, @message, @registeredTime, @lastModificationTime)
@@ -360,12 +404,27 @@ export class SqliteMetaStore implements MetaStore {
           parameters: jsonOrNull(final.parameters),
           message: final.message ?? null,
           errorKind: final.errorKind ?? null,
+          timings: jsonOrNull(final.timings),
           now: now(),
         });
         return this.stmt.getTask.get(taskId);
       })
       .immediate();
     return row ? toTask(row) : null;
+  }
+
+  async markTaskDeleted(taskId: string): Promise<TaskRecord | null> {
+    const row = this.db
+      .transaction(() => {
+        this.stmt.markDeleted.run({ taskId, now: now() });
+        return this.stmt.getTask.get(taskId);
+      })
+      .immediate();
+    return row ? toTask(row) : null;
+  }
+
+  async countTasks(): Promise<TaskCount[]> {
+    return this.stmt.countTasks.all().map((r) => ({ status: r.status as TaskStatus, model: r.model, count: r.count }));
   }
 
   /** Newest first (createdAt, then taskId, descending). An empty status list means any status. */

@@ -113,7 +113,7 @@ const jsonOrUndefined = (value: unknown) => (value === undefined ? undefined : J
 // ---- tasks ----
 
 /** The optional columns a final record sets or clears. */
-const FINAL_OPTIONAL = ['info', 'parameters', 'message', 'errorKind'] as const;
+const FINAL_OPTIONAL = ['info', 'parameters', 'message', 'errorKind', 'timings'] as const;
 
 /**
  * The attribute columns of a new task row. `writeId` names this insert, so a retried insert can tell its own row
@@ -170,6 +170,7 @@ export function taskFromColumns(columns: Columns): TaskRecord {
   if (startedAt !== undefined) task.startedAt = startedAt;
   const finishedAt = optionalText(columns, 'finishedAt', what);
   if (finishedAt !== undefined) task.finishedAt = finishedAt;
+  if (columns.timings !== undefined) task.timings = json(columns, 'timings', what);
   return task;
 }
 
@@ -190,11 +191,17 @@ export function finalUpdate(final: TaskFinal, now: string): ColumnUpdate {
     parameters: jsonOrUndefined(final.parameters),
     message: final.message,
     errorKind: final.errorKind,
+    timings: jsonOrUndefined(final.timings),
   });
   return {
     put: { status: final.status, images: JSON.stringify(final.images), updatedAt: now, finishedAt: now, ...optional },
     remove: FINAL_OPTIONAL.filter((name) => optional[name] === undefined),
   };
+}
+
+/** A final task's move to `deleted`: its images are gone, the rest of its record stays. */
+export function deletedUpdate(now: string): ColumnUpdate {
+  return { put: { status: 'deleted', images: '[]', updatedAt: now }, remove: [] };
 }
 
 /** The SDK's form of a column update. */

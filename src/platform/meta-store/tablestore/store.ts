@@ -13,9 +13,10 @@ import type {
 } from '../../../records.js';
 import { insertedTask } from '../../../records.js';
 import { isFinal } from '../../../types.js';
-import type { MetaStore, Page, TaskQuery } from '../port.js';
+import type { MetaStore, Page, TaskCount, TaskQuery } from '../port.js';
 import { isConditionFailure, MetaStoreError, TablestoreCaller } from './client.js';
 import {
+  deletedUpdate,
   finalUpdate,
   functionColumns,
   functionFromColumns,
@@ -201,6 +202,36 @@ export class TablestoreMetaStore implements MetaStore {
   /** Newest first (createdAt, then taskId, descending). An empty status list means any status. */
   listTasks(query: TaskQuery): Promise<Page<TaskRecord>> {
     return this.index.list(query);
+  }
+
+  async markTaskDeleted(taskId: string): Promise<TaskRecord | null> {
+    const task = await this.getTask(taskId);
+    if (!task || !isFinal(task.status)) return task;
+    await this.index.put(statusPointers(task, 'deleted'));
+    await conditionally(() =>
+      this.tables.updateRow(
+        TABLES.tasks,
+        [{ taskId }],
+        deletedUpdate(now()),
+        condition('EXPECT_EXIST', equals('status', task.status)),
+      ),
+    );
+    const stored = await this.getTask(taskId);
+    if (stored) await this.index.prune(stored);
+    return stored;
+  }
+
+  /** A scan of the task table: Tablestore tables have no aggregate, and the index's pointers carry no checkpoint. */
+  async countTasks(): Promise<TaskCount[]> {
+    const counts = new Map<string, TaskCount>();
+    for await (const row of this.tables.scanAll(TABLES.tasks)) {
+      const { status, model } = taskFromColumns(row);
+      const key = JSON.stringify([status, model]);
+      const entry = counts.get(key) ?? { status, model, count: 0 };
+      entry.count++;
+      counts.set(key, entry);
+    }
+    return [...counts.values()];
   }
 
   // ---- models ----
