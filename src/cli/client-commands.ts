@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { registerBenchCommand } from './client/bench.js';
+import { registerBenchCommand } from './bench/command.js';
 import { registerFunctionCommands, registerModelCommands } from './client/catalog.js';
 import { registerOptionsCommands } from './client/function-admin.js';
 import { registerGenerationCommands } from './client/generate.js';

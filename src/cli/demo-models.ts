@@ -19,8 +19,17 @@ export function emptySafetensors(metadata: Record<string, string>): Buffer {
   return Buffer.concat([length, header]);
 }
 
-export async function registerDemoCheckpoints(store: ObjectStore, meta: MetaStore): Promise<string[]> {
-  for (const name of DEMO_CHECKPOINTS) {
+export function registerDemoCheckpoints(store: ObjectStore, meta: MetaStore): Promise<string[]> {
+  return registerSimCheckpoints(store, meta, DEMO_CHECKPOINTS);
+}
+
+/** Registers placeholder checkpoints as loaded (the benchmark needs more than the two demo ones). */
+export async function registerSimCheckpoints(
+  store: ObjectStore,
+  meta: MetaStore,
+  names: readonly string[],
+): Promise<string[]> {
+  for (const name of names) {
     const key = objectKeyForModel('stableDiffusion', name);
     const existing = await meta.getModel(name);
     if (existing && existing.status !== 'deleted') continue;
@@ -40,5 +49,5 @@ export async function registerDemoCheckpoints(store: ObjectStore, meta: MetaStor
       lastModificationTime: now,
     });
   }
-  return [...DEMO_CHECKPOINTS];
+  return [...names];
 }

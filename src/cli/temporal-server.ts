@@ -1,8 +1,10 @@
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Client, Connection } from '@temporalio/client';
+import { freePort } from '../http-util.js';
 import { isAlive, stopGroup } from '../platform/functions/local/processes.js';
 import { SEARCH_ATTRIBUTES } from '../types.js';
 
@@ -156,6 +158,38 @@ export async function startDevServer(o: DevServerOptions): Promise<DevServer> {
       forget();
     },
   };
+}
+
+const FREE_PORT_ATTEMPTS = 3;
+
+/**
+ * Starts a dev server (in memory) on ports that were free a moment ago. Another process may take one of them in
+ * between (the server also picks internal ports of its own), so a server that exits at start is tried again on new
+ * ports. Each attempt logs to `temporal-<n>.log` in `logDir`.
+ */
+export async function startDevServerOnFreePorts(
+  o: Pick<DevServerOptions, 'cli' | 'namespace' | 'headless' | 'exitWithParent'> & { logDir: string },
+): Promise<DevServer> {
+  for (let attempt = 1; ; attempt++) {
+    const logFile = join(o.logDir, `temporal-${attempt}.log`);
+    try {
+      return await startDevServer({
+        ...o,
+        ip: '127.0.0.1',
+        port: await freePort(),
+        uiPort: await freePort(),
+        httpPort: await freePort(),
+        metricsPort: await freePort(),
+        logFile,
+      });
+    } catch (err) {
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
+      console.warn(
+        `temporal dev server, attempt ${attempt} of ${FREE_PORT_ATTEMPTS}: ${(err as Error).message}\n${log}`,
+      );
+      if (attempt >= FREE_PORT_ATTEMPTS) throw err;
+    }
+  }
 }
 
 /** util-linux `setpriv`, when it runs here; Linux only, as the parent-death signal is. */

@@ -137,6 +137,25 @@ function intervalsOfFile(events: StatsEvent[], now: number): Interval[] {
   return out;
 }
 
+/** The events of every stats file under a stats dir, one list per simulator process. */
+function readEventFiles(statsDir: string): StatsEvent[][] {
+  let files: string[];
+  try {
+    files = readdirSync(statsDir).filter((n) => n.endsWith('.ndjson'));
+  } catch {
+    return [];
+  }
+  const out: StatsEvent[][] = [];
+  for (const name of files) {
+    try {
+      out.push(parseLines(readFileSync(join(statsDir, name), 'utf8')));
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return out;
+}
+
 /**
  * Every busy interval recorded under a stats dir, across all simulator processes, sorted by start. A start with
  * no end counts as open until now. Only `kinds` are returned: generation and extras by default; pass
@@ -144,26 +163,23 @@ function intervalsOfFile(events: StatsEvent[], now: number): Interval[] {
  */
 export function readBusyIntervals(statsDir: string, opts: { kinds?: readonly string[] | 'all' } = {}): Interval[] {
   const kinds = opts.kinds ?? WORK_KINDS;
-  let files: string[];
-  try {
-    files = readdirSync(statsDir).filter((n) => n.endsWith('.ndjson'));
-  } catch {
-    return [];
-  }
   const now = Date.now();
-  const all: Interval[] = [];
-  for (const name of files) {
-    let text: string;
-    try {
-      text = readFileSync(join(statsDir, name), 'utf8');
-    } catch {
-      continue;
-    }
-    all.push(...intervalsOfFile(parseLines(text), now));
-  }
-  return all
+  return readEventFiles(statsDir)
+    .flatMap((events) => intervalsOfFile(events, now))
     .filter((i) => kinds === 'all' || (i.kind !== undefined && kinds.includes(i.kind)))
     .sort((a, b) => a.start - b.start);
+}
+
+/**
+ * When each checkpoint load ended, across all simulator processes under a stats dir, sorted: a load job that loaded,
+ * or a generation that had to load its checkpoint first.
+ */
+export function readCheckpointLoads(statsDir: string): number[] {
+  return readEventFiles(statsDir)
+    .flat()
+    .filter((e) => e.event === 'end' && (e.loaded === true || e.loadedModel === true))
+    .map((e) => e.t)
+    .sort((a, b) => a - b);
 }
 
 /** The peak number of intervals open at once. Touching intervals ([a,b] then [b,c]) do not overlap. */

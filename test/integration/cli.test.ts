@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { latencyStats, percentile } from '../../src/cli/client/stats.js';
 import { DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack } from '../helpers/stack.js';
 
 // The client CLI as users run it: the built `node dist/cli/main.js` as a real process against a real stack, with
@@ -406,60 +405,3 @@ describe('webhooks secret', () => {
   });
 });
 
-describe('bench', () => {
-  it('sync: --requests 4 --json reports 4 successes with consistent statistics', async () => {
-    const r = await json(['bench', '--requests', '4', '--steps', '2', '--width', '64', '--height', '64']);
-    expect(r).toMatchObject({ mode: 'sync', model: DEMO_MODEL, count: 4, concurrency: 1, succeeded: 4, failed: 0 });
-    expect(r.errors).toEqual([]);
-    const l = r.latencyMs;
-    expect(l.p50).toBeGreaterThan(0);
-    expect(l.min).toBeLessThanOrEqual(l.p50);
-    expect(l.p50).toBeLessThanOrEqual(l.p90);
-    expect(l.p90).toBeLessThanOrEqual(l.p99);
-    expect(l.p99).toBeLessThanOrEqual(l.max);
-    expect(l.mean).toBeGreaterThanOrEqual(l.min);
-    expect(l.mean).toBeLessThanOrEqual(l.max);
-    expect(r.first.ok).toBe(true);
-    expect(r.first.latencyMs).toBeGreaterThanOrEqual(l.min);
-    expect(r.first.latencyMs).toBeLessThanOrEqual(l.max);
-    // One request at a time: the wall time holds every request, and throughput is successes per wall second.
-    expect(r.wallMs).toBeGreaterThanOrEqual(l.mean * 4 - 1);
-    expect(r.throughput).toBeCloseTo(4 / (r.wallMs / 1000), 2);
-  });
-
-  it('async: reports submit and submit → final latencies; human output is a table', async () => {
-    const r = await json([
-      'bench',
-      '--mode',
-      'async',
-      '--requests',
-      '3',
-      '--concurrency',
-      '3',
-      '--model',
-      DEMO_MODEL_2,
-      '--steps',
-      '2',
-      '--width',
-      '64',
-      '--height',
-      '64',
-    ]);
-    expect(r).toMatchObject({ mode: 'async', model: DEMO_MODEL_2, count: 3, concurrency: 3, succeeded: 3 });
-    expect(r.submitLatencyMs.p50).toBeGreaterThan(0);
-    expect(r.submitLatencyMs.p50).toBeLessThanOrEqual(r.latencyMs.p50);
-    expect(r.submitLatencyMs.max).toBeLessThanOrEqual(r.latencyMs.max);
-    const human = await ok(['bench', '--requests', '2', '--steps', '2', '--width', '64', '--height', '64']);
-    expect(human).toMatch(/^requests\s+2 succeeded, 0 failed in [\d.]+ s → [\d.]+ req\/s$/m);
-    expect(human).toMatch(/^latency \(ms\)\s+min\s+p50\s+p90\s+p99\s+max\s+mean$/m);
-    expect(human).toMatch(/^request → answer(\s+[\d.]+){6}$/m);
-  });
-
-  it('nearest-rank statistics use measured samples only', () => {
-    expect(percentile([1, 2, 3, 4], 50)).toBe(2);
-    expect(percentile([1, 2, 3, 4], 99)).toBe(4);
-    expect(percentile([5], 90)).toBe(5);
-    expect(latencyStats([])).toBeNull();
-    expect(latencyStats([30, 10, 20, 40.04])).toEqual({ min: 10, p50: 20, p90: 40, p99: 40, max: 40, mean: 25 });
-  });
-});

@@ -1,0 +1,309 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../../config/index.js';
+import { modelsDir } from '../../data-dir.js';
+import { SdflowClient } from '../client/api.js';
+import { resolveTemporalCli, startDevServerOnFreePorts } from '../temporal-server.js';
+import { runColdstart } from './coldstart.js';
+import { runMultimodel } from './multimodel.js';
+import { runOverhead } from './overhead.js';
+import type { ScenarioName } from './report.js';
+import { a1111Body, TINY_JOB, timedDirect, warmUp } from './requests.js';
+import type { BenchOptions, RunContext } from './run.js';
+import { describeError, type Scenarios } from './scenarios.js';
+import { runSemaphore } from './semaphore.js';
+import { runSlots } from './slots.js';
+import {
+  A10_TIMINGS,
+  BENCH_CHECKPOINTS,
+  type BenchPlace,
+  type OwnedSim,
+  startBenchSim,
+  startBenchStack,
+} from './stacks.js';
+import { runSubmit } from './submit.js';
+import { runThroughput } from './throughput.js';
+
+// Without --url the benchmark starts its own Temporal server and, per group of scenarios that share their settings,
+// the processes they need on it:
+//   a10:   the simulator's A10 timings, cap 4, one instance per checkpoint, four checkpoints: overhead (against a
+//          simulator of the same timings), coldstart, and multimodel, whose baseline is a second stack on the static
+//          pool: four simulators, each serving every checkpoint;
+//   slots: A10 timings, cap 8, eight instances of one checkpoint;
+//   fast:  a simulator that takes no time, cap 32, eight instances: throughput (and footprint), semaphore, submit.
+// Each group's instances are started and warmed before its first scenario is timed.
+
+/** A group started and warmed: its scenarios run with measure(). */
+interface StartedGroup {
+  measure(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface Group {
+  name: string;
+  scenarios: ScenarioName[];
+  start(): Promise<StartedGroup>;
+}
+
+const [MODEL] = BENCH_CHECKPOINTS;
+
+/** The baseline's WebUIs: every simulator is listed for every checkpoint, so it loads the one a job asks for. */
+async function startSwitching(place: BenchPlace) {
+  const dataDir = join(place.root, 'switching');
+  const statsDir = join(dataDir, 'sim-stats');
+  const sims = await Promise.all(
+    [1, 2, 3, 4].map((n) =>
+      startBenchSim(place, `sim-switching-${n}`, { timings: A10_TIMINGS, modelsDir: modelsDir(dataDir), statsDir }),
+    ),
+  );
+  const stopSims = () => Promise.all(sims.map((sim) => sim.stop())).then(() => undefined);
+  const poolFile = join(place.root, 'switching-pool.json');
+  const urls = sims.map((sim) => sim.url);
+  const checkpoints = Object.fromEntries(BENCH_CHECKPOINTS.map((name) => [name, urls]));
+  writeFileSync(poolFile, JSON.stringify({ checkpoints, healthCheckS: 2, healthTimeoutS: 2 }));
+  try {
+    const { stack, stop } = await startBenchStack(place, 'switching', {
+      env: { SDFLOW_FUNCTIONS: 'static', SDFLOW_STATIC_POOL_FILE: poolFile, SDFLOW_MAX_CONCURRENCY: '4' },
+      checkpoints: BENCH_CHECKPOINTS,
+      runtime: false,
+    });
+    return { api: new SdflowClient(stack.url), statsDir, stop: () => stop().then(stopSims) };
+  } catch (err) {
+    await stopSims();
+    throw err;
+  }
+}
+
+function a10Group(place: BenchPlace, o: BenchOptions, s: Scenarios): Group {
+  return {
+    name: 'a10',
+    scenarios: ['overhead', 'coldstart', 'multimodel'],
+    async start() {
+      const env = { ...A10_TIMINGS, SDFLOW_MAX_CONCURRENCY: '4', SDFLOW_FUNCTION_MAX_INSTANCES: '1' };
+      const [a10, switching] = await Promise.allSettled([
+        startBenchStack(place, 'a10', { env, checkpoints: BENCH_CHECKPOINTS }),
+        s.selected('multimodel') ? startSwitching(place) : Promise.resolve(undefined),
+      ]);
+      let direct: OwnedSim | undefined;
+      const stopAll = () =>
+        Promise.all([
+          ...[a10, switching].map((started) => (started.status === 'fulfilled' ? started.value?.stop() : undefined)),
+          direct?.stop(),
+        ]).then(() => undefined);
+      if (a10.status === 'rejected') {
+        await stopAll();
+        throw a10.reason;
+      }
+      const { stack } = a10.value;
+      const api = new SdflowClient(stack.url);
+      // Every instance the scenarios use is started and holds its checkpoint before the first one is timed.
+      const models = s.selected('multimodel') ? BENCH_CHECKPOINTS : [MODEL];
+      const tiny = (model: string) => ({ model, job: TINY_JOB });
+      try {
+        await Promise.all([
+          warmUp(api, models.map(tiny)),
+          switching.status === 'fulfilled' && switching.value
+            ? warmUp(switching.value.api, BENCH_CHECKPOINTS.map(tiny))
+            : undefined,
+          s.selected('overhead')
+            ? startBenchSim(place, 'sim-direct', { timings: A10_TIMINGS, modelsDir: modelsDir(stack.dataDir) }).then(
+                async (sim) => {
+                  direct = sim;
+                  const loaded = await timedDirect(sim.url, a1111Body(MODEL, TINY_JOB, 0, 'sdflow bench warm-up'));
+                  if (!loaded.ok) throw new Error(`the direct simulator's warm-up failed: ${loaded.error}`);
+                },
+              )
+            : undefined,
+        ]);
+      } catch (err) {
+        await stopAll();
+        throw err;
+      }
+      return {
+        async measure() {
+          if (direct) {
+            const directUrl = direct.url;
+            await s.run('overhead', () =>
+              runOverhead({ api, directUrl, model: MODEL, pairs: o.settings.overhead_pairs }),
+            );
+          }
+          const runtimeUrl = loadConfig(stack.env).runtime.url;
+          await s.run('coldstart', () =>
+            runColdstart({ api, runtimeUrl, model: MODEL, runs: o.settings.coldstart_runs }),
+          );
+          if (switching.status === 'rejected') {
+            s.failed(
+              ['multimodel'],
+              new Error(`the switching stack did not start: ${describeError(switching.reason)}`),
+            );
+            return;
+          }
+          const baseline = switching.value;
+          if (!baseline) return;
+          await s.run('multimodel', () =>
+            runMultimodel({
+              sdflow: { api, statsDir: stack.statsDir },
+              switching: baseline,
+              models: BENCH_CHECKPOINTS,
+              ratePerS: o.settings.multimodel_rate_per_s,
+              durationS: o.settings.multimodel_s,
+              drainS: Math.min(20, Math.max(2, o.settings.multimodel_s / 12)),
+            }),
+          );
+        },
+        stop: stopAll,
+      };
+    },
+  };
+}
+
+function slotsGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scenarios): Group {
+  const cap = 8;
+  return {
+    name: 'slots',
+    scenarios: ['slots'],
+    async start() {
+      const env = { ...A10_TIMINGS, SDFLOW_MAX_CONCURRENCY: String(cap), SDFLOW_FUNCTION_MAX_INSTANCES: String(cap) };
+      const { stack, stop } = await startBenchStack(place, 'slots', { env });
+      const api = new SdflowClient(stack.url);
+      try {
+        // As wide as the cap: every instance a burst needs is started, and holds its checkpoint.
+        await warmUp(
+          api,
+          Array.from({ length: cap }, () => ({ model: MODEL, job: TINY_JOB })),
+        );
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return {
+        async measure() {
+          const semaphoreId = loadConfig(stack.env).semaphore.id;
+          const bursts = o.settings.slots_bursts;
+          await s.run('slots', () =>
+            runSlots({ api, temporal, semaphoreId, statsDir: stack.statsDir, model: MODEL, bursts }),
+          );
+        },
+        stop,
+      };
+    },
+  };
+}
+
+function fastGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scenarios): Group {
+  const instances = 8;
+  return {
+    name: 'fast',
+    scenarios: ['throughput', 'footprint', 'semaphore', 'submit'],
+    async start() {
+      const { stack, stop } = await startBenchStack(place, 'fast', {
+        env: {
+          SDFLOW_SIM_STEP_MS: '0',
+          SDFLOW_SIM_VAE_MS: '0',
+          SDFLOW_SIM_LOAD_MS: '0',
+          SDFLOW_MAX_CONCURRENCY: '32',
+          SDFLOW_FUNCTION_MAX_INSTANCES: String(instances),
+        },
+      });
+      const api = new SdflowClient(stack.url);
+      try {
+        // Twice: the first round starts the instances, the second finds them all ready.
+        for (let round = 0; round < 2; round++) {
+          await warmUp(
+            api,
+            Array.from({ length: instances }, () => ({ model: MODEL, job: TINY_JOB })),
+          );
+        }
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return {
+        async measure() {
+          if (s.selected('throughput', 'footprint')) {
+            s.say('throughput and footprint: running');
+            try {
+              const { throughput, footprint } = await runThroughput({
+                api,
+                temporal,
+                model: MODEL,
+                durationS: o.settings.throughput_s,
+                concurrency: 64,
+                pids: { api: stack.api.child.pid!, worker: stack.workers[0].child.pid! },
+              });
+              if (s.selected('throughput')) s.results.throughput = throughput;
+              if (s.selected('footprint')) s.results.footprint = footprint;
+              s.say('throughput and footprint: done');
+            } catch (err) {
+              s.failed(['throughput', 'footprint'], err);
+            }
+          }
+          const taskQueue = loadConfig(stack.env).temporal.taskQueue;
+          const durationS = o.settings.semaphore_s;
+          await s.run('semaphore', () => runSemaphore({ temporal, taskQueue, limit: 8, loops: 24, durationS }));
+          await s.run('submit', () =>
+            runSubmit({ api, model: MODEL, ratePerS: o.settings.submit_rate_per_s, durationS: o.settings.submit_s }),
+          );
+        },
+        stop,
+      };
+    },
+  };
+}
+
+type Started = { ok: true; group: StartedGroup } | { ok: false; err: unknown };
+
+export async function onOwnStacks(o: BenchOptions, s: Scenarios, ctx: RunContext): Promise<void> {
+  ctx.say(`starting a Temporal dev server (data and logs under ${ctx.root})`);
+  const server = await startDevServerOnFreePorts({
+    cli: await resolveTemporalCli(),
+    namespace: 'default',
+    logDir: ctx.root,
+    headless: true,
+    exitWithParent: true,
+  });
+  ctx.owned.add('temporal', () => server.stop());
+  const connection = await Connection.connect({ address: server.address });
+  ctx.owned.add('temporal client', () => connection.close());
+  const temporal = new Client({ connection, namespace: 'default' });
+  const place: BenchPlace = {
+    temporal: { address: server.address, namespace: 'default' },
+    root: ctx.root,
+    owned: ctx.owned,
+  };
+
+  const groups = [a10Group(place, o, s), slotsGroup(place, temporal, o, s), fastGroup(place, temporal, o, s)].filter(
+    (g) => s.selected(...g.scenarios),
+  );
+  const start = (g: Group): Promise<Started> => {
+    ctx.say(`${g.name}: starting its stack`);
+    const t0 = performance.now();
+    return g.start().then(
+      (group) => {
+        ctx.say(`${g.name}: started and warm in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        return { ok: true, group };
+      },
+      (err) => ({ ok: false, err }),
+    );
+  };
+  // --quick starts every group at once, so that their starts and warm-ups overlap; the others idle until measured
+  // (a warm idle stack costs a few percent of a core). The full run starts the next group while the previous one
+  // stops, so that nothing else runs while a group is measured.
+  const starting: Promise<Started>[] = [];
+  const startUpTo = (count: number) => {
+    for (let i = starting.length; i < Math.min(count, groups.length); i++) starting.push(start(groups[i]));
+  };
+  startUpTo(o.quick ? groups.length : 1);
+  for (const [i, g] of groups.entries()) {
+    const started = await starting[i];
+    if (!started.ok) {
+      s.failed(g.scenarios, new Error(`the ${g.name} stack did not start: ${describeError(started.err)}`));
+      startUpTo(i + 2);
+      continue;
+    }
+    await started.group.measure();
+    startUpTo(i + 2);
+    await started.group.stop();
+  }
+}

@@ -1,0 +1,156 @@
+import { table } from '../client/output.js';
+import { type BenchReport, isSkipped, SCENARIOS, type ScenarioName, type ScenarioResults } from './report.js';
+
+// The human report: one row per figure, with its baseline, its target and whether the target was met. Targets are
+// printed, never asserted: the run's figures depend on the machine and on what else it runs.
+
+interface Row {
+  measure: string;
+  sdflow: string;
+  baseline?: string;
+  target?: string;
+  /** Undefined when the figure has no target. */
+  met?: boolean;
+}
+
+const msText = (v: number) => (Math.abs(v) >= 100 ? `${Math.round(v)} ms` : `${v.toFixed(1)} ms`);
+const signedMs = (v: number) => `${v >= 0 ? '+' : '−'}${msText(Math.abs(v))}`;
+const perS = (v: number) => `${v.toFixed(v >= 100 ? 0 : 2)}/s`;
+const percent = (v: number) => `${(v * 100).toFixed(1)}%`;
+
+const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: string }>) => Row[] } = {
+  overhead: (r) => [
+    {
+      measure: 'sync txt2img p50',
+      sdflow: `${msText(r.sdflow_p50_ms)} (${signedMs(r.added_p50_ms)})`,
+      baseline: `direct ${msText(r.direct_p50_ms)}`,
+      target: 'added ≤ 60 ms',
+      met: r.added_p50_ms <= 60,
+    },
+    {
+      measure: 'sync txt2img p99',
+      sdflow: `${msText(r.sdflow_p99_ms)} (${signedMs(r.added_p99_ms)})`,
+      baseline: `direct ${msText(r.direct_p99_ms)}`,
+      target: 'added ≤ 150 ms',
+      met: r.added_p99_ms <= 150,
+    },
+    { measure: 'ratio p50', sdflow: r.ratio_p50.toFixed(3), target: '≤ 1.15', met: r.ratio_p50 <= 1.15 },
+  ],
+  slots: (r) => [
+    { measure: 'slot efficiency', sdflow: percent(r.efficiency), target: '≥ 90%', met: r.efficiency >= 0.9 },
+    {
+      measure: 'handoff gap p50',
+      sdflow: msText(r.handoff_gap_p50_ms),
+      target: '≤ 30 ms',
+      met: r.handoff_gap_p50_ms <= 30,
+    },
+    { measure: 'handoff gap p99', sdflow: msText(r.handoff_gap_p99_ms) },
+    {
+      measure: 'peak concurrency',
+      sdflow: String(r.peak_concurrency),
+      baseline: `cap ${r.cap}`,
+      target: 'never over the cap',
+      met: r.peak_concurrency <= r.cap,
+    },
+    { measure: 'short tasks', sdflow: perS(r.tasks_per_s) },
+  ],
+  throughput: (r) => [
+    { measure: 'tasks completed', sdflow: perS(r.tasks_per_s), target: '≥ 50/s', met: r.tasks_per_s >= 50 },
+    { measure: 'errors', sdflow: String(r.errors), target: '0', met: r.errors === 0 },
+  ],
+  semaphore: (r) => [
+    { measure: 'grants', sdflow: perS(r.grants_per_s), target: '≥ 300/s', met: r.grants_per_s >= 300 },
+    {
+      measure: 'max granted',
+      sdflow: String(r.max_granted),
+      baseline: `limit ${r.limit}`,
+      target: 'never over the limit',
+      met: r.max_granted <= r.limit,
+    },
+  ],
+  multimodel: (r) => [
+    {
+      measure: 'images',
+      sdflow: `${perS(r.sdflow_images_per_s)} (${r.ratio.toFixed(2)}×)`,
+      baseline: `switching ${perS(r.switching_images_per_s)}`,
+      target: '≥ 3× switching',
+      met: r.ratio >= 3,
+    },
+    {
+      measure: 'latency p50',
+      sdflow: msText(r.sdflow_p50_ms),
+      baseline: `switching ${msText(r.switching_p50_ms)}`,
+    },
+    {
+      measure: 'latency p95',
+      sdflow: msText(r.sdflow_p95_ms),
+      baseline: `switching ${msText(r.switching_p95_ms)}`,
+    },
+    {
+      measure: 'checkpoint loads',
+      sdflow: `${r.sdflow_loads_after_warmup} after warm-up`,
+      baseline: `switching ${r.switching_loads}`,
+      target: 'none after warm-up',
+      met: r.sdflow_loads_after_warmup === 0,
+    },
+  ],
+  coldstart: (r) => [
+    { measure: 'added p50', sdflow: msText(r.added_p50_ms), baseline: `warm ${msText(r.warm_p50_ms)}` },
+    { measure: 'added p95', sdflow: msText(r.added_p95_ms) },
+  ],
+  submit: (r) => [
+    { measure: `async submit p50 at ${r.offered_per_s}/s`, sdflow: msText(r.p50_ms) },
+    {
+      measure: `async submit p99 at ${r.offered_per_s}/s`,
+      sdflow: msText(r.p99_ms),
+      target: '≤ 50 ms',
+      met: r.p99_ms <= 50,
+    },
+  ],
+  footprint: (r) => [
+    { measure: 'API peak RSS', sdflow: `${r.api_rss_mb} MB`, target: '≤ 200 MB', met: r.api_rss_mb <= 200 },
+    { measure: 'worker peak RSS', sdflow: `${r.worker_rss_mb} MB`, target: '≤ 300 MB', met: r.worker_rss_mb <= 300 },
+    {
+      measure: 'history events per task',
+      sdflow: String(r.history_events_per_task),
+      target: '≤ 30',
+      met: r.history_events_per_task <= 30,
+    },
+  ],
+};
+
+function scenarioRows(report: ScenarioResults, name: ScenarioName): string[][] {
+  const result = report[name];
+  if (isSkipped(result)) return [];
+  const rows = (rowsOf[name] as (r: typeof result) => Row[])(result);
+  return rows.map((row, i) => [
+    i === 0 ? name : '',
+    row.measure,
+    row.sdflow,
+    row.baseline ?? '',
+    row.target ?? '',
+    row.met === undefined ? '' : row.met ? 'yes' : 'NO',
+  ]);
+}
+
+export function formatReport(report: BenchReport): string {
+  const m = report.machine;
+  const where = report.mode === 'url' ? `against ${report.url}` : 'on its own stacks';
+  const skipped = SCENARIOS.flatMap((name) => {
+    const result = report[name];
+    return isSkipped(result) ? [`  ${name}: ${result.skipped}`] : [];
+  });
+  const failures = SCENARIOS.flatMap((name) => {
+    const result = report[name] as { error_messages?: string[] };
+    return (result.error_messages ?? []).map((message) => `  ${name}: ${message}`);
+  });
+  const rows = SCENARIOS.flatMap((name) => scenarioRows(report, name));
+  return [
+    `sdflow bench ${where}${report.quick ? ' (quick)' : ''} · ${report.started_at} · ${report.wall_s.toFixed(0)} s`,
+    `machine  ${m.cores} cores (${m.cpu}), ${Math.round(m.memory_mb / 1024)} GB, node ${m.node}; ` +
+      `load average ${m.load_avg_start.toFixed(2)} at the start, ${m.load_avg_end.toFixed(2)} at the end`,
+    ...(rows.length > 0 ? ['', table(['scenario', 'measure', 'sdflow', 'baseline', 'target', 'met'], rows)] : []),
+    ...(failures.length > 0 ? ['', 'failures:', ...failures] : []),
+    ...(skipped.length > 0 ? ['', 'skipped:', ...skipped] : []),
+  ].join('\n');
+}
