@@ -404,4 +404,3 @@ describe('webhooks secret', () => {
     expect(r.stderr).toMatch(/SDFLOW_WEBHOOK_SECRET must be set/);
   });
 });
-
