@@ -16,6 +16,7 @@ export async function taskResultView(task: TaskRecord, store: ObjectStore, urlTt
     info: task.info ?? null,
     parameters: task.parameters ?? null,
     ...(task.message ? { message: task.message } : {}),
+    ...(task.errorKind ? { errorKind: task.errorKind } : {}),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
   };
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Config, TemporalConfig } from './config/index.js';
 import type { TaskRecord } from './records.js';
-import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
+import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy, type TaskScheduling } from './types.js';
 import type { generationWorkflow } from './workflows/generation.js';
 
 // How sdflow talks to Temporal as a client: the connection, and the one way a generation workflow is started
@@ -62,13 +62,19 @@ export function taskPolicy(config: TaskSettings): TaskPolicy {
       leaseCheckS: config.semaphore.leaseCheckS,
       continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
       initialLimit: config.tasks.maxConcurrency,
+      priorityAgingS: config.semaphore.priorityAgingS,
     },
   };
 }
 
 type TaskToStart = Pick<TaskRecord, 'taskId' | 'user' | 'kind' | 'model' | 'params' | 'retryOf' | 'createdAt'>;
 
-export function generationInputFor(config: TaskSettings, task: TaskToStart, admin: boolean): GenerationInput {
+export function generationInputFor(
+  config: TaskSettings,
+  task: TaskToStart,
+  admin: boolean,
+  scheduling?: TaskScheduling,
+): GenerationInput {
   return {
     taskId: task.taskId,
     user: task.user,
@@ -81,6 +87,8 @@ export function generationInputFor(config: TaskSettings, task: TaskToStart, admi
     semaphoreId: config.semaphore.id,
     policy: taskPolicy(config),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+    ...(scheduling ? { owner: scheduling.owner } : {}),
+    ...(scheduling?.deadlineAt !== undefined ? { deadlineAt: scheduling.deadlineAt } : {}),
   };
 }
 

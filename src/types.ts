@@ -78,6 +78,10 @@ export interface GenerationInput {
   semaphoreId: string;
   policy: TaskPolicy;
   retryOf?: string;
+  /** Its place in the grant order: lane, and the user's share and cap from their key (absent in older inputs). */
+  owner?: SlotOwner;
+  /** Epoch ms by which the task must have started (the request's Task-Deadline), or it fails without a slot. */
+  deadlineAt?: number;
 }
 
 /** Timeouts and retries of a task's activities, from config at submit time (workflow code cannot read config). */
@@ -122,12 +126,19 @@ export interface TaskTimings {
  * Error types that retrying the activity cannot fix; activities throw them as non-retryable ApplicationFailures.
  * `ModelBusy` (the checkpoint is being re-registered) is the workflow's to handle: the task waits and asks again.
  */
-export const NON_RETRYABLE = { badInput: 'BadInput', modelNotFound: 'ModelNotFound', modelBusy: 'ModelBusy' } as const;
+export const NON_RETRYABLE = {
+  badInput: 'BadInput',
+  modelNotFound: 'ModelNotFound',
+  modelBusy: 'ModelBusy',
+  /** The task's Task-Deadline passed while it waited for a slot: it never started. */
+  taskDeadline: 'TaskDeadline',
+} as const;
 
 /** The workflow's result: the outcome without SD's info, parameters and timings, which live in the task row only. */
 export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters' | 'timings'>;
 
-export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'internal';
+/** `deadline`: SDFLOW_TASK_DEADLINE_S passed; `task_deadline`: the request's Task-Deadline passed while it waited. */
+export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'task_deadline' | 'internal';
 
 /** Search attributes that make tasks findable in the Temporal Web UI (all Keyword). */
 const keyword = (name: string): SearchAttributeKey<'KEYWORD'> => ({ name, type: 'KEYWORD' });
@@ -180,6 +191,8 @@ export const SEMAPHORE = {
   setLimitSignal: 'setLimit',
   /** The idle warm instances per checkpoint, from the worker: a tie-breaker of the grant order. */
   warmthSignal: 'warmth',
+  /** The grant order's settings, from the worker's config at its start (aging of a waiter's lane). */
+  policySignal: 'policy',
   stateQuery: 'state',
 } as const;
 
@@ -208,6 +221,13 @@ export interface SlotOwner {
   maxSlots?: number;
 }
 
+/** A task's place in the grant order, decided at submit: who owns it, and by when it must have started. */
+export interface TaskScheduling {
+  owner: SlotOwner;
+  /** Epoch ms (the request's Task-Deadline). */
+  deadlineAt?: number;
+}
+
 /** An acquire by update: the lease to grant, who asks, for which checkpoint, and until when it may wait. */
 export interface SlotRequest extends SlotOwner {
   lease: LeaseRef;
@@ -215,6 +235,11 @@ export interface SlotRequest extends SlotOwner {
   model?: string;
   /** Epoch ms past which the task must not start (its Task-Deadline): it is dropped from the queue instead. */
   deadlineAt?: number;
+  /**
+   * Epoch ms the task was submitted: its place among its user's waiters of a lane, and where its aging counts from.
+   * Tasks reach the semaphore in any order (their activities start in any order); absent, the arrival counts.
+   */
+  submittedAt?: number;
 }
 
 /**
@@ -261,6 +286,8 @@ export interface SemaphoreState {
   service?: Record<string, number>;
   /** Idle warm instances per checkpoint, as the worker last reported them. */
   warm?: Record<string, number>;
+  /** A low waiter counts as normal after this many seconds of waiting; set by the `policy` signal (0 or absent: never). */
+  priorityAgingS?: number;
 }
 
 /** How many ended leases the semaphore keeps for `recent`. */
@@ -274,6 +301,6 @@ export interface SemaphoreInput {
   state: SemaphoreState;
   leaseCheckS: number;
   continueAsNewAfterGrants: number;
-  /** A waiter moves up one lane per this many seconds of waiting (absent in the first versions' inputs: no aging). */
+  /** A low waiter counts as normal after this many seconds (absent in the first versions' inputs: no aging). */
   priorityAgingS?: number;
 }

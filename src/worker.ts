@@ -16,7 +16,12 @@ import { emptySemaphoreState } from './types.js';
 import { webhookNotifier } from './webhooks/notify.js';
 import { loadWebhookSecret, webhookKey } from './webhooks/signing.js';
 import { TargetPolicy } from './webhooks/targets.js';
-import { type RetentionSettings, retentionSettingsSignal, setLimitSignal } from './workflows/definitions.js';
+import {
+  type RetentionSettings,
+  retentionSettingsSignal,
+  semaphorePolicySignal,
+  setLimitSignal,
+} from './workflows/definitions.js';
 import type { reconcilerWorkflow } from './workflows/reconciler.js';
 import type { retentionWorkflow } from './workflows/retention.js';
 import type { semaphoreWorkflow } from './workflows/semaphore.js';
@@ -68,11 +73,16 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
         state: emptySemaphoreState(config.tasks.maxConcurrency),
         leaseCheckS: config.semaphore.leaseCheckS,
         continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
+        priorityAgingS: config.semaphore.priorityAgingS,
       },
     ],
     signal: setLimitSignal,
     signalArgs: [config.tasks.maxConcurrency],
   });
+  // A semaphore started by an earlier configuration takes this one's grant order settings too.
+  await client.workflow
+    .getHandle(config.semaphore.id)
+    .signal(semaphorePolicySignal, { priorityAgingS: config.semaphore.priorityAgingS });
   await client.workflow.start<typeof reconcilerWorkflow>('reconcilerWorkflow', {
     workflowId: config.reconciler.id,
     taskQueue: config.temporal.taskQueue,

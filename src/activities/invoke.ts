@@ -32,6 +32,10 @@ export interface RunTaskInput {
   request: InvokeRequest;
   lease: LeaseRef;
   owner: SlotOwner;
+  /** Epoch ms by which the slot must be granted (the request's Task-Deadline); past it, the task never starts. */
+  deadlineAt?: number;
+  /** Epoch ms of the task's submission: its place in its user's lane at the semaphore. */
+  submittedAt?: number;
   semaphore: { id: string; policy: TaskPolicy['semaphore'] };
 }
 
@@ -136,7 +140,15 @@ export function createInvokeActivities(deps: ActivityDeps) {
       let progress = QUEUED;
       report.queued();
       ctx.heartbeat(progress);
-      const heartbeat = setInterval(() => ctx.heartbeat(progress), 1000);
+      // Every queued task beats, and hundreds may queue: while queued there is nothing new to say, so it beats only as
+      // often as its heartbeat timeout needs. Once running, every second, as progress moves.
+      const queuedBeatMs = (ctx.info.heartbeatTimeoutMs ?? 2000) / 2;
+      let lastBeat = Date.now();
+      const heartbeat = setInterval(() => {
+        if (progress.phase === 'queued' && Date.now() - lastBeat < queuedBeatMs) return;
+        lastBeat = Date.now();
+        ctx.heartbeat(progress);
+      }, 1000);
       const slot = { id: input.semaphore.id, taskQueue, policy: input.semaphore.policy };
       // Released once, and only when asked for: a task that fails before it queues has nothing to give back.
       let asked = false;
@@ -151,7 +163,18 @@ export function createInvokeActivities(deps: ActivityDeps) {
       try {
         functionName = await checkpointFunction(deps, input.request.model);
         asked = true;
-        await acquireSlot(temporal, slot, { lease: input.lease, ...input.owner }, ctx.cancellationSignal);
+        await acquireSlot(
+          temporal,
+          slot,
+          {
+            lease: input.lease,
+            ...input.owner,
+            model: input.request.model,
+            ...(input.deadlineAt !== undefined ? { deadlineAt: input.deadlineAt } : {}),
+            ...(input.submittedAt !== undefined ? { submittedAt: input.submittedAt } : {}),
+          },
+          ctx.cancellationSignal,
+        );
         const timer = invokeTimer();
         progress = { ...progress, phase: 'starting' };
         ctx.heartbeat(progress);

@@ -1,5 +1,13 @@
 import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
-import { emptySemaphoreState, type LeaseRef, type SlotRequest, type TaskPolicy } from '../types.js';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  emptySemaphoreState,
+  type LeaseRef,
+  NON_RETRYABLE,
+  type SlotAnswer,
+  type SlotRequest,
+  type TaskPolicy,
+} from '../types.js';
 import { acquireSignal, acquireUpdate, releaseSignal } from '../workflows/definitions.js';
 import type { semaphoreWorkflow } from '../workflows/semaphore.js';
 import type { ActivityDeps } from './index.js';
@@ -34,6 +42,7 @@ function startOperation(semaphore: SemaphoreRef) {
         state: emptySemaphoreState(semaphore.policy.initialLimit),
         leaseCheckS: semaphore.policy.leaseCheckS,
         continueAsNewAfterGrants: semaphore.policy.continueAsNewAfterGrants,
+        priorityAgingS: semaphore.policy.priorityAgingS,
       },
     ],
   });
@@ -41,7 +50,8 @@ function startOperation(semaphore: SemaphoreRef) {
 
 /**
  * Waits until the lease is granted, or `signal` aborts. Granting a lease that already holds a slot (a retried
- * attempt of the same task) answers at once: the slot stays the task's across attempts.
+ * attempt of the same task) answers at once: the slot stays the task's across attempts. A request whose deadline
+ * passed while it waited fails for good (`TaskDeadline`): it never takes a slot.
  */
 export async function acquireSlot(
   temporal: Client,
@@ -69,11 +79,22 @@ export async function acquireSlot(
   let refused = 0;
   for (;;) {
     signal.throwIfAborted();
+    let answer: SlotAnswer;
     try {
-      if ((await ask()).granted) return;
+      answer = await ask();
       refused = 0;
     } catch (err) {
       if (signal.aborted || ++refused >= REFUSED_ATTEMPTS) throw err;
+      await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_MS * (refused + 1)));
+      continue;
+    }
+    if (answer.granted) return;
+    if (answer.expired) {
+      throw ApplicationFailure.create({
+        type: NON_RETRYABLE.taskDeadline,
+        message: 'Task-Deadline passed while the task waited for a GPU slot; it never started',
+        nonRetryable: true,
+      });
     }
     await new Promise((resolve) => setTimeout(resolve, ASK_AGAIN_MS * (refused + 1)));
   }

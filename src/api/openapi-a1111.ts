@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TASK_ID } from '../protocol/invoke.js';
+import { SCHEDULING_HEADERS } from './request-headers.js';
 import type { GenerationSchemas } from './schemas.js';
 
 // The OpenAPI paths of the A1111 drop-in's generation routes, progress and interrupt. openapi.ts merges them into
@@ -25,6 +26,7 @@ const dropInHeaders = [
     schema: { type: 'integer', minimum: 1 },
     description: 'which version of your options to apply; the latest when absent',
   },
+  ...SCHEDULING_HEADERS,
 ];
 
 const generation = (summary: string, schema: z.ZodType) => ({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TASK_ID } from '../protocol/invoke.js';
 import { batchUpdateBody, deleteFunctionsBody, functionOptionsBody, optionsBody } from './platform-schemas.js';
+import { SCHEDULING_HEADERS } from './request-headers.js';
 
 // The OpenAPI paths of the function admin routes, per-user options, the drop-in's options and lists, and the
 // passthrough, generated from the same zod schemas the routes validate with. openapi.ts merges them into /openapi.json.
@@ -27,6 +28,7 @@ const passthroughHeaders = [
     description: 'answer with the taskId header too; the recorded answer is at /tasks/{taskId}/result',
   },
   { name: 'taskId', in: 'header', schema: { type: 'string', pattern: TASK_ID.source } },
+  ...SCHEDULING_HEADERS,
 ];
 
 const passthrough = (prefix: string) => ({

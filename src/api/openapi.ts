@@ -3,6 +3,7 @@ import { TASK_ID } from '../protocol/invoke.js';
 import { registerModelBody, registerModelForm, updateModelBody, updateModelForm } from './model-schemas.js';
 import { a1111Paths } from './openapi-a1111.js';
 import { functionAndOptionPaths } from './openapi-functions.js';
+import { SCHEDULING_HEADERS } from './request-headers.js';
 import { taskListQuery } from './routes/tasks.js';
 import { type GenerationSchemas, retryBody } from './schemas.js';
 
@@ -33,14 +34,17 @@ const headers = [
     schema: { type: 'integer', minimum: 1 },
     description: 'which version of your options to apply (txt2img, img2img); the latest when absent',
   },
+  ...SCHEDULING_HEADERS,
 ];
 
 const answers = {
   '200': { description: 'sync: the task ended as succeeded or cancelled; async: the task was accepted' },
   '202': { description: 'sync wait longer than SDFLOW_SYNC_TIMEOUT_S: poll /tasks/{taskId}/result' },
   '400': {
-    description: 'malformed body or field, or a webhook target that is not allowed; the message names the field',
+    description:
+      'malformed body, field or header (Task-Priority, Task-Deadline), or a webhook target that is not allowed; the message names it',
   },
+  '403': { description: "Task-Priority above your key's maxLane" },
   '404': { description: 'unknown model' },
   '409': { description: 'duplicate taskId' },
   '413': { description: 'body over SDFLOW_MAX_BODY_MB' },

@@ -1,7 +1,11 @@
 import type { Client } from '@temporalio/client';
 import { semaphoreStateQuery } from '../workflows/definitions.js';
+import { grantOrder } from '../workflows/grant-order.js';
 
-/** 1-based place of a waiting task in the semaphore's FIFO queue, or undefined when it is not queued (or unknown). */
+/**
+ * 1-based place of a waiting task in the order the semaphore will grant (lanes, fair share, arrival: the grant
+ * order's own rule), or undefined when it is not queued (or unknown).
+ */
 export type QueuePositionOf = (taskId: string) => Promise<number | undefined>;
 
 /**
@@ -21,7 +25,8 @@ export function queuePositions(
       temporal.workflow.getHandle(semaphoreId).query(semaphoreStateQuery),
     );
     const positions = new Map<string, number>();
-    state.queue.forEach((waiter, i) => {
+    const order = grantOrder(state, Date.now(), { agingMs: (state.priorityAgingS ?? 0) * 1000 });
+    order.forEach((waiter, i) => {
       if (!positions.has(waiter.workflowId)) positions.set(waiter.workflowId, i + 1);
     });
     return positions;

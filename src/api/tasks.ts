@@ -19,6 +19,7 @@ import {
   type SdParams,
   type TaskKind,
   type TaskProgress,
+  type TaskScheduling,
 } from '../types.js';
 import type { WebhookNotifier } from '../webhooks/notify.js';
 import { resolveTarget, type TargetPolicy, TargetRefusedError, TargetUnresolvedError } from '../webhooks/targets.js';
@@ -86,6 +87,8 @@ export interface Submission {
   /** The version of the caller's options to apply (the `version` header); the latest when absent. */
   optionsVersion?: number;
   webhook?: TaskWebhook;
+  /** Its lane, deadline and its user's share and cap (request-headers.ts); the default lane when absent. */
+  scheduling?: TaskScheduling;
 }
 
 /** A body's webhook (`webhook`, `webhook_events_filter`), if it has one; the filter defaults to `completed`. */
@@ -203,7 +206,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
     await startGeneration(
       deps.temporal,
       deps.config,
-      generationInputFor(deps.config, task, s.principal.role === 'admin'),
+      generationInputFor(deps.config, task, s.principal.role === 'admin', s.scheduling),
     );
   } catch (err) {
     deps.logger.error({ err, taskId }, 'could not start the workflow');
@@ -225,7 +228,7 @@ export async function retryTask(
   deps: TaskDeps,
   original: TaskRecord,
   caller: Principal,
-  ids: { taskId?: string; idempotencyKey?: string; webhook?: TaskWebhook },
+  ids: { taskId?: string; idempotencyKey?: string; webhook?: TaskWebhook; scheduling?: TaskScheduling },
 ): Promise<TaskRecord> {
   if (original.status !== 'failed' && original.status !== 'cancelled') {
     throw conflict(`task ${original.taskId} is ${original.status}: only a failed or cancelled task can be retried`, {
@@ -234,7 +237,12 @@ export async function retryTask(
     });
   }
   const owner: Principal = caller.user === original.user ? caller : { user: original.user, role: 'user' };
-  const { webhook = original.webhook, ...taskIds } = ids;
+  const { webhook = original.webhook, scheduling, ...taskIds } = ids;
+  // An admin's retry of a user's task keeps the lane asked for, but never the admin key's share or cap.
+  const retryScheduling =
+    scheduling && caller.user !== original.user
+      ? { ...scheduling, owner: { lane: scheduling.owner.lane, user: original.user } }
+      : scheduling;
   return submitTask(deps, {
     kind: original.kind,
     principal: owner,
@@ -242,6 +250,7 @@ export async function retryTask(
     body: { ...original.params, stable_diffusion_model: original.model },
     retryOf: original.taskId,
     ...(webhook ? { webhook } : {}),
+    ...(retryScheduling ? { scheduling: retryScheduling } : {}),
     ...taskIds,
   });
 }
@@ -281,6 +290,7 @@ export function taskSummary(task: TaskRecord) {
     ...(task.startedAt ? { startedAt: task.startedAt } : {}),
     ...(task.finishedAt ? { finishedAt: task.finishedAt } : {}),
     ...(task.message ? { message: task.message } : {}),
+    ...(task.errorKind ? { errorKind: task.errorKind } : {}),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
   };
 }

@@ -54,9 +54,9 @@ export const worker = group({
   }),
   maxActivities: setting({
     env: 'SDFLOW_WORKER_MAX_ACTIVITIES',
-    schema: int(100, 1),
+    schema: int(1000, 1),
     meaning:
-      "Activities one worker runs at once. A task waiting for a GPU slot holds one (its runTask waits on the semaphore), so this bounds the tasks that queue at the semaphore from this worker; the rest wait in Temporal's task queue.",
+      "Activities one worker runs at once. A task waiting for a GPU slot holds one (its runTask waits on the semaphore), and only tasks at the semaphore take part in its grant order (lanes, fair share); the rest wait in Temporal's task queue in arrival order. Keep it above the tasks you expect to queue.",
   }),
   metricsPort: setting({
     env: 'SDFLOW_WORKER_METRICS_PORT',
@@ -77,6 +77,12 @@ export const semaphore = group(
       env: 'SDFLOW_SEMAPHORE_CAN_AFTER_GRANTS',
       schema: int(300, 1),
       meaning: 'The semaphore continues as new after this many grants.',
+    }),
+    priorityAgingS: setting({
+      env: 'SDFLOW_PRIORITY_AGING_S',
+      schema: num(300, 0),
+      meaning:
+        'A low-priority task that has waited this many seconds for a slot counts as normal, so it never starves (0: never).',
     }),
   },
   (semaphore, read) => ({ id: `sdflow-semaphore-${read(shared.settings.deployment)}`, ...semaphore }),

@@ -24,6 +24,7 @@ export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
 export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
 export const warmthSignal = defineSignal<[Record<string, number>]>(SEMAPHORE.warmthSignal);
+export const semaphorePolicySignal = defineSignal<[{ priorityAgingS: number }]>(SEMAPHORE.policySignal);
 export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);
 
 export const webhookEventSignal = defineSignal<[WebhookEvent]>(WEBHOOK.eventSignal);

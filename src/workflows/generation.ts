@@ -107,7 +107,9 @@ export async function generationWorkflow(input: GenerationInput): Promise<TaskSu
           acts.runTask({
             request: { taskId, user: input.user, kind: input.kind, model: input.model, params, admin: input.admin },
             lease,
-            owner: { user: input.user },
+            owner: input.owner ?? { user: input.user },
+            ...(input.deadlineAt !== undefined ? { deadlineAt: input.deadlineAt } : {}),
+            submittedAt: Date.parse(input.submittedAt),
             semaphore: { id: input.semaphoreId, policy: input.policy.semaphore },
           }),
         input.policy.modelBusyRetryS,

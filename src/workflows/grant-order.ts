@@ -2,7 +2,8 @@ import { LANES, type Lane, type SemaphoreHolder, type SemaphoreState, type Semap
 
 // The order in which the semaphore grants its slots (docs/ARCHITECTURE.md, "The cap"). Pure and deterministic, so
 // the semaphore workflow decides with it and the API answers queue positions with the same rule:
-// 1. lanes: a higher lane first; a waiter moves up one lane each `agingMs` it has waited, so nothing starves;
+// 1. lanes: a higher lane first; a low waiter counts as normal once it has waited `agingMs`, so it never starves
+//    (aging stops at normal: old normal tasks outranking fresh ones would undo the fair share under a backlog);
 // 2. fair share within a lane: the user with the least service so far, service being grants over the key's weight
 //    (a user who arrives starts at the lane's current level, neither owed a backlog nor behind everyone);
 // 3. a user never holds more than their key's `maxSlots`;
@@ -21,10 +22,12 @@ const laneRank = (lane: string | undefined) => {
   return rank < 0 ? LANES.indexOf(DEFAULT_LANE) : rank;
 };
 
-/** The lane a waiter counts in now: its own, moved up one for every aging period it has waited. */
+/** The lane a waiter counts in now: its own, or normal for a low one that has waited an aging period. */
 export function effectiveLane(waiter: SemaphoreWaiter, now: number, policy: GrantPolicy): number {
-  const aged = policy.agingMs > 0 ? Math.floor(Math.max(0, now - waiter.requestedAt) / policy.agingMs) : 0;
-  return Math.max(0, laneRank(waiter.lane) - aged);
+  const rank = laneRank(waiter.lane);
+  const normal = laneRank(DEFAULT_LANE);
+  if (rank <= normal || policy.agingMs <= 0 || now - waiter.requestedAt < policy.agingMs) return rank;
+  return normal;
 }
 
 const userOf = (entry: { user?: string }) => entry.user ?? '';
@@ -66,12 +69,13 @@ export function nextWaiter(state: SemaphoreState, now: number, policy: GrantPoli
   }
   if (eligible.length === 0) return -1;
   const bestLane = Math.min(...eligible.map((i) => effectiveLane(state.queue[i], now, policy)));
-  // Each user's first waiter in the best lane: arrival order within a user and a lane.
+  // Each user's earliest waiter in the best lane: submission order within a user and a lane.
   const heads = new Map<string, number>();
   for (const i of eligible) {
     if (effectiveLane(state.queue[i], now, policy) !== bestLane) continue;
     const user = userOf(state.queue[i]);
-    if (!heads.has(user)) heads.set(user, i);
+    const head = heads.get(user);
+    if (head === undefined || state.queue[i].requestedAt < state.queue[head].requestedAt) heads.set(user, i);
   }
   const warm = state.warm ?? {};
   let best = -1;

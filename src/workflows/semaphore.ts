@@ -23,6 +23,7 @@ import {
   acquireSignal,
   acquireUpdate,
   releaseSignal,
+  semaphorePolicySignal,
   semaphoreStateQuery,
   setLimitSignal,
   slotGrantedSignal,
@@ -59,7 +60,8 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   let grantsInFlight = 0;
   /** Set once this run hands over to its successor: waiting updates answer "ask again". */
   let handingOver = false;
-  const policy: GrantPolicy = { agingMs: (input.priorityAgingS ?? 0) * 1000 };
+  state.priorityAgingS ??= input.priorityAgingS;
+  const policy = (): GrantPolicy => ({ agingMs: (state.priorityAgingS ?? 0) * 1000 });
   /** Leases dropped because their deadline passed, for their waiting update's answer. */
   const expired = new Set<string>();
   const leaseKey = (lease: LeaseRef) => `${lease.workflowId}/${lease.runId}/${lease.leaseId}`;
@@ -67,10 +69,10 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   const isHolder = (lease: LeaseRef) => state.holders.some((h) => sameLease(h, lease));
   const isQueued = (lease: LeaseRef) => state.queue.some((w) => sameLease(w, lease));
 
-  setHandler(acquireUpdate, async ({ lease, ...owner }) => {
+  setHandler(acquireUpdate, async ({ lease, submittedAt, ...owner }) => {
     if (!isHolder(lease) && !isQueued(lease) && !handingOver && !expired.has(leaseKey(lease))) {
       admitUser(state, owner.user);
-      state.queue.push({ ...lease, ...owner, requestedAt: Date.now(), byUpdate: true });
+      state.queue.push({ ...lease, ...owner, requestedAt: submittedAt ?? Date.now(), byUpdate: true });
       changed = true;
     }
     await condition(() => isHolder(lease) || handingOver || !isQueued(lease));
@@ -99,6 +101,10 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   });
   setHandler(warmthSignal, (warm) => {
     state.warm = warm;
+    changed = true;
+  });
+  setHandler(semaphorePolicySignal, ({ priorityAgingS }) => {
+    if (Number.isFinite(priorityAgingS) && priorityAgingS >= 0) state.priorityAgingS = priorityAgingS;
     changed = true;
   });
   setHandler(setLimitSignal, (limit) => {
@@ -135,7 +141,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   const grantWhilePossible = () => {
     dropExpired();
     while (state.holders.length < state.limit) {
-      const index = nextWaiter(state, Date.now(), policy);
+      const index = nextWaiter(state, Date.now(), policy());
       if (index < 0) break;
       const [next] = state.queue.splice(index, 1);
       chargeGrant(state, next);

@@ -37,7 +37,11 @@ export function failed(taskId: string, errorKind: ErrorKind, message: string): T
 export function failureOutcome(taskId: string, err: unknown): TaskOutcome {
   const cause = rootCause(err as Error) ?? String(err);
   const type = failureType(err);
-  const kind: ErrorKind =
-    type === NON_RETRYABLE.badInput ? 'bad_input' : type === NON_RETRYABLE.modelNotFound ? 'not_found' : 'internal';
+  const kinds: Record<string, ErrorKind> = {
+    [NON_RETRYABLE.badInput]: 'bad_input',
+    [NON_RETRYABLE.modelNotFound]: 'not_found',
+    [NON_RETRYABLE.taskDeadline]: 'task_deadline',
+  };
+  const kind: ErrorKind = (type && kinds[type]) || 'internal';
   return failed(taskId, kind, cause);
 }

@@ -51,7 +51,7 @@ describe('the grant order', () => {
     expect(drain(state([low, normal, high]))).toEqual([high.workflowId, normal.workflowId, low.workflowId]);
   });
 
-  it('moves a waiter up one lane per aging period, so a low task is not starved by a stream of normal ones', () => {
+  it('counts a low waiter as normal after an aging period, so a stream of normal ones does not starve it', () => {
     const low = waiter('a', { lane: 'low', requestedAt: 0 });
     const normals = [waiter('a', { requestedAt: 5 * MINUTE }), waiter('a', { requestedAt: 5 * MINUTE + 1 })];
     // Not yet aged: the normal ones first.
@@ -59,6 +59,17 @@ describe('the grant order', () => {
     // Waited a whole period: it counts as normal, and it came first.
     const aged = drain(state([low, ...normals]), 5 * MINUTE + 10);
     expect(aged[0]).toBe(low.workflowId);
+  });
+
+  it('stops aging at normal: a backlog of old normal tasks never outranks a fresh normal one', () => {
+    const old = [waiter('A', { requestedAt: 0 }), waiter('A', { requestedAt: 1 })];
+    const fresh = waiter('B', { requestedAt: 20 * MINUTE });
+    const high = waiter('C', { lane: 'high', requestedAt: 20 * MINUTE + 1 });
+    const s = state([...old, fresh, high]);
+    const order = drain(s, 20 * MINUTE + 2);
+    expect(order[0]).toBe(high.workflowId);
+    // A and B share the normal lane; a's head came first.
+    expect(order.slice(1)).toEqual([old[0].workflowId, fresh.workflowId, old[1].workflowId]);
   });
 
   it('shares a lane between users: a flood from one never starves another (at most 2 of A between B starts)', () => {

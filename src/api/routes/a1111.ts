@@ -10,7 +10,7 @@ import { answerTask, send } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { requestCheckpoint } from '../checkpoints.js';
 import { a1111Answer, callersOptionsView, mergeCallersOptions, registryLists } from '../drop-in.js';
-import { clientTaskId, idempotencyKey, optionsVersionHeader } from '../request-headers.js';
+import { clientTaskId, idempotencyKey, optionsVersionHeader, slotOwnerOf } from '../request-headers.js';
 import type { GenerationSchemas } from '../schemas.js';
 import { progressView, submitTask, type TaskDeps } from '../tasks.js';
 
@@ -42,6 +42,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
   const submit = (kind: TaskKind, schema: z.ZodType<SdParams>) => async (ctx: Context) => {
     const body = schema.parse(ctx.request.body ?? {});
     const principal = principalOf(ctx);
+    const scheduling = slotOwnerOf(ctx, principal);
     const optionsVersion = optionsVersionHeader(ctx);
     const model = await requestCheckpoint(deps, { body, user: principal.user, optionsVersion });
     const task = await submitTask(deps, {
@@ -52,6 +53,7 @@ export function a1111Routes(router: Router, deps: TaskDeps, schemas: GenerationS
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
       optionsVersion,
+      scheduling,
     });
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.a1111SyncTimeoutS * 1000,

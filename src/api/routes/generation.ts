@@ -5,7 +5,7 @@ import type { SdParams, TaskKind } from '../../types.js';
 import { answerTask, platformAnswer } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { defaultCheckpoint, resolveCheckpoint } from '../checkpoints.js';
-import { clientTaskId, idempotencyKey, optionsVersionHeader } from '../request-headers.js';
+import { clientTaskId, idempotencyKey, optionsVersionHeader, slotOwnerOf } from '../request-headers.js';
 import type { GenerationSchemas } from '../schemas.js';
 import { submitTask, type TaskDeps, webhookOf } from '../tasks.js';
 
@@ -16,6 +16,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
   const submit = (kind: TaskKind, schema: z.ZodType<SdParams>) => async (ctx: Context) => {
     const body = schema.parse(ctx.request.body ?? {});
     const principal = principalOf(ctx);
+    const scheduling = slotOwnerOf(ctx, principal);
     const named = body.stable_diffusion_model;
     const model =
       typeof named === 'string'
@@ -30,6 +31,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
       idempotencyKey: idempotencyKey(ctx),
       optionsVersion: optionsVersionHeader(ctx),
       webhook: webhookOf(body),
+      scheduling,
     });
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.syncTimeoutS * 1000,

@@ -14,7 +14,7 @@ import { principalOf, requireAdmin } from '../auth.js';
 import { requestCheckpoint } from '../checkpoints.js';
 import { badRequest, HttpError } from '../errors.js';
 import { answerStatus, changesInstance, isPassthroughPath, normalizedPath, passthroughAnswer } from '../passthrough.js';
-import { clientTaskId, idempotencyKey, isAsync, taskFlag } from '../request-headers.js';
+import { clientTaskId, idempotencyKey, isAsync, slotOwnerOf, taskFlag } from '../request-headers.js';
 import { submitTask, type TaskDeps } from '../tasks.js';
 
 // The passthrough: A1111 routes under the allowed prefixes that no platform or drop-in route claimed go to an agent of
@@ -81,6 +81,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     const raw = (ctx.request as { rawBody?: string }).rawBody;
     const hasBody = typeof raw === 'string' && raw.trim() !== '';
     const body: unknown = hasBody ? ctx.request.body : undefined;
+    const scheduling = slotOwnerOf(ctx, principalOf(ctx));
     const model = await modelFor(ctx, body);
     const forwarded = isJsonObject(body) ? { ...body } : body;
     // The platform's own field: it chose the function, SD has no use for it.
@@ -96,6 +97,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
       },
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
+      scheduling,
     });
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.syncTimeoutS * 1000,

@@ -6,7 +6,7 @@ import { TASK_STATUSES, type TaskStatus } from '../../types.js';
 import { type Answer, answerTask, openAnswer, platformAnswer } from '../answers.js';
 import { principalOf } from '../auth.js';
 import { badRequest, forbidden } from '../errors.js';
-import { clientTaskId, idempotencyKey } from '../request-headers.js';
+import { clientTaskId, idempotencyKey, slotOwnerOf } from '../request-headers.js';
 import { retryBody } from '../schemas.js';
 import {
   cancelTask,
@@ -92,6 +92,7 @@ export function taskRoutes(router: Router, deps: TaskDeps) {
     const task = await retryTask(deps, original, principal, {
       taskId: clientTaskId(ctx),
       idempotencyKey: idempotencyKey(ctx),
+      scheduling: slotOwnerOf(ctx, principal),
       ...(webhook ? { webhook } : {}),
     });
     const retryOf = (answer: Answer): Answer => ({

@@ -1,0 +1,202 @@
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
+import type { SemaphoreState } from '../../src/types.js';
+import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
+import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+
+// The grant order on the real stack, at a cap of 1 so that the order of grants is the order of starts: fair share
+// between users, FIFO within a user and lane, lanes, aging, deadlines in the queue, and the headers' 4xx. The order
+// is read from the semaphore's own lease records (`recent`, with each lease's grant time).
+
+const AGING_S = 3;
+const KEYS = {
+  alice: 'alice-secret-1',
+  bob: 'bob-secret-12',
+  carol: 'carol-secret-1',
+};
+const auth = (user: keyof typeof KEYS) => ({ authorization: `Bearer ${KEYS[user]}` });
+
+let stack: Stack;
+let client: Client;
+
+beforeAll(async () => {
+  stack = await startStack({
+    env: {
+      SDFLOW_MAX_CONCURRENCY: '1',
+      SDFLOW_KEY_MAX_QUEUED: '250',
+      SDFLOW_PRIORITY_AGING_S: String(AGING_S),
+      SDFLOW_API_KEYS: `alice:user:${KEYS.alice},bob:user:${KEYS.bob},carol:user:${KEYS.carol};lane=low;maxLane=normal`,
+    },
+  });
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+});
+
+afterAll(async () => {
+  await client?.connection.close();
+  await stack?.stop();
+});
+
+const semaphore = () =>
+  client.workflow.getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`).query(semaphoreStateQuery);
+
+const small = (prompt: string) => ({ stable_diffusion_model: DEMO_MODEL, prompt, steps: 1, width: 64, height: 64 });
+
+async function submit(user: keyof typeof KEYS, body: object, headers: Record<string, string> = {}): Promise<string> {
+  const r = await call(stack.url, 'POST', '/txt2img', body, { 'Request-Type': 'async', ...auth(user), ...headers });
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json.taskId;
+}
+
+/** A task that holds the only slot for about `seconds`, so that what is submitted next queues behind it. */
+async function blocker(seconds: number): Promise<string> {
+  const taskId = await submit('alice', {
+    ...small('blocker'),
+    steps: Math.round(seconds * 100),
+    width: 512,
+    height: 512,
+  });
+  await until(async () => (await semaphore()).holders.some((h) => h.workflowId === taskId));
+  return taskId;
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Task ids in the order the semaphore granted them (ended leases and the current holder). */
+function grantOrder(state: SemaphoreState): string[] {
+  return [...(state.recent ?? []), ...state.holders].sort((a, b) => a.grantedAt - b.grantedAt).map((l) => l.workflowId);
+}
+
+const finals = (ids: string[], user: keyof typeof KEYS, timeoutMs = 120_000) =>
+  Promise.all(ids.map((id) => waitForFinal(stack.url, id, timeoutMs, auth(user))));
+
+describe('fair share', () => {
+  it('starts a second user’s 5 tasks among the first user’s 200, at most 2 of the first’s between them', async () => {
+    await blocker(2);
+    const flood: string[] = [];
+    for (let batch = 0; batch < 10; batch++) {
+      flood.push(
+        ...(await Promise.all(Array.from({ length: 20 }, (_, i) => submit('alice', small(`flood ${batch}.${i}`))))),
+      );
+    }
+    await until(async () => (await semaphore()).queue.filter((w) => w.user === 'alice').length >= 150);
+    const bobs: string[] = [];
+    for (let i = 0; i < 5; i++) bobs.push(await submit('bob', small(`bob ${i}`)));
+    // Bob's last task's place is the grant order's (his 5 interleaved with Alice's), not behind the ~150 of hers
+    // that arrived first.
+    let place: { status: string; queuePosition?: number } = { status: 'waiting' };
+    await until(async () => {
+      place = (await call(stack.url, 'GET', `/tasks/${bobs[4]}/progress`, undefined, auth('bob'))).json;
+      return place.status !== 'waiting' || place.queuePosition !== undefined;
+    });
+    expect(place.status).toBe('waiting');
+    expect(place.queuePosition).toBeLessThanOrEqual(10);
+
+    const results = await finals(bobs, 'bob');
+    expect(results.map((r) => r.status)).toEqual(Array(5).fill('succeeded'));
+    const order = grantOrder(await semaphore());
+    const firstBob = order.indexOf(bobs[0]);
+    const bobPlaces = bobs.map((id) => order.indexOf(id));
+    expect(bobPlaces.every((p) => p >= 0)).toBe(true);
+    // Between consecutive starts of Bob's tasks, at most 2 of Alice's.
+    for (let i = 1; i < bobPlaces.length; i++) expect(bobPlaces[i] - bobPlaces[i - 1] - 1).toBeLessThanOrEqual(2);
+    // Within one user and lane, arrival order.
+    expect([...bobPlaces].sort((a, b) => a - b)).toEqual(bobPlaces);
+    // Bob's first task did not wait for the flood: only a few of Alice's started after he submitted.
+    expect(order.slice(0, firstBob).filter((id) => flood.includes(id)).length).toBeLessThan(50);
+
+    // The rest of the flood is cancelled, so that the next tests start from an empty queue.
+    for (let i = 0; i < flood.length; i += 25) {
+      await Promise.all(
+        flood
+          .slice(i, i + 25)
+          .map((id) => call(stack.url, 'POST', `/tasks/${id}/cancellation`, undefined, auth('alice'))),
+      );
+    }
+    await until(async () => (await semaphore()).queue.length === 0 && (await semaphore()).holders.length === 0);
+  }, 240_000);
+});
+
+describe('lanes', () => {
+  it('grants a high task before the normal ones queued ahead of it, which keep their order', async () => {
+    await blocker(1.5);
+    const normals: string[] = [];
+    for (let i = 0; i < 3; i++) normals.push(await submit('alice', small(`normal ${i}`)));
+    const high = await submit('alice', small('high'), { 'Task-Priority': 'high' });
+    await finals([...normals, high], 'alice');
+    const order = grantOrder(await semaphore());
+    const places = normals.map((id) => order.indexOf(id));
+    expect(order.indexOf(high)).toBeLessThan(Math.min(...places));
+    expect([...places].sort((a, b) => a - b)).toEqual(places);
+  }, 120_000);
+
+  it(`moves a low task up a lane once it has waited SDFLOW_PRIORITY_AGING_S (${AGING_S} s)`, async () => {
+    await blocker(AGING_S + 2);
+    const aged = await submit('carol', small('low, aged'));
+    await new Promise((r) => setTimeout(r, AGING_S * 1000 + 500));
+    const normal = await submit('alice', small('normal'));
+    const fresh = await submit('carol', small('low, fresh'));
+    await finals([aged, fresh], 'carol');
+    await finals([normal], 'alice');
+    const order = grantOrder(await semaphore());
+    // The aged low task counts as normal and arrived first; the fresh one is still low, after the normal task.
+    expect(order.indexOf(aged)).toBeLessThan(order.indexOf(normal));
+    expect(order.indexOf(normal)).toBeLessThan(order.indexOf(fresh));
+  }, 120_000);
+
+  it('refuses a lane above the key’s maxLane (403) and a value that is not a lane (400), naming the header', async () => {
+    const above = await call(stack.url, 'POST', '/txt2img', small('x'), { ...auth('carol'), 'Task-Priority': 'high' });
+    expect(above.status).toBe(403);
+    expect(above.json.message).toMatch(/^Task-Priority header: .*normal/);
+    const bad = await call(stack.url, 'POST', '/txt2img', small('x'), { ...auth('alice'), 'Task-Priority': 'urgent' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.message).toMatch(/^Task-Priority header: must be one of high, normal, low/);
+    const dropIn = await call(
+      stack.url,
+      'POST',
+      '/sdapi/v1/txt2img',
+      { prompt: 'x' },
+      {
+        ...auth('carol'),
+        'Task-Priority': 'high',
+      },
+    );
+    expect(dropIn.status).toBe(403);
+    const deadline = await call(stack.url, 'POST', '/txt2img', small('x'), { ...auth('alice'), 'Task-Deadline': '-3' });
+    expect(deadline.status).toBe(400);
+    expect(deadline.json.message).toMatch(/^Task-Deadline header: /);
+  });
+});
+
+describe('deadlines', () => {
+  it('fails a task whose Task-Deadline passes while it waits, with errorKind task_deadline and no slot', async () => {
+    const blocking = await blocker(3);
+    const late = await submit('alice', small('too late'), { 'Task-Deadline': '1' });
+    const result = await waitForFinal(stack.url, late, 30_000, auth('alice'));
+    expect(result).toMatchObject({ status: 'failed', errorKind: 'task_deadline', images: [] });
+    expect(result.message).toMatch(/Task-Deadline/);
+    // It ended while the blocker still held the only slot, and was never granted one.
+    expect((await semaphore()).holders.map((h) => h.workflowId)).toEqual([blocking]);
+    const listed = await call(stack.url, 'GET', '/tasks?status=failed', undefined, auth('alice'));
+    expect(listed.json.tasks.find((t: { taskId: string }) => t.taskId === late)).toMatchObject({
+      errorKind: 'task_deadline',
+    });
+    await finals([blocking], 'alice');
+    expect(grantOrder(await semaphore())).not.toContain(late);
+  }, 60_000);
+
+  it('runs a task that starts before its Task-Deadline as usual', async () => {
+    const onTime = await submit('alice', small('on time'), { 'Task-Deadline': '60' });
+    expect((await waitForFinal(stack.url, onTime, 30_000, auth('alice'))).status).toBe('succeeded');
+  });
+});
+
+it('never ran more than the cap of 1 job at once', () => {
+  expect(maxOverlap(readBusyIntervals(stack.statsDir))).toBe(1);
+});
