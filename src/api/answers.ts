@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { TaskRecord } from '../records.js';
-import { isFinal } from '../types.js';
+import { isFinal, type SlotOwner } from '../types.js';
+import type { TaskEstimate } from './eta.js';
 import { isAsync } from './request-headers.js';
 import { resultView, type TaskDeps, waitForTask } from './tasks.js';
 
@@ -40,22 +41,31 @@ export interface TaskAnswers {
   waitMs: number;
   /** The answer for a task that ended. */
   final(task: TaskRecord): Promise<Answer>;
-  /** The answer for a task that has not ended: accepted (async), or still open when the wait ended. Default 200/202. */
-  open?(task: TaskRecord, accepted: boolean): Answer;
+  /**
+   * The answer for a task that has not ended: accepted (async), or still open when the wait ended. Default 200/202,
+   * with the estimate of a waiting task.
+   */
+  open?(task: TaskRecord, accepted: boolean, estimate?: TaskEstimate): Answer;
+  /** The task's lane and share, for the estimate of a task not at the semaphore yet. */
+  owner?: SlotOwner;
   /** Whether the answer carries the `taskId` header; yes unless said otherwise. */
   taskIdHeader?: boolean;
 }
 
 /** The platform's answer for a task not ended: 200 when accepted (async), 202 when a sync wait ran out. */
-export const openAnswer = (task: TaskRecord, accepted: boolean): Answer => ({
+export const openAnswer = (task: TaskRecord, accepted: boolean, estimate?: TaskEstimate): Answer => ({
   status: accepted ? 200 : 202,
-  body: { status: task.status, taskId: task.taskId },
+  body: { status: task.status, taskId: task.taskId, ...estimate },
 });
+
+/** The estimate of a task that waits for its slot; none for one that runs or ended. */
+const estimateOf = (deps: TaskDeps, task: TaskRecord, owner?: SlotOwner) =>
+  task.status === 'waiting' ? deps.eta.estimate(task, owner) : Promise.resolve(undefined);
 
 export async function answerTask(ctx: Context, deps: TaskDeps, task: TaskRecord, a: TaskAnswers): Promise<void> {
   if (a.taskIdHeader ?? true) ctx.set('taskId', task.taskId);
   const open = a.open ?? openAnswer;
-  if (isAsync(ctx)) return send(ctx, open(task, true));
+  if (isAsync(ctx)) return send(ctx, open(task, true, await estimateOf(deps, task, a.owner)));
   const gone = clientGone(ctx);
   const done = await waitForTask(deps, task.taskId, a.waitMs, gone);
   if (gone.aborted) {
@@ -65,7 +75,7 @@ export async function answerTask(ctx: Context, deps: TaskDeps, task: TaskRecord,
     );
     return;
   }
-  send(ctx, isFinal(done.status) ? await a.final(done) : open(done, false));
+  send(ctx, isFinal(done.status) ? await a.final(done) : open(done, false, await estimateOf(deps, done, a.owner)));
 }
 
 /** The platform routes' answer for a task that ended (the contract's status codes). */

@@ -13,11 +13,12 @@ import { authenticate, type KeyRing, requireAdmin } from './auth.js';
 import { corsFor } from './cors.js';
 import { docsRoutes } from './docs.js';
 import { errorMapper } from './errors.js';
+import { taskEta } from './eta.js';
 import { healthRoute } from './health.js';
 import { rateLimit } from './limits.js';
 import { apiMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
-import { queuePositions } from './queue-positions.js';
+import { queuePositions, semaphoreStateReader } from './queue-positions.js';
 import { a1111Routes } from './routes/a1111.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { CONSOLE_DIR, consoleConfigRoute, consoleFiles } from './routes/console.js';
@@ -73,12 +74,19 @@ export function createApp(apiDeps: ApiDeps): Koa {
   // Every final record the API reads feeds the task metrics.
   const deps: ApiDeps = { ...apiDeps, meta: metrics.observing(apiDeps.meta) };
   const schemas = generationSchemas(config.limits);
+  const semaphoreState = semaphoreStateReader(deps.temporal, config.semaphore.id, {
+    maxAgeMs: config.api.queuePositionMaxAgeMs,
+    queryTimeoutMs: config.api.queryTimeoutMs,
+  });
   const taskDeps: TaskDeps = {
     ...deps,
     limits: config.limits,
-    queuePositionOf: queuePositions(deps.temporal, config.semaphore.id, {
-      maxAgeMs: config.api.queuePositionMaxAgeMs,
-      queryTimeoutMs: config.api.queryTimeoutMs,
+    queuePositionOf: queuePositions(semaphoreState),
+    eta: taskEta({
+      meta: deps.meta,
+      semaphoreState,
+      keepAliveS: config.runtime.keepAliveS,
+      maxAgeMs: config.api.etaTimingsMaxAgeMs,
     }),
     notifyWebhook: webhookNotifier(deps.temporal, config),
     webhookTargets: new TargetPolicy(config.webhooks.allow),

@@ -38,7 +38,10 @@ const headers = [
 ];
 
 const answers = {
-  '200': { description: 'sync: the task ended as succeeded or cancelled; async: the task was accepted' },
+  '200': {
+    description:
+      'sync: the task ended as succeeded or cancelled; async: the task was accepted ({status, taskId}, and while it waits estimatedStartS and estimatedFinishS)',
+  },
   '202': { description: 'sync wait longer than SDFLOW_SYNC_TIMEOUT_S: poll /tasks/{taskId}/result' },
   '400': {
     description:
@@ -46,7 +49,10 @@ const answers = {
   },
   '403': { description: "Task-Priority above your key's maxLane" },
   '404': { description: 'unknown model' },
-  '409': { description: 'duplicate taskId' },
+  '409': {
+    description:
+      'duplicate taskId, or a Task-Deadline the estimate already misses ({message, estimatedStartS, estimatedFinishS}; no task is created)',
+  },
   '413': { description: 'body over SDFLOW_MAX_BODY_MB' },
   '422': { description: 'SD rejected the input' },
   '500': { description: 'the task failed; the message says why' },

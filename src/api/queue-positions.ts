@@ -1,6 +1,10 @@
 import type { Client } from '@temporalio/client';
+import type { SemaphoreState } from '../types.js';
 import { semaphoreStateQuery } from '../workflows/definitions.js';
-import { grantOrder } from '../workflows/grant-order.js';
+import { grantOrder, grantPolicyOf } from '../workflows/grant-order.js';
+
+/** The semaphore's state as the API last read it, or undefined when it did not answer. */
+export type SemaphoreStateOf = () => Promise<SemaphoreState | undefined>;
 
 /**
  * 1-based place of a waiting task in the order the semaphore will grant (lanes, fair share, arrival: the grant
@@ -9,35 +13,47 @@ import { grantOrder } from '../workflows/grant-order.js';
 export type QueuePositionOf = (taskId: string) => Promise<number | undefined>;
 
 /**
- * Reads queue positions from the semaphore's state query. One query answers every caller for `maxAgeMs`, so many
- * clients polling many waiting tasks cost the semaphore one query per period, not one each.
+ * Reads the semaphore's state query. One query answers every caller for `maxAgeMs`, so many clients polling many
+ * waiting tasks cost the semaphore one query per period, not one each. A failed query answers "unknown" for that
+ * period rather than failing the read that asked.
  */
-export function queuePositions(
+export function semaphoreStateReader(
   temporal: Client,
   semaphoreId: string,
   opts: { maxAgeMs: number; queryTimeoutMs: number },
-): QueuePositionOf {
-  let cached: { at: number; positions: Promise<Map<string, number>> } | undefined;
-
-  const load = async () => {
-    const deadline = Date.now() + opts.queryTimeoutMs;
-    const state = await temporal.connection.withDeadline(deadline, () =>
+): SemaphoreStateOf {
+  let cached: { at: number; state: Promise<SemaphoreState | undefined> } | undefined;
+  const load = () =>
+    temporal.connection.withDeadline(Date.now() + opts.queryTimeoutMs, () =>
       temporal.workflow.getHandle(semaphoreId).query(semaphoreStateQuery),
     );
-    const positions = new Map<string, number>();
-    const order = grantOrder(state, Date.now(), { agingMs: (state.priorityAgingS ?? 0) * 1000 });
-    order.forEach((waiter, i) => {
-      if (!positions.has(waiter.workflowId)) positions.set(waiter.workflowId, i + 1);
-    });
-    return positions;
-  };
-
-  return async (taskId) => {
+  return () => {
     const now = Date.now();
-    if (!cached || now - cached.at >= opts.maxAgeMs) {
-      // A failed query answers "unknown" for this period rather than failing the progress read.
-      cached = { at: now, positions: load().catch(() => new Map<string, number>()) };
+    if (!cached || now - cached.at >= opts.maxAgeMs) cached = { at: now, state: load().catch(() => undefined) };
+    return cached.state;
+  };
+}
+
+/** Every waiting task's 1-based place in the grant order of `state`, computed once per state read. */
+export function grantPositions(): (state: SemaphoreState) => Map<string, number> {
+  let computed: { state: SemaphoreState; positions: Map<string, number> } | undefined;
+  return (state) => {
+    if (computed?.state !== state) {
+      const positions = new Map<string, number>();
+      grantOrder(state, Date.now(), grantPolicyOf(state)).forEach((waiter, i) => {
+        if (!positions.has(waiter.workflowId)) positions.set(waiter.workflowId, i + 1);
+      });
+      computed = { state, positions };
     }
-    return (await cached.positions).get(taskId);
+    return computed.positions;
+  };
+}
+
+/** Queue positions from the state `stateOf` reads, in grant order. */
+export function queuePositions(stateOf: SemaphoreStateOf): QueuePositionOf {
+  const positionsIn = grantPositions();
+  return async (taskId) => {
+    const state = await stateOf();
+    return state ? positionsIn(state).get(taskId) : undefined;
   };
 }

@@ -61,7 +61,10 @@ export function taskPriority(ctx: Context, principal: Principal): Lane {
 /** At most a day, as no task waits longer than its deadline backstop anyway. */
 const MAX_TASK_DEADLINE_S = 86_400;
 
-/** The `Task-Deadline` header: seconds from now by which the task must have started, as epoch ms. */
+/**
+ * The `Task-Deadline` header: seconds from now within which the task should finish, as epoch ms. A task the estimate
+ * says cannot is refused at submit (409); one still waiting when it passes fails without ever taking a slot.
+ */
 export function taskDeadline(ctx: Context, now = Date.now()): number | undefined {
   const value = ctx.get('Task-Deadline').trim();
   if (!value) return undefined;
@@ -100,6 +103,6 @@ export const SCHEDULING_HEADERS = [
     in: 'header',
     schema: { type: 'number', exclusiveMinimum: 0, maximum: MAX_TASK_DEADLINE_S },
     description:
-      'seconds from now by which the task must have started; past it while waiting, the task fails with errorKind task_deadline and never takes a slot',
+      'seconds from now within which the task should finish: a 409 with estimatedStartS and estimatedFinishS when the estimate already misses it; a task still waiting when it passes fails with errorKind task_deadline and never takes a slot',
   },
 ];

@@ -28,6 +28,7 @@ import type { Principal } from './auth.js';
 import { resolveCheckpoint } from './checkpoints.js';
 import { claimCheckImages } from './claim-check.js';
 import { badRequest, conflict, HttpError, notFound } from './errors.js';
+import type { TaskEta } from './eta.js';
 import { enforceQueueLimit } from './limits.js';
 import { assertLorasUsable, assertVaeUsable } from './model-refs.js';
 import { storeLargeBody } from './passthrough.js';
@@ -45,6 +46,7 @@ export interface TaskDeps {
   logger: Logger;
   limits: Limits;
   queuePositionOf: QueuePositionOf;
+  eta: TaskEta;
   notifyWebhook: WebhookNotifier;
   webhookTargets: TargetPolicy;
 }
@@ -110,6 +112,23 @@ async function assertWebhookTarget(deps: TaskDeps, webhook: TaskWebhook): Promis
   }
 }
 
+/** A Task-Deadline the estimate already misses is a 409 with the estimate, and no task is created. */
+async function assertDeadlineFeasible(deps: TaskDeps, s: Submission, taskId: string, scheduling: TaskScheduling) {
+  const now = Date.now();
+  const estimate = await deps.eta.estimate(
+    { taskId, user: s.principal.user, model: s.model.name, params: s.body, createdAt: new Date(now).toISOString() },
+    scheduling.owner,
+  );
+  if (!estimate || scheduling.deadlineAt === undefined) return;
+  const deadlineS = Math.round((scheduling.deadlineAt - now) / 100) / 10;
+  if (estimate.estimatedFinishS > deadlineS) {
+    throw conflict(
+      `Task-Deadline header: the task is estimated to finish in ${estimate.estimatedFinishS} s, after its deadline of ${deadlineS} s`,
+      { ...estimate },
+    );
+  }
+}
+
 function requestHash(kind: TaskKind, body: SdParams): string {
   return createHash('sha256').update(kind).update(JSON.stringify(body)).digest('hex');
 }
@@ -152,6 +171,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
 
   const taskId = s.taskId ?? newTaskId();
   if (s.taskId && (await deps.meta.getTask(taskId))) throw conflict(`taskId ${taskId} already exists`);
+  if (s.scheduling?.deadlineAt !== undefined) await assertDeadlineFeasible(deps, s, taskId, s.scheduling);
   if (s.webhook) await assertWebhookTarget(deps, s.webhook);
 
   const params: SdParams = { ...s.body };
@@ -298,6 +318,9 @@ export function taskSummary(task: TaskRecord) {
 /** What GET /tasks/{id}/progress answers: the workflow's progress, plus a signed link to the live preview. */
 export interface ProgressView extends TaskProgress {
   currentImageUrl?: string;
+  /** While it waits: seconds until it starts and until it ends, as estimated now. */
+  estimatedStartS?: number;
+  estimatedFinishS?: number;
 }
 
 /**
@@ -340,8 +363,14 @@ export async function progressView(deps: TaskDeps, task: TaskRecord): Promise<Pr
   // The live phase is ahead of the row, which the task marks running without waiting for the write.
   const status = snapshot.phase === 'queued' ? task.status : 'running';
   if (status !== 'waiting') return runningProgressView(task.taskId, snapshot, deps.store, deps.config.stores.urlTtlS);
-  const queuePosition = await deps.queuePositionOf(task.taskId);
-  return { taskId: task.taskId, status, ...snapshot, ...(queuePosition === undefined ? {} : { queuePosition }) };
+  const [queuePosition, estimate] = await Promise.all([deps.queuePositionOf(task.taskId), deps.eta.estimate(task)]);
+  return {
+    taskId: task.taskId,
+    status,
+    ...snapshot,
+    ...(queuePosition === undefined ? {} : { queuePosition }),
+    ...estimate,
+  };
 }
 
 /** Cancels a waiting or running task, then waits briefly so the answer can already say `cancelled`. */

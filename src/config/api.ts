@@ -84,11 +84,17 @@ export const api = group(
       schema: int(2000, 100),
       meaning: "Deadline of the workflow query behind a live task's progress; past it the task row answers.",
     }),
+    etaTimingsMaxAgeMs: setting({
+      env: 'SDFLOW_ETA_TIMINGS_MAX_AGE_MS',
+      schema: int(10_000, 0),
+      meaning:
+        'How long the timings learned from recent successes (for estimatedStartS/estimatedFinishS) are reused before the history is read again.',
+    }),
     queuePositionMaxAgeMs: setting({
       env: 'SDFLOW_QUEUE_POSITION_MAX_AGE_MS',
       schema: int(500, 0),
       meaning:
-        "How long one read of the semaphore's queue answers every waiting task's queuePosition (0: read at every poll).",
+        "How long one read of the semaphore's queue answers every waiting task's queuePosition and estimates (0: read at every poll).",
     }),
     eventsPollMs: setting({
       env: 'SDFLOW_EVENTS_POLL_MS',

@@ -16,6 +16,11 @@ export interface GrantPolicy {
   agingMs: number;
 }
 
+/** The policy a semaphore's state carries (its aging setting, from the worker's config). */
+export const grantPolicyOf = (state: Pick<SemaphoreState, 'priorityAgingS'>): GrantPolicy => ({
+  agingMs: (state.priorityAgingS ?? 0) * 1000,
+});
+
 const DEFAULT_LANE: Lane = 'normal';
 const laneRank = (lane: string | undefined) => {
   const rank = LANES.indexOf((lane ?? DEFAULT_LANE) as Lane);

@@ -29,7 +29,7 @@ import {
   slotGrantedSignal,
   warmthSignal,
 } from './definitions.js';
-import { admitUser, chargeGrant, forgetIdleUsers, type GrantPolicy, nextWaiter } from './grant-order.js';
+import { admitUser, chargeGrant, forgetIdleUsers, grantPolicyOf, nextWaiter } from './grant-order.js';
 
 // The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): never more grants than the limit, in the
 // order grant-order.ts decides (lanes, fair share, caps, then arrival), leases keyed by (workflowId, runId, leaseId),
@@ -61,7 +61,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   /** Set once this run hands over to its successor: waiting updates answer "ask again". */
   let handingOver = false;
   state.priorityAgingS ??= input.priorityAgingS;
-  const policy = (): GrantPolicy => ({ agingMs: (state.priorityAgingS ?? 0) * 1000 });
+  const policy = () => grantPolicyOf(state);
   /** Leases dropped because their deadline passed, for their waiting update's answer. */
   const expired = new Set<string>();
   const leaseKey = (lease: LeaseRef) => `${lease.workflowId}/${lease.runId}/${lease.leaseId}`;

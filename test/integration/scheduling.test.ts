@@ -76,6 +76,43 @@ function grantOrder(state: SemaphoreState): string[] {
 const finals = (ids: string[], user: keyof typeof KEYS, timeoutMs = 120_000) =>
   Promise.all(ids.map((id) => waitForFinal(stack.url, id, timeoutMs, auth(user))));
 
+// First, while no task has succeeded yet: the estimate then stands on its prior timings (1.6 s a slot), so a task
+// behind the blocker is estimated to start later than now.
+describe('estimates', () => {
+  it('tells a waiting task when it should start and finish, and refuses a Task-Deadline the estimate misses', async () => {
+    const blocking = await blocker(2);
+    // The API reads the semaphore at most every SDFLOW_QUEUE_POSITION_MAX_AGE_MS (500): past it, it sees the blocker.
+    await new Promise((r) => setTimeout(r, 600));
+    const r = await call(stack.url, 'POST', '/txt2img', small('estimated'), {
+      'Request-Type': 'async',
+      ...auth('alice'),
+    });
+    expect(r.status).toBe(200);
+    expect(r.json.estimatedStartS, JSON.stringify(r.json)).toBeGreaterThan(0);
+    expect(r.json.estimatedFinishS).toBeGreaterThan(r.json.estimatedStartS);
+    const waiting = await call(stack.url, 'GET', `/tasks/${r.json.taskId}/progress`, undefined, auth('alice'));
+    expect(waiting.json).toMatchObject({ status: 'waiting', phase: 'queued' });
+    expect(waiting.json.estimatedFinishS).toBeGreaterThan(waiting.json.estimatedStartS);
+
+    const newest = async () => (await call(stack.url, 'GET', '/tasks?limit=1', undefined, auth('alice'))).json.tasks[0];
+    const before = await newest();
+    const big = { ...small('too big for its deadline'), steps: 400, width: 1024, height: 1024 };
+    const refused = await call(stack.url, 'POST', '/txt2img', big, { ...auth('alice'), 'Task-Deadline': '2' });
+    expect(refused.status).toBe(409);
+    expect(refused.json.message).toMatch(/^Task-Deadline header: the task is estimated to finish in [\d.]+ s/);
+    expect(refused.json.estimatedFinishS).toBeGreaterThan(2);
+    expect(refused.json.estimatedStartS).toBeGreaterThanOrEqual(0);
+    // No task was created.
+    expect((await newest()).taskId).toBe(before.taskId);
+
+    const results = await finals([blocking, r.json.taskId], 'alice');
+    expect(results.map((x) => x.status)).toEqual(['succeeded', 'succeeded']);
+    // A finished task carries no estimate.
+    const ended = await call(stack.url, 'GET', `/tasks/${r.json.taskId}/progress`, undefined, auth('alice'));
+    expect(ended.json.estimatedStartS).toBeUndefined();
+  }, 60_000);
+});
+
 describe('fair share', () => {
   it('starts a second user’s 5 tasks among the first user’s 200, at most 2 of the first’s between them', async () => {
     await blocker(2);

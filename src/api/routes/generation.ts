@@ -36,6 +36,7 @@ export function generationRoutes(router: Router, deps: TaskDeps, schemas: Genera
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.syncTimeoutS * 1000,
       final: (done) => platformAnswer(deps, done),
+      owner: scheduling.owner,
     });
   };
 

@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import { estimateStartMs, learnTimings, taskEta, workUnits } from '../../src/api/eta.js';
+import type { MetaStore } from '../../src/platform/meta-store/port.js';
+import type { TaskRecord } from '../../src/records.js';
+import { emptySemaphoreState, type SemaphoreState } from '../../src/types.js';
+
+// The estimate of when a task starts and ends: its place in the grant order, the slots, and learned timings.
+
+let n = 0;
+const done = (model: string, params: object, timings: TaskRecord['timings'], finishedAt = new Date()): TaskRecord => ({
+  taskId: `t${++n}`,
+  user: 'u',
+  kind: 'txt2img',
+  model,
+  status: 'succeeded',
+  params: { ...params },
+  images: [],
+  timings,
+  createdAt: finishedAt.toISOString(),
+  updatedAt: finishedAt.toISOString(),
+  finishedAt: finishedAt.toISOString(),
+});
+
+describe('workUnits', () => {
+  it('is steps × megapixels × images', () => {
+    expect(workUnits({ steps: 20, width: 1024, height: 1024 })).toBe(20);
+    expect(workUnits({ steps: 10, width: 512, height: 512, batch_size: 2, n_iter: 3 })).toBe(15);
+    expect(workUnits({})).toBe(5); // A1111's defaults: 20 steps at 512×512
+  });
+});
+
+describe('learnTimings', () => {
+  it('learns per checkpoint: warm and cold starts apart, sampling per unit, and the slot time of all', () => {
+    const learned = learnTimings([
+      done(
+        'a',
+        { steps: 20, width: 1024, height: 1024 },
+        { startMs: 100, samplingMs: 2000, coldStart: false, checkpointLoad: false },
+      ),
+      done(
+        'a',
+        { steps: 40, width: 1024, height: 1024 },
+        { startMs: 120, samplingMs: 4000, coldStart: false, checkpointLoad: false },
+      ),
+      done(
+        'a',
+        { steps: 20, width: 1024, height: 1024 },
+        { startMs: 6000, samplingMs: 2000, coldStart: true, checkpointLoad: true },
+      ),
+      done(
+        'b',
+        { steps: 10, width: 512, height: 512 },
+        { startMs: 50, samplingMs: 250, coldStart: false, checkpointLoad: false },
+      ),
+    ]);
+    // The lower middle of an even count.
+    expect(learned.get('a')).toMatchObject({ warmStartMs: 100, coldStartMs: 6000, samplingMsPerUnit: 100 });
+    expect(learned.get('b')?.samplingMsPerUnit).toBe(100);
+    expect(learned.get('')?.slotMs).toBe(2100);
+  });
+
+  it('stands in the simulator’s A10 timings for a checkpoint with no history', () => {
+    const prior = learnTimings([]).get('')!;
+    // 65 ms a step at 512×512.
+    expect(prior.samplingMsPerUnit * workUnits({ steps: 20 })).toBe(1300);
+    expect(prior.lastFinishedAt).toBe(0);
+  });
+});
+
+describe('estimateStartMs', () => {
+  const state = (limit: number, holders: number) => ({ limit, holders: Array(holders).fill({}) });
+  it('is 0 while a slot is free for the task', () => {
+    expect(estimateStartMs(1, state(4, 2), 1000)).toBe(0);
+    expect(estimateStartMs(2, state(4, 2), 1000)).toBe(0);
+  });
+  it('adds a slot turnover per wave ahead, the holders half done', () => {
+    expect(estimateStartMs(3, state(4, 2), 1000)).toBe(500);
+    expect(estimateStartMs(6, state(4, 2), 1000)).toBe(500);
+    expect(estimateStartMs(7, state(4, 2), 1000)).toBe(1500);
+    expect(estimateStartMs(3, state(1, 1), 1000)).toBe(2500);
+  });
+});
+
+describe('taskEta', () => {
+  const history = [
+    done(
+      'm',
+      { steps: 10, width: 1024, height: 1024 },
+      { startMs: 200, samplingMs: 1000, coldStart: false, checkpointLoad: false },
+    ),
+  ];
+  const meta = { listTasks: async () => ({ items: history }) } as unknown as MetaStore;
+  const waiter = (id: string, user: string, requestedAt: number) => ({
+    workflowId: id,
+    runId: 'r',
+    leaseId: 'l',
+    user,
+    requestedAt,
+  });
+  const task = (taskId: string, steps: number) => ({
+    taskId,
+    user: 'new',
+    model: 'm',
+    params: { steps, width: 1024, height: 1024 },
+    createdAt: new Date().toISOString(),
+  });
+
+  it('places a task not queued yet as the grant order will, and adds its own run', async () => {
+    const s: SemaphoreState = {
+      ...emptySemaphoreState(1),
+      holders: [{ workflowId: 'h', runId: 'r', leaseId: 'l', grantedAt: 0, user: 'old' }],
+      queue: [waiter('q1', 'old', 1), waiter('q2', 'old', 2)],
+      service: { old: 5 },
+    };
+    const eta = taskEta({ meta, semaphoreState: async () => s, keepAliveS: 3600, maxAgeMs: 0 });
+    // A newcomer starts level with `old`, after q1 (earlier): position 2 behind a full cap of 1.
+    const e = await eta.estimate(task('new1', 10));
+    expect(e?.estimatedStartS).toBe(1.8); // 2 waves of 1.2 s, the holder half done
+    expect(e?.estimatedFinishS).toBe(3.0); // + a warm start (0.2 s) and 10 steps at 1 MP (1 s)
+    // In the high lane it goes first.
+    expect((await eta.estimate(task('new2', 10), { lane: 'high', user: 'new' }))?.estimatedStartS).toBe(0.6);
+  });
+
+  it('answers nothing when the semaphore does not', async () => {
+    const eta = taskEta({ meta, semaphoreState: async () => undefined, keepAliveS: 3600, maxAgeMs: 0 });
+    expect(await eta.estimate(task('x', 10))).toBeUndefined();
+  });
+});
