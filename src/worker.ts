@@ -13,6 +13,7 @@ import {
   temporalConnectionOptions,
 } from './temporal.js';
 import { emptySemaphoreState } from './types.js';
+import { reportWarmth } from './warmth.js';
 import { webhookNotifier } from './webhooks/notify.js';
 import { loadWebhookSecret, webhookKey } from './webhooks/signing.js';
 import { TargetPolicy } from './webhooks/targets.js';
@@ -157,6 +158,14 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     shutdownGraceTime: `${config.worker.shutdownGraceS}s`,
   });
   await startSingletons(client, config);
+  const stopWarmthReports = reportWarmth({
+    functions,
+    temporal: client,
+    semaphoreId: config.semaphore.id,
+    // FC lists no instances, and asking its API every few seconds would only cost requests.
+    periodS: config.functions.backend === 'fc' ? 0 : config.semaphore.warmthReportS,
+    logger,
+  });
   const running = worker.run();
   logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address }, 'worker running');
 
@@ -164,6 +173,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     port: 0,
     worker,
     async close() {
+      stopWarmthReports();
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await connection.close();

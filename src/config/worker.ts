@@ -78,6 +78,12 @@ export const semaphore = group(
       schema: int(300, 1),
       meaning: 'The semaphore continues as new after this many grants.',
     }),
+    warmthReportS: setting({
+      env: 'SDFLOW_WARMTH_REPORT_S',
+      schema: num(2, 0),
+      meaning:
+        'How often each worker tells the semaphore which checkpoints have an idle warm instance, its tie-breaker between equally entitled tasks (only when it changed; 0: never; not with FC, which lists no instances).',
+    }),
     priorityAgingS: setting({
       env: 'SDFLOW_PRIORITY_AGING_S',
       schema: num(300, 0),

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import type { SemaphoreState } from '../../src/types.js';
 import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
-import { call, DEMO_MODEL, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // The grant order on the real stack, at a cap of 1 so that the order of grants is the order of starts: fair share
 // between users, FIFO within a user and lane, lanes, aging, deadlines in the queue, and the headers' 4xx. The order
@@ -14,6 +14,7 @@ const KEYS = {
   alice: 'alice-secret-1',
   bob: 'bob-secret-12',
   carol: 'carol-secret-1',
+  dave: 'dave-secret-12',
 };
 const auth = (user: keyof typeof KEYS) => ({ authorization: `Bearer ${KEYS[user]}` });
 
@@ -26,7 +27,9 @@ beforeAll(async () => {
       SDFLOW_MAX_CONCURRENCY: '1',
       SDFLOW_KEY_MAX_QUEUED: '250',
       SDFLOW_PRIORITY_AGING_S: String(AGING_S),
-      SDFLOW_API_KEYS: `alice:user:${KEYS.alice},bob:user:${KEYS.bob},carol:user:${KEYS.carol};lane=low;maxLane=normal`,
+      SDFLOW_API_KEYS: `alice:user:${KEYS.alice},bob:user:${KEYS.bob},carol:user:${KEYS.carol};lane=low;maxLane=normal,dave:user:${KEYS.dave}`,
+      SDFLOW_FUNCTION_MAX_INSTANCES: '1',
+      SDFLOW_WARMTH_REPORT_S: '0.2',
     },
   });
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
@@ -209,6 +212,26 @@ describe('lanes', () => {
     expect(deadline.status).toBe(400);
     expect(deadline.json.message).toMatch(/^Task-Deadline header: /);
   });
+});
+
+describe('warm checkpoints', () => {
+  it('gives a free slot to the task whose checkpoint has an idle instance when fairness leaves a choice', async () => {
+    await finals([await submit('alice', { ...small('warm up 2'), stable_diffusion_model: DEMO_MODEL_2 })], 'alice');
+    // The first checkpoint's only instance runs the blocker; the second's idles, and the worker says so.
+    const blocking = await blocker(2);
+    await until(async () => {
+      const warm = (await semaphore()).warm ?? {};
+      return (warm[DEMO_MODEL_2] ?? 0) > 0 && (warm[DEMO_MODEL] ?? 0) === 0;
+    });
+    // Two users level in share and lane: Bob first in time, for the busy checkpoint; Dave after, for the idle one.
+    const bobs = await submit('bob', small('needs the busy checkpoint'));
+    const daves = await submit('dave', { ...small('has an idle instance'), stable_diffusion_model: DEMO_MODEL_2 });
+    await finals([bobs], 'bob');
+    await finals([daves], 'dave');
+    await finals([blocking], 'alice');
+    const order = grantOrder(await semaphore());
+    expect(order.indexOf(daves)).toBeLessThan(order.indexOf(bobs));
+  }, 60_000);
 });
 
 describe('deadlines', () => {
