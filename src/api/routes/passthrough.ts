@@ -102,6 +102,7 @@ export function passthroughRoute(deps: ApiDeps & TaskDeps, claimed: (path: strin
     await answerTask(ctx, deps, task, {
       waitMs: deps.config.api.syncTimeoutS * 1000,
       final: (done) => passthroughAnswer(deps, done),
+      owner: scheduling.owner,
       taskIdHeader: taskFlag(ctx) || isAsync(ctx),
     });
   }
