@@ -52,10 +52,11 @@ const PRIOR: Omit<Timings, 'lastFinishedAt'> = {
 /** How many recent successes the timings are learned from. */
 const HISTORY = 200;
 /**
- * Up to this many waiters, a task not queued yet is placed exactly (the grant order run with it); past it, it is
- * counted behind every waiter of its lane and above, a bound that costs one pass instead of one per grant.
+ * Up to this many waiters, a task not queued yet is placed exactly (the grant order run with it, quadratic in the
+ * queue); past it, in one pass: behind every waiter of a better lane, and round robin with the other users of its
+ * own (weights aside). Every async submit asks, so the exact way would cost the API dearly under a backlog.
  */
-const EXACT_PLACEMENT = 500;
+const EXACT_PLACEMENT = 50;
 
 const num = (value: unknown, fallback: number) => (typeof value === 'number' && value > 0 ? value : fallback);
 
@@ -135,8 +136,20 @@ export function taskEta(deps: {
   /** Where a task not queued yet will be in the grant order. */
   const placeNew = (state: SemaphoreState, waiter: SemaphoreWaiter, now: number): number => {
     if (state.queue.length > EXACT_PLACEMENT) {
-      const lane = effectiveLane(waiter, now, grantPolicyOf(state));
-      return state.queue.filter((w) => effectiveLane(w, now, grantPolicyOf(state)) <= lane).length + 1;
+      const policy = grantPolicyOf(state);
+      const lane = effectiveLane(waiter, now, policy);
+      const user = waiter.user ?? '';
+      let ahead = 0;
+      const inLane = new Map<string, number>();
+      for (const w of state.queue) {
+        const l = effectiveLane(w, now, policy);
+        if (l < lane) ahead++;
+        else if (l === lane) inLane.set(w.user ?? '', (inLane.get(w.user ?? '') ?? 0) + 1);
+      }
+      const own = inLane.get(user) ?? 0;
+      // Each other user of the lane is granted about once per task of this user's ahead of it, and once more.
+      for (const [other, count] of inLane) ahead += other === user ? count : Math.min(count, own + 1);
+      return ahead + 1;
     }
     // Admitted as the semaphore admits an arrival: its user's share starts level with the others'.
     const placed: SemaphoreState = { ...state };
@@ -147,7 +160,7 @@ export function taskEta(deps: {
 
   return {
     async estimate(task, owner) {
-      const state = await deps.semaphoreState();
+      const state = await deps.semaphoreState.latest();
       if (!state) return undefined;
       const learned = await timings();
       const all = learned.get('')!;

@@ -4,7 +4,15 @@ import { semaphoreStateQuery } from '../workflows/definitions.js';
 import { grantOrder, grantPolicyOf } from '../workflows/grant-order.js';
 
 /** The semaphore's state as the API last read it, or undefined when it did not answer. */
-export type SemaphoreStateOf = () => Promise<SemaphoreState | undefined>;
+export interface SemaphoreStateOf {
+  /** A read at most `maxAgeMs` old (waiting for one when the last is older). */
+  (): Promise<SemaphoreState | undefined>;
+  /**
+   * The last state read, at once, a newer read starting behind it when it is stale; only the very first call waits.
+   * For answers that must not wait on the semaphore's query (an async submit under load would).
+   */
+  latest(): Promise<SemaphoreState | undefined>;
+}
 
 /**
  * 1-based place of a waiting task in the order the semaphore will grant (lanes, fair share, arrival: the grant
@@ -23,15 +31,31 @@ export function semaphoreStateReader(
   opts: { maxAgeMs: number; queryTimeoutMs: number },
 ): SemaphoreStateOf {
   let cached: { at: number; state: Promise<SemaphoreState | undefined> } | undefined;
+  let settled: SemaphoreState | undefined;
   const load = () =>
     temporal.connection.withDeadline(Date.now() + opts.queryTimeoutMs, () =>
       temporal.workflow.getHandle(semaphoreId).query(semaphoreStateQuery),
     );
-  return () => {
+  const read = () => {
     const now = Date.now();
-    if (!cached || now - cached.at >= opts.maxAgeMs) cached = { at: now, state: load().catch(() => undefined) };
+    if (!cached || now - cached.at >= opts.maxAgeMs) {
+      const state = load().then(
+        (s) => {
+          settled = s;
+          return s;
+        },
+        () => undefined,
+      );
+      cached = { at: now, state };
+    }
     return cached.state;
   };
+  return Object.assign(read, {
+    latest() {
+      const fresh = read();
+      return settled ? Promise.resolve(settled) : fresh;
+    },
+  });
 }
 
 /** Every waiting task's 1-based place in the grant order of `state`, computed once per state read. */

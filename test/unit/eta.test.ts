@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { estimateStartMs, learnTimings, taskEta, workUnits } from '../../src/api/eta.js';
+import type { SemaphoreStateOf } from '../../src/api/queue-positions.js';
 import type { MetaStore } from '../../src/platform/meta-store/port.js';
 import type { TaskRecord } from '../../src/records.js';
 import { emptySemaphoreState, type SemaphoreState } from '../../src/types.js';
@@ -81,6 +82,10 @@ describe('estimateStartMs', () => {
   });
 });
 
+/** A reader that always has `state`. */
+const stateOf = (state: SemaphoreState | undefined): SemaphoreStateOf =>
+  Object.assign(async () => state, { latest: async () => state });
+
 describe('taskEta', () => {
   const history = [
     done(
@@ -112,7 +117,7 @@ describe('taskEta', () => {
       queue: [waiter('q1', 'old', 1), waiter('q2', 'old', 2)],
       service: { old: 5 },
     };
-    const eta = taskEta({ meta, semaphoreState: async () => s, keepAliveS: 3600, maxAgeMs: 0 });
+    const eta = taskEta({ meta, semaphoreState: stateOf(s), keepAliveS: 3600, maxAgeMs: 0 });
     // A newcomer starts level with `old`, after q1 (earlier): position 2 behind a full cap of 1.
     const e = await eta.estimate(task('new1', 10));
     expect(e?.estimatedStartS).toBe(1.8); // 2 waves of 1.2 s, the holder half done
@@ -121,8 +126,23 @@ describe('taskEta', () => {
     expect((await eta.estimate(task('new2', 10), { lane: 'high', user: 'new' }))?.estimatedStartS).toBe(0.6);
   });
 
+  it('places a task in one pass behind a long queue: round robin with the lane’s other users', async () => {
+    const s: SemaphoreState = {
+      ...emptySemaphoreState(1),
+      holders: [{ workflowId: 'h', runId: 'r', leaseId: 'l', grantedAt: 0, user: 'old' }],
+      queue: Array.from({ length: 80 }, (_, i) => waiter(`q${i}`, 'old', i + 1)),
+      service: { old: 5 },
+    };
+    const eta = taskEta({ meta, semaphoreState: stateOf(s), keepAliveS: 3600, maxAgeMs: 0 });
+    // Behind one of the 80 (the lane's other user is granted once first), as the exact order has it.
+    expect((await eta.estimate(task('new3', 10)))?.estimatedStartS).toBe(1.8);
+    expect((await eta.estimate(task('new4', 10), { lane: 'high', user: 'new' }))?.estimatedStartS).toBe(0.6);
+    // A low task waits for all 80.
+    expect((await eta.estimate(task('new5', 10), { lane: 'low', user: 'new' }))?.estimatedStartS).toBe(96.6);
+  });
+
   it('answers nothing when the semaphore does not', async () => {
-    const eta = taskEta({ meta, semaphoreState: async () => undefined, keepAliveS: 3600, maxAgeMs: 0 });
+    const eta = taskEta({ meta, semaphoreState: stateOf(undefined), keepAliveS: 3600, maxAgeMs: 0 });
     expect(await eta.estimate(task('x', 10))).toBeUndefined();
   });
 });
