@@ -53,11 +53,13 @@ async function submit(user: keyof typeof KEYS, body: object, headers: Record<str
 
 /** A task that holds the only slot for about `seconds`, so that what is submitted next queues behind it. */
 async function blocker(seconds: number): Promise<string> {
+  // 10 ms a step at 512×512, 40 ms at 1024×1024 (the simulator scales by pixels); at most 500 steps.
+  const large = seconds > 5;
   const taskId = await submit('alice', {
     ...small('blocker'),
-    steps: Math.round(seconds * 100),
-    width: 512,
-    height: 512,
+    steps: Math.round(seconds * (large ? 25 : 100)),
+    width: large ? 1024 : 512,
+    height: large ? 1024 : 512,
   });
   await until(async () => (await semaphore()).holders.some((h) => h.workflowId === taskId));
   return taskId;
@@ -69,6 +71,15 @@ async function until(check: () => Promise<boolean>, timeoutMs = 60_000): Promise
     if (Date.now() > deadline) throw new Error('condition not reached in time');
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Waits until every one of `ids` waits at the semaphore, then cancels the blocker: the slot frees at once. */
+async function releaseWhenQueued(blocking: string, ids: string[]): Promise<void> {
+  await until(async () => {
+    const queued = new Set((await semaphore()).queue.map((w) => w.workflowId));
+    return ids.every((id) => queued.has(id));
+  });
+  await call(stack.url, 'POST', `/tasks/${blocking}/cancellation`, undefined, auth('alice'));
 }
 
 /** Task ids in the order the semaphore granted them (ended leases and the current holder). */
@@ -124,25 +135,27 @@ describe('estimates', () => {
 
 describe('fair share', () => {
   it('starts a second user’s 5 tasks among the first user’s 200, at most 2 of the first’s between them', async () => {
-    await blocker(2);
+    // The blocker holds the only slot until everything is queued and Bob's place is read, then it is cancelled.
+    const blocking = await blocker(20);
     const flood: string[] = [];
     for (let batch = 0; batch < 10; batch++) {
       flood.push(
         ...(await Promise.all(Array.from({ length: 20 }, (_, i) => submit('alice', small(`flood ${batch}.${i}`))))),
       );
     }
-    await until(async () => (await semaphore()).queue.filter((w) => w.user === 'alice').length >= 150);
+    await until(async () => (await semaphore()).queue.filter((w) => w.user === 'alice').length === flood.length);
     const bobs: string[] = [];
     for (let i = 0; i < 5; i++) bobs.push(await submit('bob', small(`bob ${i}`)));
-    // Bob's last task's place is the grant order's (his 5 interleaved with Alice's), not behind the ~150 of hers
+    await until(async () => (await semaphore()).queue.filter((w) => w.user === 'bob').length === bobs.length);
+    // Bob's last task's place is the grant order's (his 5 interleaved with Alice's: 10th), not behind the 200 of hers
     // that arrived first.
     let place: { status: string; queuePosition?: number } = { status: 'waiting' };
     await until(async () => {
       place = (await call(stack.url, 'GET', `/tasks/${bobs[4]}/progress`, undefined, auth('bob'))).json;
-      return place.status !== 'waiting' || place.queuePosition !== undefined;
+      return place.queuePosition !== undefined;
     });
-    expect(place.status).toBe('waiting');
-    expect(place.queuePosition).toBeLessThanOrEqual(10);
+    expect(place).toMatchObject({ status: 'waiting', queuePosition: 10 });
+    await call(stack.url, 'POST', `/tasks/${blocking}/cancellation`, undefined, auth('alice'));
 
     const results = await finals(bobs, 'bob');
     expect(results.map((r) => r.status)).toEqual(Array(5).fill('succeeded'));
@@ -171,10 +184,11 @@ describe('fair share', () => {
 
 describe('lanes', () => {
   it('grants a high task before the normal ones queued ahead of it, which keep their order', async () => {
-    await blocker(1.5);
+    const blocking = await blocker(20);
     const normals: string[] = [];
     for (let i = 0; i < 3; i++) normals.push(await submit('alice', small(`normal ${i}`)));
     const high = await submit('alice', small('high'), { 'Task-Priority': 'high' });
+    await releaseWhenQueued(blocking, [...normals, high]);
     await finals([...normals, high], 'alice');
     const order = grantOrder(await semaphore());
     const places = normals.map((id) => order.indexOf(id));
@@ -183,11 +197,12 @@ describe('lanes', () => {
   }, 120_000);
 
   it(`moves a low task up a lane once it has waited SDFLOW_PRIORITY_AGING_S (${AGING_S} s)`, async () => {
-    await blocker(AGING_S + 2);
+    const blocking = await blocker(20);
     const aged = await submit('carol', small('low, aged'));
     await new Promise((r) => setTimeout(r, AGING_S * 1000 + 500));
     const normal = await submit('alice', small('normal'));
     const fresh = await submit('carol', small('low, fresh'));
+    await releaseWhenQueued(blocking, [aged, normal, fresh]);
     await finals([aged, fresh], 'carol');
     await finals([normal], 'alice');
     const order = grantOrder(await semaphore());
@@ -224,7 +239,9 @@ describe('warm checkpoints', () => {
   it('gives a free slot to the task whose checkpoint has an idle instance when fairness leaves a choice', async () => {
     await finals([await submit('alice', { ...small('warm up 2'), stable_diffusion_model: DEMO_MODEL_2 })], 'alice');
     // The first checkpoint's only instance runs the blocker; the second's idles, and the worker says so.
-    const blocking = await blocker(2);
+    // It ends on its own (its slot released when SD returns, its instance still busy): a cancel would free the
+    // instance before the slot, and the worker could report it idle in between.
+    const blocking = await blocker(5);
     await until(async () => {
       const warm = (await semaphore()).warm ?? {};
       return (warm[DEMO_MODEL_2] ?? 0) > 0 && (warm[DEMO_MODEL] ?? 0) === 0;
