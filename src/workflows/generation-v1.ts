@@ -1,5 +1,4 @@
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -18,7 +17,6 @@ import {
   EMPTY_SD_STATE,
   type GenerationInput,
   type LeaseRef,
-  NON_RETRYABLE,
   type ProgressSnapshot,
   SEARCH_ATTRIBUTES,
   type TaskOutcome,
@@ -26,7 +24,7 @@ import {
   type TaskSummary,
 } from '../types.js';
 import { progressQuery, progressSignal, releaseSignal, slotGrantedSignal } from './definitions.js';
-import { failed, failureOutcome, resolveSeeds, whenModelReady } from './task-steps.js';
+import { failed, failureOutcome, gpuActivityOptions, resolveSeeds, whenModelReady } from './task-steps.js';
 
 // The generation workflow's first version, kept to finish the tasks started before the slot moved into the invoke
 // (docs/ARCHITECTURE.md, "Replay and versioning"): seeds, function, slot by signal, mark running, invoke (progress
@@ -39,17 +37,7 @@ function activitiesFor(input: GenerationInput) {
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: p.activityMaxAttempts },
   });
   // proxyActivities returns a Proxy: its members are picked one by one, never spread.
-  const { invokeFunction } = proxyActivities<Activities>({
-    startToCloseTimeout: `${input.deadlineS}s`,
-    heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: {
-      initialInterval: `${p.invokeRetryInitialS}s`,
-      backoffCoefficient: 2,
-      maximumAttempts: p.invokeMaxAttempts,
-      nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
-    },
-  });
+  const { invokeFunction } = proxyActivities<Activities>(gpuActivityOptions(input));
   const { ensureFunction, requestSlot, markRunning, finalizeTask } = bookkeeping;
   return { ensureFunction, requestSlot, markRunning, finalizeTask, invokeFunction };
 }

@@ -1,5 +1,4 @@
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   getExternalWorkflowHandle,
@@ -20,7 +19,6 @@ import {
   EMPTY_SD_STATE,
   type GenerationInput,
   type LeaseRef,
-  NON_RETRYABLE,
   SEARCH_ATTRIBUTES,
   type TaskOutcome,
   type TaskStatus,
@@ -28,7 +26,7 @@ import {
 } from '../types.js';
 import { progressQuery, releaseSignal } from './definitions.js';
 import { generationWorkflowV1 } from './generation-v1.js';
-import { failed, failureOutcome, resolveSeeds, whenModelReady } from './task-steps.js';
+import { failed, failureOutcome, gpuActivityOptions, resolveSeeds, whenModelReady } from './task-steps.js';
 
 // One task, top to bottom (docs/ARCHITECTURE.md, "The request path"). The workflow id is the taskId.
 //
@@ -46,17 +44,7 @@ function activitiesFor(input: GenerationInput) {
     startToCloseTimeout: '30s',
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: p.activityMaxAttempts },
   });
-  const { runTask } = proxyActivities<Activities>({
-    startToCloseTimeout: `${input.deadlineS}s`,
-    heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    retry: {
-      initialInterval: `${p.invokeRetryInitialS}s`,
-      backoffCoefficient: 2,
-      maximumAttempts: p.invokeMaxAttempts,
-      nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
-    },
-  });
+  const { runTask } = proxyActivities<Activities>(gpuActivityOptions(input));
   return { finalizeTask, runTask };
 }
 

@@ -1,10 +1,26 @@
-import { rootCause, sleep } from '@temporalio/workflow';
+import { ActivityCancellationType, type ActivityOptions, rootCause, sleep } from '@temporalio/workflow';
 import { failureType } from '../failures.js';
 import { type ErrorKind, type GenerationInput, NON_RETRYABLE, type SdParams, type TaskOutcome } from '../types.js';
 
 // Steps every version of the generation workflow takes the same way.
 
 /** `-1` (or no seed) becomes a concrete seed here, deterministically, so a retried attempt renders the same images. */
+/** The options of a task's GPU activity (runTask, or the first version's invokeFunction), from its policy. */
+export function gpuActivityOptions(input: GenerationInput): ActivityOptions {
+  const p = input.policy;
+  return {
+    startToCloseTimeout: `${input.deadlineS}s`,
+    heartbeatTimeout: `${p.invokeHeartbeatTimeoutS}s`,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: {
+      initialInterval: `${p.invokeRetryInitialS}s`,
+      backoffCoefficient: 2,
+      maximumAttempts: p.invokeMaxAttempts,
+      nonRetryableErrorTypes: Object.values(NON_RETRYABLE),
+    },
+  };
+}
+
 export function resolveSeeds(kind: GenerationInput['kind'], params: SdParams): SdParams {
   if (kind === 'extra') return params;
   const concrete = (v: unknown) =>

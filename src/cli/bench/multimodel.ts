@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { seededRandom } from '../../sim/random.js';
 import { readCheckpointLoads } from '../../sim/stats.js';
 import type { SdflowClient } from '../client/api.js';
 import type { MultimodelResult } from './report.js';
 import { FULL_A10_JOB, type Timed, timedSync, txt2imgBody, warmUp } from './requests.js';
-import { ms, percentile, round3, seededRandom, tally } from './stats.js';
+import { ms, percentile, round3, tally } from './stats.js';
 
 // The platform's central claim: one function per checkpoint beats instances that switch checkpoints. Jobs of 20 steps,
 // uniform over the checkpoints, arrive as a Poisson process; the same arrivals (same times, same checkpoints) go to

@@ -14,18 +14,6 @@ export const ms = (value: number) => Math.round(value * 10) / 10;
 /** A ratio or a rate rounded to 3 decimals. */
 export const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
-/** A seeded pseudo-random generator in [0, 1) (mulberry32), so two runs offer the same workload. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Distinct messages with their counts, the most frequent first, at most `max`: "3 × failed: …". */
 export function tally(messages: readonly string[], max = 3): string[] {
   const counts = new Map<string, number>();
