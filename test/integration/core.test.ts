@@ -243,9 +243,10 @@ describe('cancellation', () => {
     const blocker = await submitAsync({
       stable_diffusion_model: DEMO_MODEL,
       prompt: 'blocker',
+      // About 16 s (the simulator's step time grows with the pixels): the slot stays busy through the cancel.
       steps: 400,
-      width: 512,
-      height: 512,
+      width: 1024,
+      height: 1024,
     });
     await waitForRunning(blocker);
     const queued = await submitAsync({
