@@ -99,7 +99,11 @@ export const batchUpdateBody = z
   )
   .superRefine((body, ctx) => {
     if (body.minInstances !== undefined && body.maxInstances !== undefined && body.minInstances > body.maxInstances) {
-      ctx.addIssue({ code: 'custom', path: ['minInstances'], message: `must be at most maxInstances (${body.maxInstances})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['minInstances'],
+        message: `must be at most maxInstances (${body.maxInstances})`,
+      });
     }
     if (!Object.keys(resourceFields).some((field) => body[field as keyof typeof body] !== undefined)) {
       ctx.addIssue({

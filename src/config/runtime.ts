@@ -33,7 +33,7 @@ export const runtime = group(
       env: 'SDFLOW_WARM_RETRY_S',
       schema: num(10, 0),
       meaning:
-        'Local runtime: after an instance kept for a function\'s minInstances failed to start or died, the next one is started no sooner than this.',
+        "Local runtime: after an instance kept for a function's minInstances failed to start or died, the next one is started no sooner than this.",
     }),
     instanceStartTimeoutS: setting({
       env: 'SDFLOW_INSTANCE_START_TIMEOUT_S',

@@ -88,7 +88,7 @@ export const semaphore = group(
       env: 'SDFLOW_PREWARM_CHECK_S',
       schema: num(2, 0),
       meaning:
-        'How often each worker looks for bursts at the semaphore: a checkpoint with at least its function\'s prewarmQueueDepth tasks waiting gets instances pre-warmed up to its share of the cap (0: never).',
+        "How often each worker looks for bursts at the semaphore: a checkpoint with at least its function's prewarmQueueDepth tasks waiting gets instances pre-warmed up to its share of the cap (0: never).",
     }),
     priorityAgingS: setting({
       env: 'SDFLOW_PRIORITY_AGING_S',

@@ -63,8 +63,7 @@ export function functionRoutes(router: Router, deps: Deps) {
   const { meta, functions } = deps;
   const prefix = deps.config.functions.prefix;
   // The local runtime's instances per function when a function sets none; FC and the static pool have no such default.
-  const defaultMaxInstances =
-    deps.config.functions.backend === 'local' ? deps.config.runtime.maxInstances : undefined;
+  const defaultMaxInstances = deps.config.functions.backend === 'local' ? deps.config.runtime.maxInstances : undefined;
 
   /** The runtime's functions by name, or undefined when the runtime cannot say (each item then finds out itself). */
   async function runtimeFunctions(): Promise<Map<string, RuntimeFunction> | undefined> {

@@ -422,7 +422,9 @@ export class InstancePool {
 
   /** Starts instances until the function has `wanted` (busy, idle or starting; recycled ones aside), within its maximum. */
   private startUpTo(fn: FunctionEntry, wanted: number): number {
-    const mine = [...this.instances.values()].filter((i) => i.functionName === fn.functionName && i.state !== 'stopping');
+    const mine = [...this.instances.values()].filter(
+      (i) => i.functionName === fn.functionName && i.state !== 'stopping',
+    );
     let kept = mine.filter((i) => !i.recycle).length;
     let live = mine.length;
     let started = 0;
