@@ -253,6 +253,8 @@ export interface SlotAnswer {
 
 export interface SemaphoreHolder extends LeaseRef, SlotOwner {
   grantedAt: number;
+  /** The task's checkpoint, kept from its acquire (src/prewarm.ts counts the slots each checkpoint holds). */
+  model?: string;
   /** Granted to an update that is waiting for it; a signal-era holder (absent) is told by signal. */
   byUpdate?: boolean;
 }

@@ -5,6 +5,7 @@ import { createActivities } from './activities/index.js';
 import type { Config } from './config/index.js';
 import type { Logger } from './logging.js';
 import { createFunctionRuntime, createMetaStore, createObjectStore } from './platform/index.js';
+import { prewarmOnBursts } from './prewarm.js';
 import {
   connectTemporal,
   generationInputFor,
@@ -166,6 +167,14 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     periodS: config.functions.backend === 'fc' ? 0 : config.semaphore.warmthReportS,
     logger,
   });
+  const stopPrewarm = prewarmOnBursts({
+    functions,
+    meta,
+    temporal: client,
+    semaphoreId: config.semaphore.id,
+    periodS: config.semaphore.prewarmCheckS,
+    logger,
+  });
   const running = worker.run();
   logger.info({ taskQueue: config.temporal.taskQueue, temporal: config.temporal.address }, 'worker running');
 
@@ -174,6 +183,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     worker,
     async close() {
       stopWarmthReports();
+      stopPrewarm();
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       await connection.close();

@@ -87,7 +87,8 @@ export function functionAndOptionPaths() {
       post: {
         summary:
           'Apply resources to the functions of some checkpoints (models), some functions, or all (admin). The local ' +
-          'runtime applies env, extraArgs, timeout, maxInstances and keepAliveS; the rest is recorded.',
+          'runtime applies env, extraArgs, timeout, maxInstances, keepAliveS and minInstances, FC minInstances (as ' +
+          'provisioned instances); prewarmQueueDepth starts a pre-warm on bursts; the rest is recorded.',
         requestBody: jsonBody(batchUpdateBody),
         responses: batchAnswers('function update'),
       },

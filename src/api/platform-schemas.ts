@@ -23,6 +23,10 @@ const positiveInteger = (max: number) =>
   number()
     .refine(Number.isInteger, 'must be an integer')
     .pipe(z.number().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+const count = (max: number) =>
+  number()
+    .refine(Number.isInteger, 'must be an integer')
+    .pipe(z.number().min(0, 'must be at least 0').max(max, `must be at most ${max}`));
 const text = (max: number) =>
   z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
 const config = (what: string) => z.record(z.string(), z.unknown(), { error: `must be an object (${what})` });
@@ -67,7 +71,19 @@ export const resourceFields = {
   keepAliveS: number()
     .pipe(z.number().min(0, 'must be at least 0').max(604_800, 'must be at most 604800'))
     .optional()
-    .describe('seconds an idle instance is kept'),
+    .describe('seconds an idle instance is kept (local runtime; above minInstances)'),
+  minInstances: count(1000)
+    .optional()
+    .describe(
+      'instances kept started whatever keepAliveS says, at most maxInstances (FC: provisioned instances, in idle ' +
+        'mode); 0 lets them go',
+    ),
+  prewarmQueueDepth: positiveInteger(100_000)
+    .optional()
+    .describe(
+      "tasks of the checkpoint waiting for a slot that start a pre-warm: instances up to the checkpoint's share of " +
+        'the cap start before their tasks are granted (absent: no pre-warm)',
+    ),
 };
 
 export type ResourceUpdate = { [K in keyof typeof resourceFields]?: z.output<(typeof resourceFields)[K]> };
@@ -82,6 +98,13 @@ export const batchUpdateBody = z
     { error: unknownFields },
   )
   .superRefine((body, ctx) => {
+    if (body.minInstances !== undefined && body.maxInstances !== undefined && body.minInstances > body.maxInstances) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['minInstances'],
+        message: `must be at most maxInstances (${body.maxInstances})`,
+      });
+    }
     if (!Object.keys(resourceFields).some((field) => body[field as keyof typeof body] !== undefined)) {
       ctx.addIssue({
         code: 'custom',

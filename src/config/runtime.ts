@@ -29,6 +29,12 @@ export const runtime = group(
       schema: num(180, 0),
       meaning: 'Local runtime: an idle instance is stopped after this long, unless the function sets keepAliveS.',
     }),
+    warmRetryS: setting({
+      env: 'SDFLOW_WARM_RETRY_S',
+      schema: num(10, 0),
+      meaning:
+        "Local runtime: after an instance kept for a function's minInstances failed to start or died, the next one is started no sooner than this.",
+    }),
     instanceStartTimeoutS: setting({
       env: 'SDFLOW_INSTANCE_START_TIMEOUT_S',
       schema: num(120, 1),

@@ -84,6 +84,12 @@ export const semaphore = group(
       meaning:
         'How often each worker tells the semaphore which checkpoints have an idle warm instance, its tie-breaker between equally entitled tasks (only when it changed; 0: never; not with FC, which lists no instances).',
     }),
+    prewarmCheckS: setting({
+      env: 'SDFLOW_PREWARM_CHECK_S',
+      schema: num(2, 0),
+      meaning:
+        "How often each worker looks for bursts at the semaphore: a checkpoint with at least its function's prewarmQueueDepth tasks waiting gets instances pre-warmed up to its share of the cap (0: never).",
+    }),
     priorityAgingS: setting({
       env: 'SDFLOW_PRIORITY_AGING_S',
       schema: num(300, 0),

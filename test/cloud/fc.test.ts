@@ -367,6 +367,64 @@ describe('ensureFunction', () => {
   });
 });
 
+describe('provisioned instances: minInstances and pre-warm', () => {
+  const provisionPath = (name: string) => `/2023-03-30/functions/${name}/provision-config`;
+  const idleMode = { alwaysAllocateCPU: false, alwaysAllocateGPU: false };
+
+  it("maps minInstances to the function's provisioned instances on LATEST, in idle mode", async () => {
+    const runtime = fcRuntime();
+    const name = nameOf(MODELS[0]);
+    await runtime.ensureFunction({
+      functionName: name,
+      model: MODELS[0],
+      resources: { minInstances: 2, keepAliveS: 5 },
+    });
+
+    const puts = fc.requestsFor('PutProvisionConfig');
+    expect(puts).toHaveLength(1);
+    expect(puts[0]).toMatchObject({
+      method: 'PUT',
+      path: provisionPath(name),
+      query: { qualifier: 'LATEST' },
+      outcome: 200,
+    });
+    expect(puts[0].body).toEqual({ defaultTarget: 2, target: 2, ...idleMode });
+    expect(fc.provisionConfig(name)).toEqual({ defaultTarget: 2, ...idleMode });
+    // The function itself carries neither setting: FC's CreateFunction would refuse an unknown field.
+    expect(fc.requestsFor('CreateFunction')[0].outcome).toBe(200);
+
+    // Back to 0 releases them.
+    await runtime.ensureFunction({ functionName: name, model: MODELS[0], resources: { minInstances: 0 } });
+    expect(fc.requestsFor('PutProvisionConfig').at(-1)?.body).toEqual({ defaultTarget: 0, target: 0, ...idleMode });
+    expect(fc.provisionConfig(name)?.defaultTarget).toBe(0);
+  });
+
+  it('leaves the provisioned instances alone when the function sets no minInstances', async () => {
+    const runtime = fcRuntime();
+    await runtime.ensureFunction({ functionName: nameOf(MODELS[1]), model: MODELS[1], resources: {} });
+    expect(fc.requestsFor('PutProvisionConfig')).toEqual([]);
+  });
+
+  it('raises the provisioned target for a burst and lowers it back when asked for the minInstances again', async () => {
+    const runtime = fcRuntime();
+    const name = nameOf(MODELS[2]);
+    await runtime.ensureFunction({ functionName: name, model: MODELS[2], resources: { minInstances: 1 } });
+    await runtime.prewarm(name, 3);
+    expect(fc.provisionConfig(name)).toEqual({ defaultTarget: 3, ...idleMode });
+    await runtime.prewarm(name, 1);
+    expect(fc.provisionConfig(name)).toEqual({ defaultTarget: 1, ...idleMode });
+    expect(fc.requestsFor('PutProvisionConfig').map((r) => [r.path, r.outcome])).toEqual(
+      Array(3).fill([provisionPath(name), 200]),
+    );
+  });
+
+  it('answers a pre-warm of a function FC does not have with FunctionNotFoundError', async () => {
+    const runtime = fcRuntime();
+    await expect(runtime.prewarm(nameOf('missing.safetensors'), 2)).rejects.toBeInstanceOf(FunctionNotFoundError);
+    expect(fc.requestsFor('PutProvisionConfig')[0]).toMatchObject({ outcome: 404, code: 'FunctionNotFound' });
+  });
+});
+
 describe('listFunctions, deleteFunction and restartInstances', () => {
   it("lists the deployment's functions by prefix, following nextToken across every page", async () => {
     const runtime = fcRuntime({ SDFLOW_FUNCTION_PREFIX: 'prod-' });

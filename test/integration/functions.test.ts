@@ -91,7 +91,7 @@ describe('POST /batch_update_sd_resource', () => {
     expect(r.json).toEqual({ status: 'success', failFuncList: [] });
     for (const name of [FN_1, FN_2]) {
       const fn = await runtimeFn(name);
-      expect(fn?.limits).toEqual({ maxInstances: 3, keepAliveS: 300 });
+      expect(fn?.limits).toEqual({ maxInstances: 3, keepAliveS: 300, minInstances: 0 });
       expect(fn?.resources).toMatchObject({ keepAliveS: 300, maxInstances: 3, cpu: 8 });
       expect((await meta.getFunction(name))?.resources).toEqual({ keepAliveS: 300, maxInstances: 3, cpu: 8 });
       // Limits alone never replace the instances.

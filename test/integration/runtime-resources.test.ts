@@ -81,7 +81,7 @@ describe('function resources in the local runtime', () => {
     await client.ensureFunction({ functionName: FN, model: MODEL, resources });
     const fn = await describeFn();
     expect(fn.resources).toEqual(resources);
-    expect(fn.limits).toEqual({ maxInstances: 4, keepAliveS: 600 });
+    expect(fn.limits).toEqual({ maxInstances: 4, keepAliveS: 600, minInstances: 0 });
     const recorded = JSON.parse(readFileSync(join(t.dataDir, 'runtime', 'functions.json'), 'utf8'));
     expect(recorded).toContainEqual({ functionName: FN, model: MODEL, resources });
   });
@@ -103,7 +103,7 @@ describe('function resources in the local runtime', () => {
       resources: { ...current, maxInstances: 2, keepAliveS: 300, cpu: 4 },
     });
     const fn = await describeFn();
-    expect(fn.limits).toEqual({ maxInstances: 2, keepAliveS: 300 });
+    expect(fn.limits).toEqual({ maxInstances: 2, keepAliveS: 300, minInstances: 0 });
     expect(fn.instances.map((i) => [i.id, i.state])).toEqual([[before.id, 'idle']]);
     expect(isAlive(before.pid)).toBe(true);
   });

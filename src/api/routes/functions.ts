@@ -44,6 +44,17 @@ export function mergeResources(current: Record<string, unknown>, update: Resourc
   return merged;
 }
 
+/**
+ * Why merged resources cannot stand: a minInstances above the function's maxInstances (its own, else the runtime's
+ * default when the runtime has one). Undefined when they can.
+ */
+export function minInstancesProblem(resources: Record<string, unknown>, defaultMax: number | undefined) {
+  const min = resources.minInstances;
+  const max = typeof resources.maxInstances === 'number' ? resources.maxInstances : defaultMax;
+  if (typeof min !== 'number' || max === undefined || min <= max) return undefined;
+  return `minInstances: ${min} is more than the function's maxInstances (${max})`;
+}
+
 /** The function a name denotes: a function name as it is, a checkpoint name (or A1111 title) through naming. */
 const functionNameOf = (name: string, prefix: string) =>
   isFunctionName(name) ? name : functionNameFor(stripTitleHash(name), prefix);
@@ -51,6 +62,8 @@ const functionNameOf = (name: string, prefix: string) =>
 export function functionRoutes(router: Router, deps: Deps) {
   const { meta, functions } = deps;
   const prefix = deps.config.functions.prefix;
+  // The local runtime's instances per function when a function sets none; FC and the static pool have no such default.
+  const defaultMaxInstances = deps.config.functions.backend === 'local' ? deps.config.runtime.maxInstances : undefined;
 
   /** The runtime's functions by name, or undefined when the runtime cannot say (each item then finds out itself). */
   async function runtimeFunctions(): Promise<Map<string, RuntimeFunction> | undefined> {
@@ -189,6 +202,10 @@ export function functionRoutes(router: Router, deps: Deps) {
     requireAdmin(ctx);
     const { models, functions: names, ...update } = batchUpdateBody.parse(ctx.request.body ?? {});
     const { targets, failures } = await select(models, names);
+    for (const target of targets) {
+      const problem = minInstancesProblem(mergeResources(target.current, update), defaultMaxInstances);
+      if (problem) throw badRequest(`${problem}, for ${target.name}`);
+    }
     for (const target of targets) {
       try {
         await applyResources(target, mergeResources(target.current, update));

@@ -8,6 +8,7 @@ import {
   collectField,
   collectList,
   type GlobalOptions,
+  parseInteger,
   parseNumber,
   parsePositiveInteger,
   usageExit,
@@ -47,6 +48,8 @@ interface UpdateOptions extends GlobalOptions {
   timeout?: number;
   maxInstances?: number;
   keepAlive?: number;
+  minInstances?: number;
+  prewarmQueueDepth?: number;
   image?: string;
   cpu?: number;
   memory?: number;
@@ -73,6 +76,8 @@ function updateBody(o: UpdateOptions): Record<string, unknown> {
     timeout: o.timeout,
     maxInstances: o.maxInstances,
     keepAliveS: o.keepAlive,
+    minInstances: o.minInstances,
+    prewarmQueueDepth: o.prewarmQueueDepth,
     image: o.image,
     cpu: o.cpu,
     memorySize: o.memory,
@@ -95,6 +100,8 @@ export function registerFunctionAdminCommands(functions: Command): void {
     .option('--timeout <s>', 'seconds one request may run on an instance', parsePositiveInteger)
     .option('--max-instances <n>', 'instances per function, at most', parsePositiveInteger)
     .option('--keep-alive <s>', 'seconds an idle instance is kept', parseNumber)
+    .option('--min-instances <n>', 'instances kept started (FC: provisioned), at most maxInstances', parseInteger)
+    .option('--prewarm-queue-depth <n>', 'tasks waiting for the checkpoint that start a pre-warm', parsePositiveInteger)
     .option('--image <image>', 'container image (recorded for the cloud runtime)')
     .option('--cpu <n>', 'vCPUs (recorded)', parseNumber)
     .option('--memory <MB>', 'memory in MB (recorded)', parsePositiveInteger)

@@ -15,7 +15,7 @@ export interface RuntimeFunction {
   model: string;
   resources: Record<string, unknown>;
   /** The limits in effect (the function's own, else the runtime's defaults), for runtimes that apply them. */
-  limits?: { maxInstances: number; keepAliveS: number; timeoutS?: number };
+  limits?: { maxInstances: number; keepAliveS: number; minInstances?: number; timeoutS?: number };
   instances?: { id: string; busy: boolean; startedAt: string }[];
 }
 
@@ -53,6 +53,14 @@ export interface FunctionRuntime {
   deleteFunction(functionName: string): Promise<void>;
   /** Recycles the instances of one function, or of all functions. */
   restartInstances(functionName?: string): Promise<void>;
+  /**
+   * Asks for `instances` warm instances of the function now, busy ones included (bounded by its maxInstances), ahead
+   * of a burst of tasks the semaphore holds (src/prewarm.ts). A runtime whose idle instances go away by themselves
+   * (local: keepAliveS) only starts the missing ones; one that keeps them until told (FC: provisioned instances)
+   * sets its target to `instances`, so the caller asks for the function's minInstances again once the burst is over.
+   * Asking for N when N are there starts none.
+   */
+  prewarm(functionName: string, instances: number): Promise<void>;
 }
 
 export class FunctionNotFoundError extends Error {

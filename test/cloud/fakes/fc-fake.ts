@@ -50,6 +50,13 @@ export type { FakeCredentials } from './fc-fake-signature.js';
 //   per instance, started on demand, at most maxInstancesPerFunction, each serving instanceConcurrency requests at
 //   once, the initializer run first), streaming the answer back. A client that goes away closes the upstream
 //   connection: the agent takes it as a cancel. The function's timeout cuts a request that runs longer.
+// - Provisioned instances: PutProvisionConfig, GetProvisionConfig, DeleteProvisionConfig at
+//   /2023-03-30/functions/{name}/provision-config, for the LATEST qualifier (the fake has no aliases). The body takes
+//   defaultTarget and the deprecated target, integers in 0-10000, at least one of them (equal when both: which one
+//   wins is not documented), and the booleans alwaysAllocateCPU / alwaysAllocateGPU (default true; false is idle
+//   mode); scheduledActions and targetTrackingPolicies answer 501. The config is recorded and answered as FC's
+//   ProvisionConfig; the fake starts no instance for it (`current` stays 0). A missing config is
+//   ProvisionConfigNotFound 404.
 // - Records every OpenAPI request and every trigger invocation, and injects faults: `fault(next, times)` makes the
 //   next OpenAPI requests answer an error or hang; `invocationFault(next, times)` makes the next trigger requests
 //   answer an error before reaching an instance.
@@ -110,6 +117,8 @@ interface StoredTrigger {
 
 interface StoredFunction {
   config: Record<string, unknown>;
+  /** PutProvisionConfig's settings for LATEST, when set. */
+  provision?: { defaultTarget: number; alwaysAllocateCPU: boolean; alwaysAllocateGPU: boolean };
   revision: number;
   triggers: Map<string, StoredTrigger>;
 }
@@ -174,6 +183,8 @@ const UNIMPLEMENTED_FUNCTION_FIELDS = new Set([
 ]);
 
 const invalid = (message: string) => new FcApiError(400, 'InvalidArgument', message);
+const provisionNotFound = (name: string) =>
+  new FcApiError(404, 'ProvisionConfigNotFound', `function '${name}' has no provisioned config for LATEST`);
 const notImplemented = (what: string) =>
   new FcApiError(501, 'NotImplemented', `the FC fake does not implement ${what}`);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -192,6 +203,14 @@ function fieldsOf(value: unknown, where: string, allowed: Record<string, (v: unk
     if (!allowed[key](value[key])) throw invalid(`${where}.${key} is invalid: ${JSON.stringify(value[key])}`);
   }
   for (const key of required) if (value[key] === undefined) throw invalid(`${where}.${key} is required`);
+}
+
+/** The qualifier of a provisioned-config request: LATEST, the one the fake serves (it has no aliases). */
+function latestOnly(query: URLSearchParams): string {
+  for (const key of query.keys()) if (key !== 'qualifier') throw invalid(`unknown parameter ${key}`);
+  const qualifier = query.get('qualifier') ?? 'LATEST';
+  if (qualifier !== 'LATEST') throw notImplemented(`the qualifier ${qualifier} (the fake has no aliases)`);
+  return qualifier;
 }
 
 const absolute = (v: unknown) => typeof v === 'string' && v.startsWith('/');
@@ -410,6 +429,13 @@ function routeOf(method: string, path: string): Route | undefined {
     if (method === 'GET') return { action: 'ListFunctions' };
   } else if (parts.length === 3) {
     const actions: Record<string, string> = { GET: 'GetFunction', PUT: 'UpdateFunction', DELETE: 'DeleteFunction' };
+    if (actions[method]) return { action: actions[method], functionName: name };
+  } else if (parts.length === 4 && parts[3] === 'provision-config') {
+    const actions: Record<string, string> = {
+      PUT: 'PutProvisionConfig',
+      GET: 'GetProvisionConfig',
+      DELETE: 'DeleteProvisionConfig',
+    };
     if (actions[method]) return { action: actions[method], functionName: name };
   } else if (parts.length === 4 && parts[3] === 'triggers') {
     if (method === 'POST') return { action: 'CreateTrigger', functionName: name };
@@ -704,6 +730,17 @@ export class FcFake {
         this.fn(name).triggers.delete(route.triggerName ?? '');
         return { status: 204 };
       }
+      case 'PutProvisionConfig':
+        return { status: 200, answer: this.putProvision(name, latestOnly(query), needBody()) };
+      case 'GetProvisionConfig':
+        return { status: 200, answer: this.provisionOf(name, latestOnly(query)) };
+      case 'DeleteProvisionConfig': {
+        const fn = this.fn(name);
+        latestOnly(query);
+        if (!fn.provision) throw provisionNotFound(name);
+        fn.provision = undefined;
+        return { status: 204 };
+      }
       case 'ListTriggers': {
         const fn = this.fn(name);
         const page = this.page(query, [...fn.triggers.keys()].sort(), 'prefix');
@@ -718,6 +755,51 @@ export class FcFake {
       default:
         throw notImplemented(route.action);
     }
+  }
+
+  private putProvision(name: string, qualifier: string, body: Record<string, unknown>) {
+    const fn = this.fn(name);
+    const count = (v: unknown) => isInt(v, 0, 10_000);
+    const flag = (v: unknown) => typeof v === 'boolean';
+    for (const field of ['scheduledActions', 'targetTrackingPolicies']) {
+      if (body[field] !== undefined) throw notImplemented(`PutProvisionConfigInput.${field}`);
+    }
+    fieldsOf(
+      body,
+      'body',
+      { defaultTarget: count, target: count, alwaysAllocateCPU: flag, alwaysAllocateGPU: flag },
+      [],
+    );
+    const { defaultTarget, target } = body as { defaultTarget?: number; target?: number };
+    if (defaultTarget === undefined && target === undefined) throw invalid('body.defaultTarget is required');
+    if (defaultTarget !== undefined && target !== undefined && defaultTarget !== target) {
+      throw invalid(`body.target (${target}) and body.defaultTarget (${defaultTarget}) differ`);
+    }
+    fn.provision = {
+      defaultTarget: (defaultTarget ?? target) as number,
+      alwaysAllocateCPU: (body.alwaysAllocateCPU as boolean | undefined) ?? true,
+      alwaysAllocateGPU: (body.alwaysAllocateGPU as boolean | undefined) ?? true,
+    };
+    return this.provisionOf(name, qualifier);
+  }
+
+  /** The function's provisioned config as FC answers it (ProvisionConfig). */
+  private provisionOf(name: string, qualifier: string) {
+    const fn = this.fn(name);
+    if (!fn.provision) throw provisionNotFound(name);
+    const { defaultTarget, ...flags } = fn.provision;
+    return {
+      ...flags,
+      defaultTarget,
+      target: defaultTarget,
+      current: 0,
+      functionArn: `${String(fn.config.functionArn)}/${qualifier}`,
+    };
+  }
+
+  /** The stored provisioned config of a function (undefined when it has none), for tests. */
+  provisionConfig(name: string): StoredFunction['provision'] {
+    return this.functions.get(name)?.provision;
   }
 
   private fn(name: string): StoredFunction {

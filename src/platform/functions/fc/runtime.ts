@@ -26,6 +26,8 @@ import {
   type DesiredFunction,
   desiredFunction,
   differingFields,
+  minInstancesOf,
+  provisionInput,
   runtimeFunctionOf,
   TRIGGER_METHODS,
   TRIGGER_NAME,
@@ -50,8 +52,13 @@ export { FcSpecError } from './spec.js';
 // it differs from the wanted spec (the batch update's resources over the settings). Names come only from
 // functionNameFor (naming.ts) and are checked against FC's rules (at most 64 characters) before any call.
 // Batch-update resources FC applies: image, cpu, memorySize, gpuMemorySize, instanceType (the GPU type), timeout, env,
-// extraArgs (SDFLOW_SD_EXTRA_ARGS), vpcConfig, nasConfig, ossMountConfig. maxInstances and keepAliveS are the local
-// runtime's: FC scales and keeps instances by itself.
+// extraArgs (SDFLOW_SD_EXTRA_ARGS), vpcConfig, nasConfig, ossMountConfig, and minInstances: the function's
+// provisioned instances (PutProvisionConfig on LATEST, in idle mode so that an idle provisioned GPU instance bills at
+// the idle rate; 0 releases them). keepAliveS is not mapped: FC reclaims idle on-demand instances on its own schedule
+// and has no setting for it. maxInstances bounds the workers' pre-warm (src/prewarm.ts); FC scales by itself.
+//
+// Pre-warm. prewarm sets the provisioned target to the instances a burst wants; the workers set it back to the
+// function's minInstances when the burst is over.
 //
 // Instances. The agent runs with SDFLOW_DATA_DIR=SDFLOW_FC_AGENT_DATA_DIR (/mnt/sdflow) and reads the checkpoints at
 // <dir>/objects/models, which a mount provides: SDFLOW_FC_OSS_MOUNT_CONFIG mounting the bucket's /models there (or a
@@ -185,6 +192,31 @@ export class FcFunctionRuntime implements FunctionRuntime {
     assertFunctionName(spec.functionName);
     await this.putFunction(desiredFunction(this.fc, spec));
     await this.putTrigger(spec.functionName);
+    const minInstances = minInstancesOf(spec);
+    if (minInstances !== undefined) await this.putProvision(spec.functionName, minInstances);
+  }
+
+  async prewarm(functionName: string, instances: number): Promise<void> {
+    assertFunctionName(functionName);
+    await this.putProvision(functionName, instances);
+  }
+
+  /** Sets the function's provisioned instances (on LATEST, the version its trigger serves). */
+  private async putProvision(name: string, instances: number): Promise<void> {
+    try {
+      await this.call('PutProvisionConfig', name, () =>
+        this.client.putProvisionConfig(
+          name,
+          new $fc.PutProvisionConfigRequest({
+            qualifier: 'LATEST',
+            body: new $fc.PutProvisionConfigInput(provisionInput(instances)),
+          }),
+        ),
+      );
+    } catch (err) {
+      if (isFcCode(err, 'FunctionNotFound')) throw new FunctionNotFoundError(name);
+      throw err;
+    }
   }
 
   /** Creates the function; when it exists (another replica, or an earlier life), updates it if it differs. */

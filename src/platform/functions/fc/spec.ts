@@ -39,6 +39,7 @@ const resourcesSchema = z.looseObject({
   vpcConfig: fcVpcConfigSchema.optional(),
   nasConfig: fcNasConfigSchema.optional(),
   ossMountConfig: fcOssMountConfigSchema.optional(),
+  minInstances: z.number().int().min(0).optional(),
 });
 
 /** A function's resources that FC cannot honour are refused with the field named. */
@@ -242,4 +243,25 @@ export function runtimeFunctionOf(fn: Record<string, unknown>): RuntimeFunction 
     model: env[INSTANCE_ENV.model] ?? '',
     resources: Object.fromEntries(Object.entries(resources).filter(([, value]) => value !== undefined)),
   };
+}
+
+/** The function's minInstances, when its resources set one: FC keeps that many provisioned instances. */
+export function minInstancesOf(spec: FunctionSpec): number | undefined {
+  const min = spec.resources?.minInstances;
+  return typeof min === 'number' && Number.isInteger(min) && min >= 0 ? min : undefined;
+}
+
+/**
+ * PutProvisionConfig's body for `instances` provisioned instances of the function's LATEST version. Idle mode on (the
+ * GPU and CPU are not always allocated): a provisioned GPU instance that serves no request is frozen and billed at
+ * FC's idle rate. The count goes in `defaultTarget` and, equal, in `target`, which FC 3.0 deprecated for it but the
+ * SDK's model still marks required.
+ */
+export function provisionInput(instances: number): {
+  defaultTarget: number;
+  target: number;
+  alwaysAllocateCPU: boolean;
+  alwaysAllocateGPU: boolean;
+} {
+  return { defaultTarget: instances, target: instances, alwaysAllocateCPU: false, alwaysAllocateGPU: false };
 }

@@ -160,4 +160,8 @@ export class LocalFunctionRuntime implements FunctionRuntime {
     const url = functionName === undefined ? `${this.url}/restart` : this.fnPath(functionName, '/restart');
     await this.call('POST', url, undefined, functionName);
   }
+
+  async prewarm(functionName: string, instances: number): Promise<void> {
+    await this.call('POST', this.fnPath(functionName, '/prewarm'), { instances }, functionName);
+  }
 }

@@ -13,7 +13,9 @@ import { type FunctionEntry, type InstanceRecord, RuntimeState } from './state.j
 
 // The local runtime's instances, FC-style: each instance (an agent process with its SD backend, in its own process
 // group) serves one request at a time. Instances are spawned on demand up to a per-function maximum, handed out
-// FIFO, reaped after a keep-alive, and recorded in the data dir so a restarted runtime re-adopts them.
+// FIFO, reaped after a keep-alive, and recorded in the data dir so a restarted runtime re-adopts them. A function's
+// minInstances are kept started (replaced when they die, never reaped), and a pre-warm starts instances ahead of a
+// burst, which then idle under the keep-alive like any other.
 
 const CLI = fileURLToPath(new URL('../../../cli/main.js', import.meta.url));
 const STOP_GRACE_MS = 5000;
@@ -24,6 +26,8 @@ export interface PoolOptions {
   dataDir: string;
   maxInstances: number;
   keepAliveS: number;
+  /** After a kept-warm instance failed to start or died, the next one starts no sooner than this. */
+  warmRetryMs: number;
   startTimeoutMs: number;
   queueTimeoutMs: number;
   logger: Logger;
@@ -128,6 +132,8 @@ export class InstancePool {
   private readonly functions = new Map<string, FunctionEntry>();
   private readonly instances = new Map<string, Instance>();
   private waiters: Waiter[] = [];
+  /** Per function: no instance is started for its minInstances before this time (epoch ms), after a failure. */
+  private readonly warmRetryAt = new Map<string, number>();
   private readonly state: RuntimeState;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
@@ -146,6 +152,7 @@ export class InstancePool {
     await Promise.all(records.map((record) => this.adoptOrReap(record)));
     this.loaded = true;
     this.persistInstances();
+    for (const fn of this.functions.values()) this.keepWarm(fn);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
   }
 
@@ -232,6 +239,7 @@ export class InstancePool {
 
   deleteFunction(name: string): boolean {
     if (!this.functions.delete(name)) return false;
+    this.warmRetryAt.delete(name);
     this.persistFunctions();
     this.recycle(name);
     for (const waiter of this.waiters.filter((w) => w.functionName === name)) {
@@ -273,6 +281,7 @@ export class InstancePool {
       limits: {
         maxInstances: this.maxInstances(fn),
         keepAliveS: this.keepAliveMs(fn) / 1000,
+        minInstances: this.minInstances(fn),
         ...(timeoutS === undefined ? {} : { timeoutS }),
       },
       instances,
@@ -292,6 +301,12 @@ export class InstancePool {
   private maxInstances(fn: FunctionEntry): number {
     const max = Number(fn.resources.maxInstances);
     return Number.isInteger(max) && max >= 1 ? max : this.options.maxInstances;
+  }
+
+  /** Instances kept started whatever the keep-alive says: the function's minInstances, within its maximum. */
+  private minInstances(fn: FunctionEntry): number {
+    const min = Number(fn.resources.minInstances);
+    return Number.isInteger(min) && min > 0 ? Math.min(min, this.maxInstances(fn)) : 0;
   }
 
   /** The function's cap on one request, in seconds, when it has one. */
@@ -402,6 +417,46 @@ export class InstancePool {
       live++;
       void this.spawnInstance(fn);
     }
+    this.keepWarm(fn);
+  }
+
+  /** Starts instances until the function has `wanted` (busy, idle or starting; recycled ones aside), within its maximum. */
+  private startUpTo(fn: FunctionEntry, wanted: number): number {
+    const mine = [...this.instances.values()].filter(
+      (i) => i.functionName === fn.functionName && i.state !== 'stopping',
+    );
+    let kept = mine.filter((i) => !i.recycle).length;
+    let live = mine.length;
+    let started = 0;
+    while (kept < wanted && live < this.maxInstances(fn)) {
+      kept++;
+      live++;
+      started++;
+      void this.spawnInstance(fn);
+    }
+    return started;
+  }
+
+  /** Keeps the function's minInstances started, unless one failed lately (then it waits for warmRetryMs). */
+  private keepWarm(fn: FunctionEntry): void {
+    if (this.closing || !this.loaded) return;
+    if ((this.warmRetryAt.get(fn.functionName) ?? 0) > Date.now()) return;
+    this.startUpTo(fn, this.minInstances(fn));
+  }
+
+  /**
+   * Starts instances until the function has `instances` of them, without a request: a burst is coming. They idle
+   * under the keep-alive until a request takes them. Returns how many it started.
+   */
+  prewarm(name: string, instances: number): number {
+    const fn = this.functions.get(name);
+    if (!fn) throw new FunctionNotFoundError(name);
+    if (this.closing) return 0;
+    return this.startUpTo(fn, instances);
+  }
+
+  private delayWarm(name: string): void {
+    this.warmRetryAt.set(name, Date.now() + this.options.warmRetryMs);
   }
 
   // --- instance lifecycle ---
@@ -449,6 +504,7 @@ export class InstancePool {
     } catch (err) {
       const message = `instance ${id} of ${fn.functionName} failed to start: ${errorMessage(err)}`;
       log.error({ err: errorMessage(err), log: logTail(instanceLogFile(this.options.dataDir, id)) }, message);
+      this.delayWarm(fn.functionName);
       // One failed spawn fails the oldest waiter, so a broken function cannot hold requests until they time out.
       const waiter = this.waiters.find((w) => w.functionName === fn.functionName);
       if (waiter) {
@@ -537,6 +593,7 @@ export class InstancePool {
         { instanceId: instance.id, functionName: instance.functionName, state: instance.state, exit: instance.exit },
         'instance exited unexpectedly',
       );
+      this.delayWarm(instance.functionName);
       signalGroup(instance.pid, 'SIGKILL');
       this.instances.delete(instance.id);
       this.persistInstances();
@@ -568,7 +625,8 @@ export class InstancePool {
     for (const instance of this.instances.values()) {
       if (
         instance.state === 'idle' &&
-        now - instance.idleSince > this.keepAliveMs(this.functions.get(instance.functionName))
+        now - instance.idleSince > this.keepAliveMs(this.functions.get(instance.functionName)) &&
+        this.aboveFloor(instance.functionName)
       ) {
         this.options.logger.info(
           { instanceId: instance.id, functionName: instance.functionName },
@@ -584,6 +642,18 @@ export class InstancePool {
         this.onExit(instance);
       }
     }
+    // A kept-warm instance that failed is replaced once its retry delay is over.
+    for (const fn of this.functions.values()) this.keepWarm(fn);
+  }
+
+  /** Whether the function has more started instances than its minInstances, so an idle one may be reaped. */
+  private aboveFloor(name: string): boolean {
+    const fn = this.functions.get(name);
+    if (!fn) return true;
+    const kept = [...this.instances.values()].filter(
+      (i) => i.functionName === name && i.state !== 'stopping' && !i.recycle,
+    ).length;
+    return kept > this.minInstances(fn);
   }
 
   /** Stops every instance and clears the record: nothing is left running. */

@@ -27,7 +27,7 @@ const STARTING_EVERY_MS = 1000;
 const failure = (message: string): ErrorEvent => ({ type: 'error', kind: 'internal', message, retryable: true });
 
 // Resources the local runtime applies: env and extraArgs (instance environment), timeout (seconds, a cap on one
-// request), maxInstances and keepAliveS. The rest (image, cpu, memory, GPU, VPC, NAS, OSS mounts) is recorded in
+// request), maxInstances, keepAliveS and minInstances (prewarmQueueDepth is the workers', src/prewarm.ts). The rest (image, cpu, memory, GPU, VPC, NAS, OSS mounts) is recorded in
 // functions.json for a cloud runtime and otherwise left alone.
 const functionBodySchema = z.object({
   model: z.string().trim().min(1, 'model is required'),
@@ -38,9 +38,12 @@ const functionBodySchema = z.object({
       timeout: z.coerce.number().positive().optional(),
       maxInstances: z.coerce.number().int().min(1).optional(),
       keepAliveS: z.coerce.number().min(0).optional(),
+      minInstances: z.coerce.number().int().min(0).optional(),
     })
     .optional(),
 });
+
+const prewarmBodySchema = z.object({ instances: z.number().int().min(0) });
 
 class HttpError extends Error {
   constructor(
@@ -77,6 +80,7 @@ export async function startRuntime(
     dataDir: config.dataDir,
     maxInstances: config.maxInstances,
     keepAliveS: config.keepAliveS,
+    warmRetryMs: config.warmRetryS * 1000,
     startTimeoutMs: config.instanceStartTimeoutS * 1000,
     queueTimeoutMs: config.instanceQueueTimeoutS * 1000,
     logger,
@@ -104,6 +108,18 @@ export async function startRuntime(
       created ? 'function created' : 'function updated',
     );
     sendJson(res, created ? 201 : 200, pool.describe(name));
+  }
+
+  /** Starts instances of the function up to `instances` without a request (FunctionRuntime.prewarm). */
+  async function prewarm(name: string, req: IncomingMessage, res: ServerResponse) {
+    requireFunction(name);
+    const parsed = prewarmBodySchema.safeParse(await readJson(req, bodyLimit));
+    if (!parsed.success) {
+      throw new HttpError(400, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    }
+    const started = pool.prewarm(name, parsed.data.instances);
+    if (started > 0) logger.info({ functionName: name, wanted: parsed.data.instances, started }, 'pre-warming');
+    sendJson(res, 200, { started });
   }
 
   /** Takes an instance for one passthrough request. */
@@ -361,6 +377,8 @@ export async function startRuntime(
       }
     } else if (rest === '/invoke' && method === 'POST') {
       return invoke(name, req, res);
+    } else if (rest === '/prewarm' && method === 'POST') {
+      return prewarm(name, req, res);
     } else if (rest === '/restart' && method === 'POST') {
       requireFunction(name);
       pool.recycle(name);

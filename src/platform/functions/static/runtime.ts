@@ -317,4 +317,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
     );
     await this.pool.checkAll(urls);
   }
+
+  /** Nothing to start: the pool's WebUIs run all the time, outside sdflow, each with its checkpoint loaded. */
+  async prewarm(_functionName: string, _instances: number): Promise<void> {}
 }
