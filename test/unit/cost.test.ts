@@ -123,7 +123,10 @@ describe('the /usage window', () => {
     expect(window({}, admin).user).toBeUndefined();
     expect(window({ user: 'bob' }, admin).user).toBe('bob');
     expect(window({ user: 'alice' }).user).toBe('alice');
-    expect(refusal(() => window({ user: 'bob' }))).toMatchObject({ status: 403, message: expect.stringMatching(/^user:/) });
+    expect(refusal(() => window({ user: 'bob' }))).toMatchObject({
+      status: 403,
+      message: expect.stringMatching(/^user:/),
+    });
   });
 
   it('refuses a from after to, naming from', () => {
