@@ -209,7 +209,7 @@ export function createInvokeActivities(deps: ActivityDeps) {
           images,
           info,
           parameters,
-          timings: timer.timings(resultAt),
+          timings: timer.timings(),
           ...(cost ? { cost } : {}),
         });
         if (stored) await announceTaskEnd(deps, stored);
