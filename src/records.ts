@@ -1,4 +1,13 @@
-import type { ErrorKind, SdParams, TaskKind, TaskOutcome, TaskPhase, TaskStatus, TaskTimings } from './types.js';
+import type {
+  ErrorKind,
+  SdParams,
+  TaskCost,
+  TaskKind,
+  TaskOutcome,
+  TaskPhase,
+  TaskStatus,
+  TaskTimings,
+} from './types.js';
 
 // The records sdflow keeps: tasks, models, functions and users' WebUI settings, as the API, the worker and the
 // meta-store adapters all see them. Declarations and pure helpers only: workflow code imports this file, so it must
@@ -17,6 +26,7 @@ export interface TaskRecord {
   message?: string;
   errorKind?: ErrorKind;
   timings?: TaskTimings;
+  cost?: TaskCost;
   retryOf?: string;
   /** Where the task's webhook events go; never part of `params`, so never sent to SD. */
   webhook?: TaskWebhook;
@@ -31,7 +41,7 @@ export interface TaskRecord {
 
 export type NewTask = Omit<
   TaskRecord,
-  'status' | 'images' | 'timings' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'
+  'status' | 'images' | 'timings' | 'cost' | 'createdAt' | 'updatedAt' | 'startedAt' | 'finishedAt'
 >;
 
 /** The row a new task is, once inserted at `createdAt`. */

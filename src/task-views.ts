@@ -18,6 +18,7 @@ export async function taskResultView(task: TaskRecord, store: ObjectStore, urlTt
     ...(task.message ? { message: task.message } : {}),
     ...(task.errorKind ? { errorKind: task.errorKind } : {}),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+    ...(task.cost ? { cost: task.cost } : {}),
   };
 }
 

@@ -108,6 +108,8 @@ export interface TaskOutcome {
   errorKind?: ErrorKind;
   /** How the GPU part went, measured by the runTask activity (success records only). */
   timings?: TaskTimings;
+  /** What the task used and is billed, from the runtime's accounting of its invoke (success records only). */
+  cost?: TaskCost;
 }
 
 /** The phases of a task's GPU part, as the invoke's events showed them; what the API's metrics observe. */
@@ -123,6 +125,29 @@ export interface TaskTimings {
 }
 
 /**
+ * A task's cost, in seconds (docs/ARCHITECTURE.md, "Cost"). The runtime accounts each instance's cold-start, active
+ * and idle seconds and hands each invoke its part: the active seconds it held the instance, the idle seconds the
+ * instance waited for it since its previous invoke (or since it became ready), and the instance's whole cold start
+ * when this was the instance's first invoke.
+ */
+export interface TaskCost {
+  /** From submission to the grant of a GPU slot. */
+  queueS: number;
+  /** The task's share of a cold start: the instance's start, when the task was its first invoke. */
+  coldStartS: number;
+  /** Seconds the invoke held its instance (FC's active time): reading inputs, SD's job, uploading the images. */
+  gpuS: number;
+  /** Seconds the instance sat idle, warm, before this invoke took it. */
+  idleS: number;
+  /** Billed GPU-seconds in active-equivalent seconds: gpuS + coldStartS + idleS × (idle rate / active rate). */
+  billedGpuS: number;
+  /** The row of SDFLOW_BILLING_RATES that priced it: the function's instanceType, or `default`. */
+  gpuType: string;
+  /** Images the task made (kept here, as a deleted task's record keeps no image keys). */
+  images: number;
+}
+
+/**
  * Error types that retrying the activity cannot fix; activities throw them as non-retryable ApplicationFailures.
  * `ModelBusy` (the checkpoint is being re-registered) is the workflow's to handle: the task waits and asks again.
  */
@@ -134,8 +159,8 @@ export const NON_RETRYABLE = {
   taskDeadline: 'TaskDeadline',
 } as const;
 
-/** The workflow's result: the outcome without SD's info, parameters and timings, which live in the task row only. */
-export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters' | 'timings'>;
+/** The workflow's result: the outcome without SD's info, parameters, timings and cost, which live in the row only. */
+export type TaskSummary = Omit<TaskOutcome, 'info' | 'parameters' | 'timings' | 'cost'>;
 
 /** `deadline`: SDFLOW_TASK_DEADLINE_S passed; `task_deadline`: the request's Task-Deadline passed while it waited. */
 export type ErrorKind = 'bad_input' | 'not_found' | 'sd_error' | 'deadline' | 'task_deadline' | 'internal';

@@ -131,6 +131,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     functionPrefix: config.functions.prefix,
     progressSignalMs: config.invoke.progressSignalMs,
     invokeIdleTimeoutS: config.invoke.idleTimeoutS,
+    billingRates: config.billing.rates,
     // Tasks the reconciler starts were validated at submit, references included.
     startGeneration: (task) => startGeneration(client, config, generationInputFor(config, task, true)),
     registrationWorkflowId: (model) => registrationWorkflowId(config.deployment, model),

@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { BillingRate } from '../config/index.js';
 import type { Logger } from '../logging.js';
 import type { FunctionRuntime } from '../platform/functions/port.js';
 import type { MetaStore } from '../platform/meta-store/port.js';
@@ -24,6 +25,8 @@ export interface ActivityDeps {
   functionPrefix: string;
   progressSignalMs: number;
   invokeIdleTimeoutS: number;
+  /** Price per instance-second by GPU type (SDFLOW_BILLING_RATES), for each task's cost. */
+  billingRates: Readonly<Record<string, BillingRate>>;
   startGeneration: GenerationStarter;
   /** The id of a model's registration workflow in this deployment. */
   registrationWorkflowId: (model: string) => string;

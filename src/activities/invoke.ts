@@ -11,10 +11,12 @@ import {
   NON_RETRYABLE,
   type ProgressSnapshot,
   type SlotOwner,
+  type TaskCost,
   type TaskPolicy,
   type TaskSummary,
 } from '../types.js';
 import { progressSignal } from '../workflows/definitions.js';
+import { billingRateFor, type CostInput, taskCost } from './cost.js';
 import type { ActivityDeps } from './index.js';
 import { acquireSlot, releaseSlot } from './slots.js';
 import { taskReporter } from './task-reporter.js';
@@ -191,8 +193,16 @@ export function createInvokeActivities(deps: ActivityDeps) {
             release().catch((err) => logger.warn({ err, taskId }, 'early release failed'));
           }
         });
+        const resultAt = Date.now();
         await release();
         const { images, info, parameters } = result;
+        const cost = await costOf(input, functionName, {
+          submittedAt:
+            input.submittedAt ?? (await row.then((task) => Date.parse(task?.createdAt ?? '')).catch(() => NaN)),
+          grantedAt: timer.grantedAt,
+          usage: result.usage ?? timer.usage(resultAt),
+          images: images.length,
+        });
         await report.flushed();
         const stored = await meta.finalizeTask(taskId, {
           status: 'succeeded',
@@ -200,6 +210,7 @@ export function createInvokeActivities(deps: ActivityDeps) {
           info,
           parameters,
           timings: timer.timings(),
+          ...(cost ? { cost } : {}),
         });
         if (stored) await announceTaskEnd(deps, stored);
         return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
@@ -246,6 +257,25 @@ export function createInvokeActivities(deps: ActivityDeps) {
       }
     },
   };
+
+  /**
+   * The task's cost, priced by its function's instance type. A task whose submission time is unknown, or whose price
+   * cannot be read, is recorded without one rather than failed: its images are made.
+   */
+  async function costOf(
+    input: RunTaskInput,
+    functionName: string,
+    part: Pick<CostInput, 'submittedAt' | 'grantedAt' | 'usage' | 'images'>,
+  ): Promise<TaskCost | undefined> {
+    try {
+      if (!Number.isFinite(part.submittedAt)) throw new Error('its submission time is unknown');
+      const fn = await meta.getFunction(functionName);
+      return taskCost({ ...part, ...billingRateFor(deps.billingRates, fn?.resources.instanceType) });
+    } catch (err) {
+      logger.warn({ err, taskId: input.request.taskId }, 'could not price the task; it is recorded without a cost');
+      return undefined;
+    }
+  }
 
   /**
    * Only a cancel the workflow asked for is reported as a cancellation. A worker shutdown is a retryable failure,

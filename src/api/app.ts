@@ -30,6 +30,7 @@ import { optionsRoutes } from './routes/options.js';
 import { passthroughRoute } from './routes/passthrough.js';
 import { taskEventRoutes } from './routes/task-events.js';
 import { taskRoutes } from './routes/tasks.js';
+import { usageRoutes } from './routes/usage.js';
 import { generationSchemas } from './schemas.js';
 import type { TaskDeps } from './tasks.js';
 
@@ -101,6 +102,7 @@ export function createApp(apiDeps: ApiDeps): Koa {
   modelRoutes(router, deps);
   functionRoutes(router, deps);
   optionsRoutes(router, deps.meta);
+  usageRoutes(router, deps.meta);
   consoleConfigRoute(router, config, deps.keys !== null);
   router.get('/metrics', async (ctx) => {
     requireAdmin(ctx);

@@ -6,6 +6,7 @@ import { functionAndOptionPaths } from './openapi-functions.js';
 import { SCHEDULING_HEADERS } from './request-headers.js';
 import { taskListQuery } from './routes/tasks.js';
 import { type GenerationSchemas, retryBody } from './schemas.js';
+import { usageQuery } from './usage.js';
 
 // GET /openapi.json, generated from the same zod schemas the API validates with, so the spec cannot drift.
 
@@ -129,6 +130,21 @@ export function openApiDocument(schemas: GenerationSchemas) {
           },
         },
       },
+      '/usage': {
+        get: {
+          summary:
+            "The cost of your tasks created in [from, to), summed by checkpoint (an admin's: every user's, or one user's)",
+          parameters: queryParams(usageQuery),
+          responses: {
+            '200': {
+              description:
+                "{from, to, rows: [{user, model, tasks, images, queueS, coldStartS, gpuS, billedGpuS}]}: seconds, from the succeeded tasks' cost",
+            },
+            '400': { description: 'from or to is not an ISO 8601 instant, or from is after to; the message names it' },
+            '403': { description: "user: another user's usage needs an admin key" },
+          },
+        },
+      },
       '/tasks/{taskId}': {
         delete: {
           summary:
@@ -143,7 +159,8 @@ export function openApiDocument(schemas: GenerationSchemas) {
       },
       '/tasks/{taskId}/result': {
         get: {
-          summary: 'A task and its signed image URLs (a deleted task has none)',
+          summary:
+            "A task and its signed image URLs (a deleted task has none); a succeeded task's cost: {queueS, coldStartS, gpuS, idleS, billedGpuS, gpuType, images}",
           parameters: taskIdParam,
           responses: { '200': { description: 'the task' }, '404': { description: 'unknown task' } },
         },

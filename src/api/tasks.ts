@@ -312,6 +312,7 @@ export function taskSummary(task: TaskRecord) {
     ...(task.message ? { message: task.message } : {}),
     ...(task.errorKind ? { errorKind: task.errorKind } : {}),
     ...(task.retryOf ? { retryOf: task.retryOf } : {}),
+    ...(task.cost ? { cost: task.cost } : {}),
   };
 }
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { agent } from './agent.js';
 import { api } from './api.js';
+import { billing } from './billing.js';
 import { credentials } from './cloud.js';
 import { fc } from './fc.js';
 import { functions } from './functions.js';
@@ -23,6 +24,7 @@ import { invoke, reconciler, retention, semaphore, worker } from './worker.js';
 // Every setting sdflow reads, each declared once in the group of its consumer. This is the only place that reads
 // process.env for configuration; every process gets a Config, and passes each consumer its group.
 
+export type { BillingRate } from './billing.js';
 export {
   FC_GPU_TYPES,
   type FcGpuType,
@@ -47,6 +49,7 @@ const groups = [
   webhooks,
   invoke,
   worker,
+  billing,
   semaphore,
   reconciler,
   retention,
@@ -101,6 +104,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     webhooks: webhooks.load(read),
     invoke: invoke.load(read),
     worker: worker.load(read),
+    billing: billing.load(read),
     semaphore: semaphore.load(read),
     reconciler: reconciler.load(read),
     retention: retention.load(read),
@@ -125,6 +129,7 @@ export type TasksConfig = GroupValue<typeof tasks>;
 export type WebhooksConfig = GroupValue<typeof webhooks>;
 export type InvokeConfig = GroupValue<typeof invoke>;
 export type WorkerConfig = GroupValue<typeof worker>;
+export type BillingConfig = GroupValue<typeof billing>;
 export type SemaphoreConfig = GroupValue<typeof semaphore>;
 export type ReconcilerConfig = GroupValue<typeof reconciler>;
 export type RetentionConfig = GroupValue<typeof retention>;

@@ -37,6 +37,19 @@ export interface ResultEvent {
   /** A1111's info JSON string. */
   info: string;
   parameters: Record<string, unknown>;
+  /** The instance time this invoke used, added by a runtime that accounts its instances (the local runtime). */
+  usage?: InvokeUsage;
+}
+
+/**
+ * One invoke's part of its instance's time, in seconds: the runtime's own accounting. `activeS`: from the runtime
+ * handing the instance to the invoke to the result; `idleS`: how long the instance sat ready and unused before this
+ * invoke took it; `coldStartS`: the instance's start (spawn to ready), on its first invoke only, else 0.
+ */
+export interface InvokeUsage {
+  coldStartS: number;
+  activeS: number;
+  idleS: number;
 }
 
 export interface ErrorEvent {

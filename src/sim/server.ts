@@ -113,6 +113,7 @@ export async function startSimServer(o: SimOptions): Promise<{ port: number; clo
   });
   bound = (server.address() as AddressInfo).port;
   sim.stats.port = bound;
+  sim.stats.listening();
   sim.log.info(
     {
       port: bound,

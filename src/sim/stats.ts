@@ -5,6 +5,9 @@ import { join } from 'node:path';
 // lock the simulator is busy; each holding is one interval. With a stats dir, every start and end is appended as
 // an NDJSON line to `<statsDir>/<pid>.ndjson` (synchronously, so a killed process leaves what it wrote), which is
 // how tests sum concurrency across many simulator processes.
+//
+// It also keeps the process's own account of its time, as a GPU provider would bill it: its cold start (process
+// start to listening), then active (a job holds the lock, checkpoint loads included) and idle (listening, no job).
 
 /** What held the lock: a generation, an upscale, or a checkpoint load. */
 export type JobKind = 'txt2img' | 'img2img' | 'extras' | 'load';
@@ -45,6 +48,10 @@ export class SimStats {
   private current: { job: number; kind: JobKind; start: number } | undefined;
   private intervals: Array<{ start: number; end: number; kind: JobKind }> = [];
   private readonly file: string | undefined;
+  /** When the server began listening (epoch ms); until then the process is starting. */
+  private listeningAt: number | undefined;
+  /** The lock's holding time of the jobs that have ended, in ms. */
+  private activeMs = 0;
 
   constructor(statsDir?: string) {
     if (statsDir) {
@@ -69,10 +76,30 @@ export class SimStats {
     if (!cur || cur.job !== job) return;
     const t = Date.now();
     this.current = undefined;
+    this.activeMs += t - cur.start;
     if (extra.interrupted === true) this.interruptedJobs++;
     this.intervals.push({ start: cur.start, end: t, kind: cur.kind });
     if (this.intervals.length > MAX_INTERVALS) this.intervals.splice(0, this.intervals.length - MAX_INTERVALS);
     this.write({ ...extra, event: 'end', job, t, pid: process.pid, port: this.port, kind: cur.kind });
+  }
+
+  /** The server is listening: the process's cold start ends here. */
+  listening(at = Date.now()): void {
+    this.listeningAt ??= at;
+  }
+
+  /**
+   * Seconds of the process's life so far: starting (from the process's start to listening), active (a job held the
+   * lock, the current one included) and idle (the rest since listening).
+   */
+  accounting(now = Date.now()) {
+    const listeningAt = this.listeningAt ?? now;
+    const activeMs = this.activeMs + (this.current ? now - this.current.start : 0);
+    return {
+      coldStartS: (listeningAt - performance.timeOrigin) / 1000,
+      activeS: activeMs / 1000,
+      idleS: Math.max(0, now - listeningAt - activeMs) / 1000,
+    };
   }
 
   modelLoaded(title: string): void {
@@ -103,6 +130,7 @@ export class SimStats {
       loadedModel: this.loadedModel,
       busy: this.current !== undefined,
       busyIntervals: this.intervals.map((i) => ({ ...i })),
+      accounting: this.accounting(),
     };
   }
 }

@@ -468,16 +468,23 @@ describe('tasks', () => {
   });
 });
 
-describe('deleted tasks, counts and timings', () => {
+describe('deleted tasks, counts, timings and cost', () => {
   const timings = { startMs: 1200, samplingMs: 3400, coldStart: false, checkpointLoad: true };
+  const cost = { queueS: 0.5, coldStartS: 0, gpuS: 1.9, idleS: 7, billedGpuS: 4.622, gpuType: 'A10', images: 1 };
 
   it('moves a final task to deleted with no images, once, and lists it under deleted only', async () => {
     const store = openStore();
     await store.insertTask(newTask('done'));
-    await store.finalizeTask('done', { status: 'succeeded', images: ['images/alice/done_1.png'], info: '{}', timings });
-    expect(await store.getTask('done')).toMatchObject({ timings });
+    await store.finalizeTask('done', {
+      status: 'succeeded',
+      images: ['images/alice/done_1.png'],
+      info: '{}',
+      timings,
+      cost,
+    });
+    expect(await store.getTask('done')).toMatchObject({ timings, cost });
     const deleted = await store.markTaskDeleted('done');
-    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings });
+    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings, cost });
     expect(await store.markTaskDeleted('done')).toEqual(deleted);
     await store.insertTask(newTask('open'));
     expect((await store.markTaskDeleted('open'))?.status).toBe('waiting');
@@ -1175,7 +1182,7 @@ describe('row mapping', () => {
         finishedAt: '2024-01-02T00:00:00.000Z',
         message: 'stop',
       },
-      remove: ['info', 'parameters', 'errorKind', 'timings'],
+      remove: ['info', 'parameters', 'errorKind', 'timings', 'cost'],
     });
     expect(updateOf('t', { put: { a: 'x' }, remove: ['b'] })).toEqual([{ PUT: [{ a: 'x' }] }, { DELETE_ALL: ['b'] }]);
     expect(updateOf('t', { put: { a: 'x' }, remove: [] })).toEqual([{ PUT: [{ a: 'x' }] }]);

@@ -325,13 +325,35 @@ describe('local function runtime', () => {
     expect((await instancesOf(FN_A)).map((i) => i.id)).toEqual([instance.id]);
   });
 
-  it('reaps an instance idle longer than its keep-alive', async () => {
+  it('reaps an instance idle longer than its keep-alive, keeping its time in the function usage', async () => {
     await client.ensureFunction({ functionName: FN_C, model: MODEL_C, resources: { keepAliveS: 1 } });
-    expectResult(await collect(FN_C, txt2img(MODEL_C, { steps: 5 })));
+    const { usage } = expectResult(await collect(FN_C, txt2img(MODEL_C, { steps: 5 })));
     const [instance] = await instancesOf(FN_C);
     expect(instance).toBeDefined();
+    // The instance's first invoke carries its cold start.
+    expect(usage).toMatchObject({
+      coldStartS: expect.any(Number),
+      activeS: expect.any(Number),
+      idleS: expect.any(Number),
+    });
+    expect(usage!.coldStartS).toBeGreaterThan(0);
+    // Its simulator's own account: the simulator started, listened and loaded the checkpoint within the instance's
+    // cold start, and its job ran within the invoke's active time.
+    const sim = (await (await fetch(`http://127.0.0.1:${instance.port}/sd/sim/stats`)).json()) as {
+      accounting: { coldStartS: number; activeS: number };
+      busyIntervals: { start: number; end: number; kind: string }[];
+    };
+    const heldS = (kind: string) =>
+      sim.busyIntervals.filter((i) => i.kind === kind).reduce((s, i) => s + (i.end - i.start) / 1000, 0);
+    expect(sim.accounting.coldStartS + heldS('load')).toBeLessThanOrEqual(usage!.coldStartS);
+    expect(heldS('txt2img')).toBeLessThanOrEqual(usage!.activeS);
     await waitFor('the idle instance to be reaped', async () => (await instancesOf(FN_C)).length === 0, 15_000);
     await waitFor(`pid ${instance.pid} to exit`, () => !isAlive(instance.pid));
+    const fn = (await (await fetch(`${runtime.url}/functions/${FN_C}`)).json()) as RuntimeFunction;
+    expect(fn.usage).toMatchObject({ coldStartS: usage!.coldStartS, activeS: expect.any(Number), invokes: 1 });
+    expect(fn.usage!.activeS).toBeGreaterThanOrEqual(usage!.activeS);
+    // Idle until the keep-alive of 1 s reaped it.
+    expect(fn.usage!.idleS).toBeGreaterThan(1);
   });
 
   it('ends the stream with a retryable error when the agent dies mid-invoke, then serves on a fresh instance', async () => {

@@ -318,6 +318,9 @@ describe('the static GPU pool', () => {
     const done = await waitForFinal(stack.url, taskId);
     expect(done.status, JSON.stringify(done)).toBe('succeeded');
     expect([webUis.b, webUis.c]).toContain(tapOfSeed(20));
+    // The static pool reports no instance time: the worker's own view of the invoke prices it, with no idle time.
+    expect(done.cost).toMatchObject({ gpuS: expect.any(Number), idleS: 0, gpuType: 'default', images: 1 });
+    expect(done.cost.gpuS).toBeGreaterThan(0);
 
     // img2img from the first result: the input is read from the object store, as the agent would.
     const img = await call(stack.url, 'POST', '/img2img', {

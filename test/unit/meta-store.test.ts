@@ -580,9 +580,12 @@ describe('leases', () => {
   });
 });
 
-/** What the migration of status events and webhooks adds, taken away again: a database of the version before it. */
-const UNDO_EVENTS_MIGRATION =
-  'DROP TABLE task_events; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN webhook';
+/** What the migration of the cost column adds, taken away again: a database of the version before it. */
+const UNDO_COST_MIGRATION = 'ALTER TABLE tasks DROP COLUMN cost';
+
+/** What the migrations from status events and webhooks on add, taken away again: a database of the version before. */
+const UNDO_EVENTS_MIGRATION = `${UNDO_COST_MIGRATION};
+  DROP TABLE task_events; DROP TABLE webhook_attempts; ALTER TABLE tasks DROP COLUMN webhook`;
 
 describe('status events', () => {
   it('number 1, 2, … per task, in the order appended, and list after an id', async () => {
@@ -663,7 +666,7 @@ describe('webhooks', () => {
     open.splice(0);
     const raw = new Database(file);
     raw.exec(UNDO_EVENTS_MIGRATION);
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 2}`);
     raw.close();
     const migrated = openStore();
     expect((await migrated.getTask('t1'))?.webhook).toBeUndefined();
@@ -672,15 +675,31 @@ describe('webhooks', () => {
   });
 });
 
-describe('deleted tasks, counts and timings', () => {
+describe('deleted tasks, counts, timings and cost', () => {
   const timings = { startMs: 1200, samplingMs: 3400, coldStart: true, checkpointLoad: false };
+  const cost = {
+    queueS: 0.5,
+    coldStartS: 3.2,
+    gpuS: 1.9,
+    idleS: 7,
+    billedGpuS: 7.822,
+    gpuType: 'default',
+    images: 1,
+  };
 
   it('moves a final task to deleted with no images, once; an open task stays open', async () => {
     const store = openStore();
     await store.insertTask(newTask('done'));
-    await store.finalizeTask('done', { status: 'succeeded', images: ['images/alice/done_1.png'], info: '{}', timings });
+    await store.finalizeTask('done', {
+      status: 'succeeded',
+      images: ['images/alice/done_1.png'],
+      info: '{}',
+      timings,
+      cost,
+    });
+    expect((await store.getTask('done'))?.cost).toEqual(cost);
     const deleted = await store.markTaskDeleted('done');
-    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings });
+    expect(deleted).toMatchObject({ status: 'deleted', images: [], info: '{}', timings, cost });
     expect(await store.markTaskDeleted('done')).toEqual(deleted);
     await store.insertTask(newTask('open'));
     expect((await store.markTaskDeleted('open'))?.status).toBe('waiting');
@@ -715,10 +734,29 @@ describe('deleted tasks, counts and timings', () => {
     raw.exec(UNDO_EVENTS_MIGRATION);
     // The fourth version's tasks table: no timings column, no deleted status.
     raw.exec('ALTER TABLE tasks DROP COLUMN timings');
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 2}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 3}`);
     raw.close();
     const migrated = openStore();
     expect(await migrated.getTask('old')).toMatchObject({ status: 'succeeded', images: ['images/alice/old_1.png'] });
     expect((await migrated.markTaskDeleted('old'))?.status).toBe('deleted');
+  });
+
+  it('cost is added to a database of the version before it, whose tasks have none', async () => {
+    const first = openStore();
+    await first.insertTask(newTask('old'));
+    await first.finalizeTask('old', { status: 'succeeded', images: ['images/alice/old_1.png'], timings });
+    await first.insertTask(newTask('new'));
+    await first.close();
+    open.splice(0);
+    const raw = new Database(file);
+    raw.exec(UNDO_COST_MIGRATION);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.close();
+    const migrated = openStore();
+    const old = await migrated.getTask('old');
+    expect(old).toMatchObject({ status: 'succeeded', timings });
+    expect(old?.cost).toBeUndefined();
+    await migrated.finalizeTask('new', { status: 'succeeded', images: [], cost });
+    expect((await migrated.getTask('new'))?.cost).toEqual(cost);
   });
 });

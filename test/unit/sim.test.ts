@@ -734,6 +734,19 @@ describe('sim: job control (slow instance)', () => {
 });
 
 describe('sim: stats', () => {
+  it('accounts its time: active while a job holds the lock, idle since listening otherwise', async () => {
+    await txt2img(slow, { steps: 4, width: 512, height: 512 });
+    const first = await stats(slow);
+    expect(first.busy).toBe(false);
+    const held = first.busyIntervals.reduce((ms: number, i: { start: number; end: number }) => ms + i.end - i.start, 0);
+    expect(first.accounting.activeS).toBeCloseTo(held / 1000, 6);
+    expect(first.accounting.coldStartS).toBeGreaterThan(0);
+    await sleep(50);
+    const later = await stats(slow);
+    expect(later.accounting.activeS).toBe(first.accounting.activeS);
+    expect(later.accounting.idleS).toBeGreaterThan(first.accounting.idleS);
+  });
+
   it('counts jobs and writes start/end NDJSON lines that read back as non-overlapping intervals', async () => {
     const s = await stats(slow);
     expect(s).toMatchObject({ pid: process.pid, port: slow.port, busy: false });

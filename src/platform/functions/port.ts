@@ -16,7 +16,17 @@ export interface RuntimeFunction {
   resources: Record<string, unknown>;
   /** The limits in effect (the function's own, else the runtime's defaults), for runtimes that apply them. */
   limits?: { maxInstances: number; keepAliveS: number; minInstances?: number; timeoutS?: number };
-  instances?: { id: string; busy: boolean; startedAt: string }[];
+  instances?: { id: string; busy: boolean; startedAt: string; usage?: InstanceUsage }[];
+  /** For runtimes that account their instances (the local one): the function's usage so far, gone instances included. */
+  usage?: InstanceUsage;
+}
+
+/** Seconds an instance (or all of a function's) spent starting, serving invokes and idle, and how many invokes. */
+export interface InstanceUsage {
+  coldStartS: number;
+  activeS: number;
+  idleS: number;
+  invokes: number;
 }
 
 export interface InvokeOptions {

@@ -35,6 +35,39 @@ export interface PoolOptions {
 
 type InstanceState = 'starting' | 'idle' | 'busy' | 'stopping';
 
+/**
+ * An instance's time, in ms, by state: starting (its cold start), busy (active) and idle, over the periods that have
+ * ended, and how many invokes took it. Stopping is not counted: FC stops billing an instance it reclaims.
+ */
+export interface UsageMs {
+  coldStartMs: number;
+  activeMs: number;
+  idleMs: number;
+  invokes: number;
+}
+
+const noUsage = (): UsageMs => ({ coldStartMs: 0, activeMs: 0, idleMs: 0, invokes: 0 });
+
+/** Which counter a state's time goes to. */
+const COUNTER: Partial<Record<InstanceState, 'coldStartMs' | 'activeMs' | 'idleMs'>> = {
+  starting: 'coldStartMs',
+  busy: 'activeMs',
+  idle: 'idleMs',
+};
+
+/** Seconds with millisecond precision, as usage is reported. */
+const seconds = (ms: number) => Math.round(ms) / 1000;
+
+/** Usage in seconds, as the runtime reports it. */
+export function usageSeconds(usage: UsageMs) {
+  return {
+    coldStartS: seconds(usage.coldStartMs),
+    activeS: seconds(usage.activeMs),
+    idleS: seconds(usage.idleMs),
+    invokes: usage.invokes,
+  };
+}
+
 export interface Instance extends InstanceRecord {
   state: InstanceState;
   /** Set for instances this process spawned; re-adopted ones are watched through their pid. */
@@ -48,6 +81,13 @@ export interface Instance extends InstanceRecord {
   markGone: () => void;
   /** How the agent process ended, when it was seen to. */
   exit?: string;
+  /** When the current state began (epoch ms): its time goes to `usage` when it ends. */
+  since: number;
+  usage: UsageMs;
+  /** The cold start no invoke has been charged yet: its first invoke carries it. */
+  unchargedColdStartMs: number;
+  /** The current invoke's share of the instance, set when one takes it. */
+  invoke?: { takenAt: number; idleMs: number; coldStartMs: number };
 }
 
 interface Waiter {
@@ -134,6 +174,8 @@ export class InstancePool {
   private waiters: Waiter[] = [];
   /** Per function: no instance is started for its minInstances before this time (epoch ms), after a failure. */
   private readonly warmRetryAt = new Map<string, number>();
+  /** The usage of each function's instances that are gone. */
+  private readonly retired = new Map<string, UsageMs>();
   private readonly state: RuntimeState;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
@@ -184,8 +226,7 @@ export class InstancePool {
     this.instances.set(instance.id, instance);
     try {
       await this.waitReady(instance, Date.now() + this.options.startTimeoutMs);
-      instance.state = 'idle';
-      instance.idleSince = Date.now();
+      this.ready(instance);
       log.info({ port: record.port }, 're-adopted instance');
     } catch (err) {
       log.warn({ err: errorMessage(err) }, 're-adopted instance did not become ready; stopping it');
@@ -198,7 +239,76 @@ export class InstancePool {
     const gone = new Promise<void>((resolve) => {
       markGone = resolve;
     });
-    return { ...record, state: 'starting', adopted: false, idleSince: Date.now(), recycle: false, gone, markGone };
+    const now = Date.now();
+    return {
+      ...record,
+      state: 'starting',
+      adopted: false,
+      idleSince: now,
+      recycle: false,
+      gone,
+      markGone,
+      since: now,
+      usage: noUsage(),
+      unchargedColdStartMs: 0,
+    };
+  }
+
+  // --- accounting ---
+
+  /** Moves an instance to `state` at `at`, adding the time of the state it leaves to its usage. */
+  private enter(instance: Instance, state: InstanceState, at = Date.now()): void {
+    const counter = COUNTER[instance.state];
+    if (counter) instance.usage[counter] += Math.max(0, at - instance.since);
+    instance.state = state;
+    instance.since = at;
+  }
+
+  /** A started instance is ready: idle, with its cold start waiting for its first invoke. */
+  private ready(instance: Instance): void {
+    this.enter(instance, 'idle');
+    instance.idleSince = instance.since;
+    instance.unchargedColdStartMs = instance.usage.coldStartMs;
+  }
+
+  /** Hands an idle instance to a request: the idle time before it, and any uncharged cold start, are the request's. */
+  private take(instance: Instance): void {
+    const at = Date.now();
+    instance.invoke = { takenAt: at, idleMs: at - instance.since, coldStartMs: instance.unchargedColdStartMs };
+    instance.unchargedColdStartMs = 0;
+    instance.usage.invokes++;
+    this.enter(instance, 'busy', at);
+  }
+
+  /** The current invoke's part of its instance, up to `at` (when its result came). */
+  invokeUsage(instance: Instance, at: number): { coldStartS: number; activeS: number; idleS: number } {
+    const invoke = instance.invoke ?? { takenAt: at, idleMs: 0, coldStartMs: 0 };
+    return {
+      coldStartS: seconds(invoke.coldStartMs),
+      activeS: seconds(at - invoke.takenAt),
+      idleS: seconds(invoke.idleMs),
+    };
+  }
+
+  /** Forgets an instance, keeping its usage in its function's totals. */
+  private forget(instance: Instance): void {
+    if (this.instances.get(instance.id) !== instance) return;
+    this.instances.delete(instance.id);
+    const total = this.retired.get(instance.functionName) ?? noUsage();
+    for (const key of Object.keys(total) as (keyof UsageMs)[]) total[key] += instance.usage[key];
+    this.retired.set(instance.functionName, total);
+  }
+
+  /** A function's usage so far: its retired instances', and its live ones' including their current state. */
+  private functionUsage(name: string, live: Instance[]): UsageMs {
+    const total = { ...(this.retired.get(name) ?? noUsage()) };
+    const now = Date.now();
+    for (const instance of live) {
+      for (const key of Object.keys(total) as (keyof UsageMs)[]) total[key] += instance.usage[key];
+      const counter = COUNTER[instance.state];
+      if (counter) total[counter] += Math.max(0, now - instance.since);
+    }
+    return total;
   }
 
   // --- functions ---
@@ -262,16 +372,18 @@ export class InstancePool {
   describe(name: string): RuntimeFunction | undefined {
     const fn = this.functions.get(name);
     if (!fn) return undefined;
-    const instances = [...this.instances.values()]
-      .filter((i) => i.functionName === name)
-      .map((i) => ({
-        id: i.id,
-        busy: i.state === 'busy',
-        startedAt: i.startedAt,
-        state: i.state,
-        pid: i.pid,
-        port: i.port,
-      }));
+    const live = [...this.instances.values()].filter((i) => i.functionName === name);
+    const instances = live.map((i) => ({
+      id: i.id,
+      busy: i.state === 'busy',
+      startedAt: i.startedAt,
+      state: i.state,
+      pid: i.pid,
+      port: i.port,
+      // The periods that have ended; the current state's began at `stateSince`.
+      usage: usageSeconds(i.usage),
+      stateSince: new Date(i.since).toISOString(),
+    }));
     const timeoutS = this.timeoutS(name);
     return {
       functionName: fn.functionName,
@@ -285,6 +397,7 @@ export class InstancePool {
         ...(timeoutS === undefined ? {} : { timeoutS }),
       },
       instances,
+      usage: usageSeconds(this.functionUsage(name, live)),
     };
   }
 
@@ -325,7 +438,7 @@ export class InstancePool {
     if (!this.functions.has(name)) throw new FunctionNotFoundError(name);
     if (this.waiters.some((w) => w.functionName === name)) return undefined;
     const instance = this.idleInstance(name);
-    if (instance) instance.state = 'busy';
+    if (instance) this.take(instance);
     return instance;
   }
 
@@ -360,11 +473,15 @@ export class InstancePool {
     });
   }
 
-  /** Gives a finished request's instance back: idle again, or stopped when it is to be recycled. */
-  release(instance: Instance): void {
+  /**
+   * Gives a finished request's instance back, active until `at` (its result, when the stream's end came later): idle
+   * again, or stopped when it is to be recycled.
+   */
+  release(instance: Instance, at = Date.now()): void {
     if (this.instances.get(instance.id) !== instance || instance.state !== 'busy') return;
-    instance.state = 'idle';
-    instance.idleSince = Date.now();
+    instance.invoke = undefined;
+    this.enter(instance, 'idle', at);
+    instance.idleSince = at;
     if (instance.recycle || this.closing) {
       void this.stop(instance);
       return;
@@ -405,7 +522,7 @@ export class InstancePool {
       const waiter = this.waiters.find((w) => w.functionName === name);
       if (!waiter) break;
       this.dropWaiter(waiter);
-      instance.state = 'busy';
+      this.take(instance);
       waiter.resolve(instance);
     }
     const waiting = this.waiters.filter((w) => w.functionName === name).length;
@@ -496,9 +613,8 @@ export class InstancePool {
     this.instances.set(id, instance);
     try {
       await this.boot(instance, fn, log);
-      log.info({ coldStartMs: Date.now() - spawnedAt, pid: instance.pid, port: instance.port }, 'instance ready');
-      instance.state = 'idle';
-      instance.idleSince = Date.now();
+      this.ready(instance);
+      log.info({ coldStartMs: instance.usage.coldStartMs, pid: instance.pid, port: instance.port }, 'instance ready');
       if (instance.recycle || this.closing) void this.stop(instance);
       else this.pump(fn.functionName);
     } catch (err) {
@@ -595,7 +711,8 @@ export class InstancePool {
       );
       this.delayWarm(instance.functionName);
       signalGroup(instance.pid, 'SIGKILL');
-      this.instances.delete(instance.id);
+      this.enter(instance, 'stopping');
+      this.forget(instance);
       this.persistInstances();
       this.pump(instance.functionName);
     }
@@ -604,7 +721,7 @@ export class InstancePool {
   /** Stops an instance's process group (SIGTERM, then SIGKILL after a grace) and forgets it once it is gone. */
   async stop(instance: Instance): Promise<void> {
     if (instance.state === 'stopping') return instance.gone;
-    instance.state = 'stopping';
+    this.enter(instance, 'stopping');
     if (instance.pid > 0) {
       const stopped = await stopGroup(instance.pid, STOP_GRACE_MS);
       if (!stopped)
@@ -612,7 +729,7 @@ export class InstancePool {
     }
     instance.markGone();
     if (this.instances.get(instance.id) === instance) {
-      this.instances.delete(instance.id);
+      this.forget(instance);
       this.persistInstances();
     }
     this.options.logger.info({ instanceId: instance.id, functionName: instance.functionName }, 'instance stopped');

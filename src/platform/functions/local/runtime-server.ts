@@ -174,9 +174,18 @@ export async function startRuntime(
     const timeoutS = pool.timeoutS(name);
     const timer = timeoutS === undefined ? undefined : setTimeout(() => overtime.abort(), timeoutS * 1000);
     let reusable = true;
+    // When the result came: the instance's active time for this invoke ends there, not at the stream's close.
+    let resultAt: number | undefined;
     try {
       const response = await openInvoke(instance, body, AbortSignal.any([gone, overtime.signal]));
-      yield* invokeEvents(decodeEvents(response));
+      for await (const event of invokeEvents(decodeEvents(response))) {
+        if (event.type !== 'result') {
+          yield event;
+          continue;
+        }
+        resultAt = Date.now();
+        yield { ...event, usage: pool.invokeUsage(instance, resultAt) };
+      }
     } catch (err) {
       if (gone.aborted) {
         log.info('invoke cancelled by the client; upstream request closed');
@@ -198,7 +207,7 @@ export async function startRuntime(
       }
     } finally {
       clearTimeout(timer);
-      if (reusable) pool.release(instance);
+      if (reusable) pool.release(instance, resultAt);
       else pool.discard(instance);
     }
   }

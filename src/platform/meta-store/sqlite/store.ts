@@ -163,6 +163,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (task_id, seq)
   );
   `,
+  // A succeeded task's cost (GET /usage).
+  `
+  ALTER TABLE tasks ADD COLUMN cost TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -188,6 +192,7 @@ interface TaskRow {
   started_at: string | null;
   finished_at: string | null;
   timings: string | null;
+  cost: string | null;
 }
 
 interface ModelRow {
@@ -256,6 +261,7 @@ function toTask(row: TaskRow): TaskRecord {
   if (row.started_at !== null) task.startedAt = row.started_at;
   if (row.finished_at !== null) task.finishedAt = row.finished_at;
   if (row.timings !== null) task.timings = JSON.parse(row.timings);
+  if (row.cost !== null) task.cost = JSON.parse(row.cost);
   return task;
 }
 
@@ -344,7 +350,8 @@ export class SqliteMetaStore implements MetaStore {
         WHERE task_id = @taskId AND status = 'waiting'`),
       finalize: db.prepare(`
         UPDATE tasks SET status = @status, images = @images, info = @info, parameters = @parameters,
-                         message = @message, error_kind = @errorKind, timings = @timings, updated_at = @now,
+                         message = @message, error_kind = @errorKind, timings = @timings, cost = @cost,
+                         updated_at = @now,
                          finished_at = @now
         WHERE task_id = @taskId AND status IN ('waiting', 'running')`),
       // One statement each, so two concurrent writers for one task never take the same id.
@@ -498,6 +505,7 @@ export class SqliteMetaStore implements MetaStore {
           message: final.message ?? null,
           errorKind: final.errorKind ?? null,
           timings: jsonOrNull(final.timings),
+          cost: jsonOrNull(final.cost),
           now: now(),
         });
         return this.stmt.getTask.get(taskId);

@@ -132,7 +132,7 @@ const jsonOrUndefined = (value: unknown) => (value === undefined ? undefined : J
 // ---- tasks ----
 
 /** The optional columns a final record sets or clears. */
-const FINAL_OPTIONAL = ['info', 'parameters', 'message', 'errorKind', 'timings'] as const;
+const FINAL_OPTIONAL = ['info', 'parameters', 'message', 'errorKind', 'timings', 'cost'] as const;
 
 /**
  * The attribute columns of a new task row. `writeId` names this insert, so a retried insert can tell its own row
@@ -192,6 +192,7 @@ export function taskFromColumns(columns: Columns): TaskRecord {
   const finishedAt = optionalText(columns, 'finishedAt', what);
   if (finishedAt !== undefined) task.finishedAt = finishedAt;
   if (columns.timings !== undefined) task.timings = json(columns, 'timings', what);
+  if (columns.cost !== undefined) task.cost = json(columns, 'cost', what);
   return task;
 }
 
@@ -213,6 +214,7 @@ export function finalUpdate(final: TaskFinal, now: string): ColumnUpdate {
     message: final.message,
     errorKind: final.errorKind,
     timings: jsonOrUndefined(final.timings),
+    cost: jsonOrUndefined(final.cost),
   });
   return {
     put: { status: final.status, images: JSON.stringify(final.images), updatedAt: now, finishedAt: now, ...optional },
