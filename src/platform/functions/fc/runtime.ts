@@ -346,7 +346,8 @@ export class FcFunctionRuntime implements FunctionRuntime {
         yield* invokeEvents(decodeEvents(res.body as ReadableStream<Uint8Array>));
       } catch (err) {
         if (options.signal.aborted) throw err;
-        throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`);
+        // The function had answered: its instance died or lost its connection mid-job.
+        throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`, 'crash');
       }
       finished = true;
     } finally {
