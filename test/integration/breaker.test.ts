@@ -85,6 +85,13 @@ async function injectFault(model: string, fault: 'none' | 'crash-at-job' | 'oom-
   expect(r.status, JSON.stringify(r.json)).toBe(200);
 }
 
+/** The attempt a task's runTask activity is on (the attempts it has used, the current one included). */
+async function attemptOf(taskId: string): Promise<number> {
+  const d = await client.workflow.getHandle(taskId).describe();
+  return d.raw.pendingActivities?.find((a) => a.activityType?.name === 'runTask')?.attempt ?? 0;
+}
+const attemptsOf = async (ids: string[]) => (await Promise.all(ids.map(attemptOf))).reduce((a, b) => a + b, 0);
+
 const statusOf = async (taskId: string) =>
   (await call(stack.url, 'GET', `/tasks/${taskId}/result`, undefined, user)).json.status as string;
 
@@ -123,6 +130,13 @@ it('a crash loop quarantines a checkpoint; its queued tasks wait; a failed probe
   expect(dropIn.status, JSON.stringify(dropIn.json)).toBe(503);
   // The other checkpoint is not affected.
   expect((await healthOf(DEMO_MODEL_2)).health).toBe('ok');
+  // Both queued tasks wait at the semaphore: from now on only a probe runs, one per cooldown.
+  await until(
+    semaphore,
+    (st) => queued.every((id) => st.queue.some((w) => w.workflowId === id)),
+    'both tasks queued behind the breaker',
+  );
+  const attemptsWhileQuarantined = await attemptsOf(queued);
 
   // The cooldown ends, a queued task runs as the probe, crashes: quarantined again, from then.
   const reopened = await until(
@@ -131,8 +145,15 @@ it('a crash loop quarantines a checkpoint; its queued tasks wait; a failed probe
     'the breaker re-opened by the failed probe',
   );
   expect(reopened.healthReason).toContain("the probe's instance crashed");
-  // The queued tasks are still open: waiting at the semaphore burns none of their attempts.
+  // The queued tasks are still open, and the quarantine burnt one attempt between them: the probe's.
   for (const taskId of queued) expect(['waiting', 'running']).toContain(await statusOf(taskId));
+  await until(
+    () => attemptsOf(queued),
+    (n) => n > attemptsWhileQuarantined,
+    "the probe's failed attempt recorded",
+    10_000,
+  );
+  expect(await attemptsOf(queued)).toBe(attemptsWhileQuarantined + 1);
 
   await injectFault(DEMO_MODEL, 'none');
   for (const taskId of queued) expect((await waitForFinal(stack.url, taskId, 120_000, user)).status).toBe('succeeded');
