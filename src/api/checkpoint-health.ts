@@ -26,9 +26,14 @@ export interface CheckpointHealth {
 }
 
 export function checkpointHealth(temporal: Client, semaphoreId: string, stateOf: SemaphoreStateOf): CheckpointHealth {
+  /** The checkpoint's health, or undefined when the semaphore's state cannot be read: the semaphore still holds back. */
   const current = async (model: string) => {
-    const state = await stateOf.latest();
-    return state ? healthOf(state, model, Date.now()) : undefined;
+    try {
+      const state = await stateOf.latest();
+      return state ? healthOf(state, model, Date.now()) : undefined;
+    } catch {
+      return undefined;
+    }
   };
   return {
     async of(model) {
