@@ -63,6 +63,7 @@ export function taskPolicy(config: TaskSettings): TaskPolicy {
       continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
       initialLimit: config.tasks.maxConcurrency,
       priorityAgingS: config.semaphore.priorityAgingS,
+      breaker: config.semaphore.breaker,
     },
   };
 }

@@ -92,7 +92,13 @@ export interface TaskPolicy {
   activityMaxAttempts: number;
   /** How often a task whose checkpoint is being re-registered asks again (absent in inputs of older versions). */
   modelBusyRetryS?: number;
-  semaphore: { leaseCheckS: number; continueAsNewAfterGrants: number; initialLimit: number; priorityAgingS?: number };
+  semaphore: {
+    leaseCheckS: number;
+    continueAsNewAfterGrants: number;
+    initialLimit: number;
+    priorityAgingS?: number;
+    breaker?: BreakerPolicy;
+  };
 }
 
 /** What the generation workflow returns and writes as the final record. */
@@ -216,8 +222,10 @@ export const SEMAPHORE = {
   setLimitSignal: 'setLimit',
   /** The idle warm instances per checkpoint, from the worker: a tie-breaker of the grant order. */
   warmthSignal: 'warmth',
-  /** The grant order's settings, from the worker's config at its start (aging of a waiter's lane). */
+  /** The grant order's settings, from the worker's config at its start (aging of a waiter's lane, the breakers). */
   policySignal: 'policy',
+  /** An admin lifts a checkpoint's quarantine: its circuit breaker closes. */
+  liftQuarantineSignal: 'liftQuarantine',
   stateQuery: 'state',
 } as const;
 
@@ -230,6 +238,21 @@ export interface LeaseRef {
 
 export interface SlotGrant {
   leaseId: string;
+}
+
+/**
+ * How an instance failed, when the failure is the checkpoint's rather than the request's: it crashed or its
+ * connection died mid-job, SD ran out of memory, or it failed to start. Only these count toward a circuit breaker.
+ */
+export type InstanceFault = 'crash' | 'oom' | 'start';
+export const INSTANCE_FAULTS: readonly InstanceFault[] = ['crash', 'oom', 'start'];
+
+/** What a holder's release says of its run on the checkpoint: the GPU part succeeded, or an instance failed it. */
+export type LeaseOutcome = { ok: true } | { ok: false; fault: InstanceFault; message: string };
+
+/** A release: the lease, and what its run showed of the checkpoint's health (absent: nothing to count). */
+export interface LeaseRelease extends LeaseRef {
+  outcome?: LeaseOutcome;
 }
 
 /** Priority lanes, highest first. */
@@ -278,7 +301,10 @@ export interface SlotAnswer {
 
 export interface SemaphoreHolder extends LeaseRef, SlotOwner {
   grantedAt: number;
-  /** The task's checkpoint, kept from its acquire (src/prewarm.ts counts the slots each checkpoint holds). */
+  /**
+   * The task's checkpoint, kept from its acquire (absent for signal-era holders): whose circuit breaker its release's
+   * outcome counts for, and the slots src/prewarm.ts counts per checkpoint.
+   */
   model?: string;
   /** Granted to an update that is waiting for it; a signal-era holder (absent) is told by signal. */
   byUpdate?: boolean;
@@ -315,6 +341,34 @@ export interface SemaphoreState {
   warm?: Record<string, number>;
   /** A low waiter counts as normal after this many seconds of waiting; set by the `policy` signal (0 or absent: never). */
   priorityAgingS?: number;
+  /** The circuit breakers' settings, set by the `policy` signal (absent: the defaults of workflows/breaker.ts). */
+  breaker?: BreakerPolicy;
+  /** Each checkpoint with recent instance failures or in quarantine; a healthy checkpoint has no entry. */
+  breakers?: Record<string, CheckpointBreaker>;
+}
+
+/** When a checkpoint is quarantined and for how long (SDFLOW_BREAKER_*). */
+export interface BreakerPolicy {
+  /** Instance failures in a row, within `windowS`, that open the breaker. */
+  failures: number;
+  windowS: number;
+  /** How long an open breaker holds its checkpoint's tasks back before one probe is let through. */
+  cooldownS: number;
+}
+
+/** One checkpoint's circuit breaker (workflow time, epoch ms). */
+export interface CheckpointBreaker {
+  /** The instance failures since its last success, within the window, oldest first. */
+  failures: number[];
+  /** Set while the checkpoint is quarantined (before `probeAt`) or probing (from `probeAt`). */
+  open?: {
+    reason: string;
+    since: number;
+    /** From then on, one waiter at a time is granted as the probe. */
+    probeAt: number;
+    /** The lease granted as the probe; another is granted only once it has been released. */
+    probe?: LeaseRef;
+  };
 }
 
 /** How many ended leases the semaphore keeps for `recent`. */
@@ -330,4 +384,6 @@ export interface SemaphoreInput {
   continueAsNewAfterGrants: number;
   /** A low waiter counts as normal after this many seconds (absent in the first versions' inputs: no aging). */
   priorityAgingS?: number;
+  /** The circuit breakers' settings (absent in older inputs: the `policy` signal brings them). */
+  breaker?: BreakerPolicy;
 }

@@ -76,15 +76,17 @@ async function startSingletons(client: Client, config: Config): Promise<void> {
         leaseCheckS: config.semaphore.leaseCheckS,
         continueAsNewAfterGrants: config.semaphore.continueAsNewAfterGrants,
         priorityAgingS: config.semaphore.priorityAgingS,
+        breaker: config.semaphore.breaker,
       },
     ],
     signal: setLimitSignal,
     signalArgs: [config.tasks.maxConcurrency],
   });
   // A semaphore started by an earlier configuration takes this one's grant order settings too.
-  await client.workflow
-    .getHandle(config.semaphore.id)
-    .signal(semaphorePolicySignal, { priorityAgingS: config.semaphore.priorityAgingS });
+  await client.workflow.getHandle(config.semaphore.id).signal(semaphorePolicySignal, {
+    priorityAgingS: config.semaphore.priorityAgingS,
+    breaker: config.semaphore.breaker,
+  });
   await client.workflow.start<typeof reconcilerWorkflow>('reconcilerWorkflow', {
     workflowId: config.reconciler.id,
     taskQueue: config.temporal.taskQueue,

@@ -1,12 +1,15 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
-import { FunctionNotFoundError } from '../platform/functions/port.js';
+import { FunctionNotFoundError, FunctionUnavailableError } from '../platform/functions/port.js';
 import { type ErrorEvent, type ProgressEvent, readInvoke, type TerminalEvent } from '../protocol/events.js';
 import type { InvokeRequest } from '../protocol/invoke.js';
 import type { TaskRecord } from '../records.js';
 import { announceTaskEnd } from '../task-endings.js';
 import {
   EMPTY_SD_STATE,
+  INSTANCE_FAULTS,
+  type InstanceFault,
   isFinal,
+  type LeaseOutcome,
   type LeaseRef,
   NON_RETRYABLE,
   type ProgressSnapshot,
@@ -58,6 +61,14 @@ function nonRetryableType(kind: ErrorEvent['kind']): string {
   return INVOKE_FAILED;
 }
 
+/** The instance failure a failed attempt carries, which its checkpoint's circuit breaker counts; else undefined. */
+function instanceFault(failure: unknown): LeaseOutcome | undefined {
+  if (!(failure instanceof ApplicationFailure) || failure.nonRetryable) return undefined;
+  const fault = (failure.details?.[0] as { fault?: InstanceFault } | undefined)?.fault;
+  if (fault === undefined || !INSTANCE_FAULTS.includes(fault)) return undefined;
+  return { ok: false, fault, message: failure.message };
+}
+
 /** The workflow's view of a final task row. */
 const summaryOf = (task: TaskRecord): TaskSummary => ({
   taskId: task.taskId,
@@ -98,7 +109,9 @@ export function createInvokeActivities(deps: ActivityDeps) {
         onProgress(event);
       });
       if (end.type === 'result') return end;
-      if (end.retryable) throw ApplicationFailure.retryable(end.message, INVOKE_FAILED, { kind: end.kind });
+      if (end.retryable) {
+        throw ApplicationFailure.retryable(end.message, INVOKE_FAILED, { kind: end.kind, fault: end.fault });
+      }
       throw ApplicationFailure.nonRetryable(end.message, nonRetryableType(end.kind), {
         kind: end.kind,
         status: end.status,
@@ -152,14 +165,17 @@ export function createInvokeActivities(deps: ActivityDeps) {
         ctx.heartbeat(progress);
       }, 1000);
       const slot = { id: input.semaphore.id, taskQueue, policy: input.semaphore.policy };
-      // Released once, and only when asked for: a task that fails before it queues has nothing to give back.
+      // Released once, and only when asked for: a task that fails before it queues has nothing to give back. The
+      // release says how the checkpoint did (success, or an instance failure), for its circuit breaker.
       let asked = false;
       let released = false;
-      const release = async () => {
+      const release = async (outcome?: LeaseOutcome) => {
         if (!asked || released) return;
         released = true;
-        await releaseSlot(temporal, slot.id, input.lease);
+        await releaseSlot(temporal, slot.id, input.lease, outcome);
       };
+      const succeeded: LeaseOutcome = { ok: true };
+      let failedOn: LeaseOutcome | undefined;
       let keepSlot = false;
       let functionName = '';
       try {
@@ -190,11 +206,11 @@ export function createInvokeActivities(deps: ActivityDeps) {
           report.progressed(progress);
           // SD has returned: the GPU is free while the agent uploads the images.
           if (event.phase === 'uploading') {
-            release().catch((err) => logger.warn({ err, taskId }, 'early release failed'));
+            release(succeeded).catch((err) => logger.warn({ err, taskId }, 'early release failed'));
           }
         });
         const resultAt = Date.now();
-        await release();
+        await release(succeeded);
         const { images, info, parameters } = result;
         const cost = await costOf(input, functionName, {
           submittedAt:
@@ -216,13 +232,19 @@ export function createInvokeActivities(deps: ActivityDeps) {
         return stored ? summaryOf(stored) : { taskId, status: 'succeeded', images };
       } catch (err) {
         const failure = explain(err, ctx, functionName);
+        failedOn = instanceFault(failure);
         // A retryable failure keeps the slot for the next attempt, as a task keeps it between attempts; any other
-        // ending gives it back (the workflow sends the release again, idempotently, whatever happens here).
-        keepSlot = failure instanceof ApplicationFailure && !failure.nonRetryable && !ctx.cancellationSignal.aborted;
+        // ending gives it back (the workflow sends the release again, idempotently, whatever happens here). An
+        // instance failure gives it back too, so that the next attempt queues behind the checkpoint's breaker.
+        keepSlot =
+          failure instanceof ApplicationFailure &&
+          !failure.nonRetryable &&
+          !ctx.cancellationSignal.aborted &&
+          !failedOn;
         throw failure;
       } finally {
         clearInterval(heartbeat);
-        if (!keepSlot) await release().catch((err) => logger.warn({ err, taskId }, 'release failed'));
+        if (!keepSlot) await release(failedOn).catch((err) => logger.warn({ err, taskId }, 'release failed'));
         // The workflow records any other ending once this returns: after the status events of this attempt.
         await report.flushed();
       }
@@ -293,6 +315,7 @@ export function createInvokeActivities(deps: ActivityDeps) {
       return ApplicationFailure.retryable(`function ${functionName} was missing and has been recreated`, INVOKE_FAILED);
     }
     const message = err instanceof Error ? err.message : String(err);
-    return ApplicationFailure.retryable(`invoke failed: ${message}`, INVOKE_FAILED);
+    const fault = err instanceof FunctionUnavailableError ? err.fault : undefined;
+    return ApplicationFailure.retryable(`invoke failed: ${message}`, INVOKE_FAILED, ...(fault ? [{ fault }] : []));
   }
 }

@@ -2,6 +2,7 @@ import { type Client, WithStartWorkflowOperation, WorkflowNotFoundError } from '
 import { ApplicationFailure } from '@temporalio/common';
 import {
   emptySemaphoreState,
+  type LeaseOutcome,
   type LeaseRef,
   NON_RETRYABLE,
   type SlotAnswer,
@@ -43,6 +44,7 @@ function startOperation(semaphore: SemaphoreRef) {
         leaseCheckS: semaphore.policy.leaseCheckS,
         continueAsNewAfterGrants: semaphore.policy.continueAsNewAfterGrants,
         priorityAgingS: semaphore.policy.priorityAgingS,
+        ...(semaphore.policy.breaker ? { breaker: semaphore.policy.breaker } : {}),
       },
     ],
   });
@@ -100,9 +102,20 @@ export async function acquireSlot(
   }
 }
 
-/** Frees a held slot or withdraws a queued request. Idempotent: a lease already released is no one's slot. */
-export async function releaseSlot(temporal: Client, semaphoreId: string, lease: LeaseRef): Promise<void> {
-  await temporal.workflow.getHandle(semaphoreId).signal(releaseSignal, lease);
+/**
+ * Frees a held slot or withdraws a queued request. Idempotent: a lease already released is no one's slot. A holder's
+ * `outcome` (its GPU part succeeded, or an instance failed it) counts toward its checkpoint's circuit breaker.
+ */
+export async function releaseSlot(
+  temporal: Client,
+  semaphoreId: string,
+  lease: LeaseRef,
+  outcome?: LeaseOutcome,
+): Promise<void> {
+  const { workflowId, runId, leaseId } = lease;
+  await temporal.workflow
+    .getHandle(semaphoreId)
+    .signal(releaseSignal, { workflowId, runId, leaseId, ...(outcome ? { outcome } : {}) });
 }
 
 export function createSlotActivities({ temporal, taskQueue }: ActivityDeps) {

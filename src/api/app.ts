@@ -10,6 +10,7 @@ import type { ObjectStore } from '../platform/object-store/port.js';
 import { webhookNotifier } from '../webhooks/notify.js';
 import { TargetPolicy } from '../webhooks/targets.js';
 import { authenticate, type KeyRing, requireAdmin } from './auth.js';
+import { checkpointHealth } from './checkpoint-health.js';
 import { corsFor } from './cors.js';
 import { docsRoutes } from './docs.js';
 import { errorMapper } from './errors.js';
@@ -79,8 +80,10 @@ export function createApp(apiDeps: ApiDeps): Koa {
     maxAgeMs: config.api.queuePositionMaxAgeMs,
     queryTimeoutMs: config.api.queryTimeoutMs,
   });
+  const health = checkpointHealth(deps.temporal, config.semaphore.id, semaphoreState);
   const taskDeps: TaskDeps = {
     ...deps,
+    health,
     limits: config.limits,
     queuePositionOf: queuePositions(semaphoreState),
     eta: taskEta({
@@ -98,8 +101,8 @@ export function createApp(apiDeps: ApiDeps): Koa {
   generationRoutes(router, taskDeps, schemas);
   taskRoutes(router, taskDeps);
   taskEventRoutes(router, taskDeps);
-  catalogRoutes(router, deps.meta);
-  modelRoutes(router, deps);
+  catalogRoutes(router, deps.meta, health);
+  modelRoutes(router, deps, health);
   functionRoutes(router, deps);
   optionsRoutes(router, deps.meta);
   usageRoutes(router, deps.meta);

@@ -16,6 +16,7 @@ import { registrationWorkflowId } from '../temporal.js';
 import { NON_RETRYABLE, SEARCH_ATTRIBUTES } from '../types.js';
 import type { ModelRegistrationInput, modelRegistrationWorkflow } from '../workflows/registration.js';
 import type { Principal } from './auth.js';
+import type { CheckpointHealth } from './checkpoint-health.js';
 import { badRequest, conflict, HttpError, notFound } from './errors.js';
 import { registerModelForm, type UpdateModelBody, updateModelForm } from './model-schemas.js';
 import { receiveForm } from './upload.js';
@@ -55,6 +56,13 @@ export function modelView(m: ModelRecord) {
     lastModificationTime: m.lastModificationTime,
     ...(m.message ? { message: m.message } : {}),
   };
+}
+
+/** A model as the API shows it, with a checkpoint's health (its circuit breaker) when the semaphore answered. */
+export async function modelWithHealth(m: ModelRecord, health: CheckpointHealth) {
+  const view = modelView(m);
+  if (m.type !== 'stableDiffusion') return view;
+  return { ...view, ...(await health.of(m.name)) };
 }
 
 export function registrationView(r: Registration) {

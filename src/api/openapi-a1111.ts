@@ -45,6 +45,7 @@ const generation = (summary: string, schema: z.ZodType) => ({
       '409': { description: 'the checkpoint is not loaded, or the taskId exists' },
       '422': { description: 'SD rejected the input' },
       '500': { description: 'the task failed; the message says why' },
+      '503': { description: 'the checkpoint is quarantined: the message says why, Retry-After when a probe may run' },
     },
   },
 });

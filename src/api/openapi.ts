@@ -57,6 +57,10 @@ const answers = {
   '413': { description: 'body over SDFLOW_MAX_BODY_MB' },
   '422': { description: 'SD rejected the input' },
   '500': { description: 'the task failed; the message says why' },
+  '503': {
+    description:
+      'the checkpoint is quarantined (its instances kept failing): the message says why, Retry-After when a probe may run',
+  },
 };
 
 /** A model request body: JSON naming an object already in the store, or a form whose file part comes last. */
@@ -250,7 +254,7 @@ export function openApiDocument(schemas: GenerationSchemas) {
       },
       '/models/{name}': {
         get: {
-          summary: 'One model',
+          summary: "One model; a checkpoint's with its health (ok, quarantined, probing), healthReason and healthSince",
           parameters: modelNameParam,
           responses: { '200': { description: 'the model' }, '404': { description: 'unknown model' } },
         },
@@ -269,6 +273,18 @@ export function openApiDocument(schemas: GenerationSchemas) {
           parameters: modelNameParam,
           responses: {
             '200': { description: 'the model, status deleted' },
+            '403': { description: 'needs an admin key' },
+            '404': { description: 'unknown model' },
+          },
+        },
+      },
+      '/models/{name}/quarantine': {
+        delete: {
+          summary: "Lift a checkpoint's quarantine: its circuit breaker closes and its tasks run again (admin)",
+          parameters: modelNameParam,
+          responses: {
+            '200': { description: 'the model, health ok' },
+            '400': { description: 'the model is not a checkpoint' },
             '403': { description: 'needs an admin key' },
             '404': { description: 'unknown model' },
           },

@@ -25,6 +25,7 @@ import type { WebhookNotifier } from '../webhooks/notify.js';
 import { resolveTarget, type TargetPolicy, TargetRefusedError, TargetUnresolvedError } from '../webhooks/targets.js';
 import { progressQuery } from '../workflows/definitions.js';
 import type { Principal } from './auth.js';
+import type { CheckpointHealth } from './checkpoint-health.js';
 import { resolveCheckpoint } from './checkpoints.js';
 import { claimCheckImages } from './claim-check.js';
 import { badRequest, conflict, HttpError, notFound } from './errors.js';
@@ -47,6 +48,8 @@ export interface TaskDeps {
   limits: Limits;
   queuePositionOf: QueuePositionOf;
   eta: TaskEta;
+  /** Checkpoint health (circuit breakers): a quarantined checkpoint takes no new tasks. */
+  health: CheckpointHealth;
   notifyWebhook: WebhookNotifier;
   webhookTargets: TargetPolicy;
 }
@@ -168,6 +171,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
   }
   const { keyMaxQueued, queueRetryAfterS } = deps.config.api;
   await enforceQueueLimit(deps.meta, s.principal, keyMaxQueued, queueRetryAfterS);
+  await deps.health.assertAccepting(s.model.name);
 
   const taskId = s.taskId ?? newTaskId();
   if (s.taskId && (await deps.meta.getTask(taskId))) throw conflict(`taskId ${taskId} already exists`);

@@ -158,6 +158,7 @@ program
         vaeMs: c.sim.vaeMs,
         modelsDir: opts.modelsDir ?? modelsDir(c.dataDir),
         statsDir: c.sim.statsDir,
+        fault: c.sim.fault,
         logger: createLogger('sim', c.logLevel),
       }),
     );

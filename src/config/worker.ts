@@ -96,8 +96,29 @@ export const semaphore = group(
       meaning:
         'A low-priority task that has waited this many seconds for a slot counts as normal, so it never starves (0: never).',
     }),
+    breakerFailures: setting({
+      env: 'SDFLOW_BREAKER_FAILURES',
+      schema: int(3, 1),
+      meaning:
+        'A checkpoint whose instances crash, run out of memory or fail to start this many times in a row (within SDFLOW_BREAKER_WINDOW_S) is quarantined: its new tasks get 503, its queued ones wait.',
+    }),
+    breakerWindowS: setting({
+      env: 'SDFLOW_BREAKER_WINDOW_S',
+      schema: num(300, 1),
+      meaning: "The window in which a checkpoint's instance failures in a row count toward its quarantine.",
+    }),
+    breakerCooldownS: setting({
+      env: 'SDFLOW_BREAKER_COOLDOWN_S',
+      schema: num(60, 0),
+      meaning:
+        'How long a quarantine lasts before one probe task is let through: its success lifts the quarantine, its failure starts another.',
+    }),
   },
-  (semaphore, read) => ({ id: `sdflow-semaphore-${read(shared.settings.deployment)}`, ...semaphore }),
+  ({ breakerFailures, breakerWindowS, breakerCooldownS, ...semaphore }, read) => ({
+    id: `sdflow-semaphore-${read(shared.settings.deployment)}`,
+    ...semaphore,
+    breaker: { failures: breakerFailures, windowS: breakerWindowS, cooldownS: breakerCooldownS },
+  }),
 );
 
 export const reconciler = group(

@@ -68,6 +68,9 @@ export interface InvokeDeps {
   logger: Logger;
 }
 
+/** How A1111 reports torch's out-of-memory error: a 500 naming `OutOfMemoryError`, or CUDA's own message. */
+const OUT_OF_MEMORY = /OutOfMemoryError|out of memory/i;
+
 export function toErrorEvent(err: unknown): ErrorEvent {
   if (err instanceof InvokeFailure) {
     return { type: 'error', kind: err.kind, message: err.message, retryable: err.retryable, status: err.status };
@@ -76,10 +79,12 @@ export function toErrorEvent(err: unknown): ErrorEvent {
     if (err.status >= 400 && err.status < 500) {
       return { type: 'error', kind: 'bad_input', status: err.status, message: err.detail, retryable: false };
     }
-    return { type: 'error', kind: 'sd_error', status: err.status, message: err.message, retryable: true };
+    const oom = OUT_OF_MEMORY.test(err.message) ? { fault: 'oom' as const } : {};
+    return { type: 'error', kind: 'sd_error', status: err.status, message: err.message, retryable: true, ...oom };
   }
   if (err instanceof SdUnavailableError) {
-    return { type: 'error', kind: 'sd_error', message: err.message, retryable: true };
+    // SD died or stopped answering mid-job: the instance's failure, not the request's.
+    return { type: 'error', kind: 'sd_error', message: err.message, retryable: true, fault: 'crash' };
   }
   return { type: 'error', kind: 'internal', message: errorMessage(err), retryable: true };
 }

@@ -136,7 +136,7 @@ export async function startAgent(
       try {
         await backend.whenReady(startTimeoutMs);
       } catch (err) {
-        emit({ type: 'error', kind: 'sd_error', message: errorMessage(err), retryable: true });
+        emit({ type: 'error', kind: 'sd_error', message: errorMessage(err), retryable: true, fault: 'start' });
         return;
       }
       await core.invoke(body, emit, cancel.signal);

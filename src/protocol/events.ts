@@ -1,4 +1,4 @@
-import { EMPTY_SD_STATE, type ErrorKind, type SdState, type TaskPhase } from '../types.js';
+import { EMPTY_SD_STATE, type ErrorKind, type InstanceFault, type SdState, type TaskPhase } from '../types.js';
 
 // The events of one invoke, as the agent streams them back to the worker: zero or more `progress` events, then
 // exactly one `result` or `error` event, then the end of the stream. Every hop (the agent, the local runtime, FC,
@@ -60,6 +60,8 @@ export interface ErrorEvent {
   message: string;
   /** False when retrying cannot help (SD rejected the input, unknown model). */
   retryable: boolean;
+  /** Set when the instance failed rather than the request: it counts toward the checkpoint's circuit breaker. */
+  fault?: InstanceFault;
 }
 
 export type AgentEvent = ProgressEvent | ResultEvent | ErrorEvent;

@@ -1,7 +1,7 @@
 import pino, { type Logger } from 'pino';
 import { a1111OptionDefaults, settableOptions, unknownOptionKeys, unknownOptionsDetail } from '../a1111/options.js';
 import { type Checkpoint, ModelCatalog, type ModelFile } from './catalog.js';
-import { apiError, validationError } from './errors.js';
+import { apiError, HttpError, validationError } from './errors.js';
 import type { SimOptions } from './server.js';
 import { JobQueue, SdState } from './state.js';
 import { type JobKind, SimStats } from './stats.js';
@@ -49,6 +49,22 @@ export class Simulator {
         this.log.info({ job, kind, ms: Date.now() - started, ...outcome }, `sim ${kind} job done`);
       }
     });
+  }
+
+  /** The injected fault of a generation (SimOptions.fault), before it takes the lock: a crash, or A1111's OOM answer. */
+  injectJobFault(): void {
+    if (this.opts.fault === 'crash-at-job') {
+      this.log.error('SDFLOW_SIM_FAULT=crash-at-job: the simulator exits');
+      process.exit(1);
+    }
+    if (this.opts.fault === 'oom-at-job') {
+      throw new HttpError(500, {
+        error: 'OutOfMemoryError',
+        detail: '',
+        body: '',
+        errors: 'CUDA out of memory. Tried to allocate 2.00 GiB (injected by SDFLOW_SIM_FAULT=oom-at-job)',
+      });
+    }
   }
 
   /** Runs `fn` holding the queue lock without counting it as work (refresh, unload). */

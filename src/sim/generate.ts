@@ -537,6 +537,7 @@ async function respond(job: PreparedJob, res: JobResult): Promise<GenerationResp
 
 /** POST /sdapi/v1/txt2img and /sdapi/v1/img2img. */
 export async function runGeneration(sim: Simulator, kind: GenerationKind, body: unknown): Promise<GenerationResponse> {
+  sim.injectJobFault();
   const job = await prepare(sim, kind, body);
   const result = await sim.withJob(kind, (outcome) => runJob(sim, job, outcome));
   return respond(job, result);

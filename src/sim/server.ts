@@ -24,8 +24,16 @@ export interface SimOptions {
   modelsDir: string;
   /** When set, busy intervals are appended to `<statsDir>/<pid>.ndjson`. */
   statsDir?: string;
+  /** A fault to inject (tests of a broken checkpoint); none when absent. */
+  fault?: SimFault;
   logger?: Logger;
 }
+
+/**
+ * An injected fault: `exit-at-start` fails the start, `crash-at-job` ends the process when a generation arrives (before
+ * it counts as busy), `oom-at-job` answers a generation as A1111 does when torch runs out of GPU memory.
+ */
+export type SimFault = 'none' | 'exit-at-start' | 'crash-at-job' | 'oom-at-job';
 
 /** Largest request body read; A1111 has no limit, but the process must not be taken down by one request. */
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -94,6 +102,7 @@ async function handle(sim: Simulator, port: () => number, req: IncomingMessage, 
 
 /** Starts the simulator; port 0 picks a free port. Resolves once it listens, with the bound port. */
 export async function startSimServer(o: SimOptions): Promise<{ port: number; close(): Promise<void> }> {
+  if (o.fault === 'exit-at-start') throw new Error('SDFLOW_SIM_FAULT=exit-at-start: the simulator does not start');
   const sim = new Simulator(o);
   await sim.catalog.scan();
   let bound = 0;

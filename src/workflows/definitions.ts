@@ -1,7 +1,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import {
+  type BreakerPolicy,
   GENERATION,
   type LeaseRef,
+  type LeaseRelease,
   type ProgressSnapshot,
   SEMAPHORE,
   type SemaphoreState,
@@ -21,10 +23,15 @@ export const progressQuery = defineQuery<TaskProgress>(GENERATION.progressQuery)
 
 export const acquireUpdate = defineUpdate<SlotAnswer, [SlotRequest]>(SEMAPHORE.acquireUpdate);
 export const acquireSignal = defineSignal<[LeaseRef]>(SEMAPHORE.acquireSignal);
-export const releaseSignal = defineSignal<[LeaseRef]>(SEMAPHORE.releaseSignal);
+export const releaseSignal = defineSignal<[LeaseRelease]>(SEMAPHORE.releaseSignal);
 export const setLimitSignal = defineSignal<[number]>(SEMAPHORE.setLimitSignal);
 export const warmthSignal = defineSignal<[Record<string, number>]>(SEMAPHORE.warmthSignal);
-export const semaphorePolicySignal = defineSignal<[{ priorityAgingS: number }]>(SEMAPHORE.policySignal);
+/** The grant order's settings; `breaker` is absent from workers of versions before the circuit breakers. */
+export const semaphorePolicySignal = defineSignal<[{ priorityAgingS: number; breaker?: BreakerPolicy }]>(
+  SEMAPHORE.policySignal,
+);
+/** Closes the named checkpoint's circuit breaker (an admin's DELETE /models/{name}/quarantine). */
+export const liftQuarantineSignal = defineSignal<[string]>(SEMAPHORE.liftQuarantineSignal);
 export const semaphoreStateQuery = defineQuery<SemaphoreState>(SEMAPHORE.stateQuery);
 
 export const webhookEventSignal = defineSignal<[WebhookEvent]>(WEBHOOK.eventSignal);

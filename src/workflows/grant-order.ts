@@ -1,4 +1,5 @@
 import { LANES, type Lane, type SemaphoreHolder, type SemaphoreState, type SemaphoreWaiter } from '../types.js';
+import { heldBack } from './breaker.js';
 
 // The order in which the semaphore grants its slots (docs/ARCHITECTURE.md, "The cap"). Pure and deterministic, so
 // the semaphore workflow decides with it and the API answers queue positions with the same rule:
@@ -9,7 +10,8 @@ import { LANES, type Lane, type SemaphoreHolder, type SemaphoreState, type Semap
 // 3. a user never holds more than their key's `maxSlots`;
 // 4. when fairness leaves a choice, a task whose checkpoint has an idle warm instance;
 // 5. within one user and one lane, arrival order.
-// A waiter whose deadline has passed is never granted: the semaphore drops it first.
+// A waiter whose deadline has passed is never granted: the semaphore drops it first. A waiter whose checkpoint is
+// quarantined (breaker.ts) waits where it is, and is not granted until its checkpoint may run a probe.
 
 export interface GrantPolicy {
   /** How long a waiter waits in one lane before it counts as the next lane up. */
@@ -70,6 +72,7 @@ export function nextWaiter(state: SemaphoreState, now: number, policy: GrantPoli
   for (let i = 0; i < state.queue.length; i++) {
     const waiter = state.queue[i];
     if (waiter.maxSlots !== undefined && holdsOf(state.holders, userOf(waiter)) >= waiter.maxSlots) continue;
+    if (heldBack(state, waiter.model, now)) continue;
     eligible.push(i);
   }
   if (eligible.length === 0) return -1;
@@ -119,7 +122,8 @@ export function forgetIdleUsers(state: SemaphoreState): void {
 
 /**
  * Every waiter's place in the grant order (1 = next), if no one arrived or left meanwhile and slots freed one by one:
- * what the API answers as a waiting task's `queuePosition`.
+ * what the API answers as a waiting task's `queuePosition`. Waiters of a quarantined checkpoint come last, in arrival
+ * order: they are next once it is healthy again.
  */
 export function grantOrder(state: SemaphoreState, now: number, policy: GrantPolicy): SemaphoreWaiter[] {
   const copy: SemaphoreState = {
@@ -137,5 +141,6 @@ export function grantOrder(state: SemaphoreState, now: number, policy: GrantPoli
     chargeGrant(copy, next);
     order.push(next);
   }
+  order.push(...copy.queue.sort((a, b) => a.requestedAt - b.requestedAt));
   return order;
 }

@@ -19,9 +19,11 @@ import {
   type SemaphoreInput,
   type SemaphoreState,
 } from '../types.js';
+import { liftQuarantine, nextProbeAt, noteGrant, recordOutcome } from './breaker.js';
 import {
   acquireSignal,
   acquireUpdate,
+  liftQuarantineSignal,
   releaseSignal,
   semaphorePolicySignal,
   semaphoreStateQuery,
@@ -34,7 +36,8 @@ import { admitUser, chargeGrant, forgetIdleUsers, grantPolicyOf, nextWaiter } fr
 // The deployment's one global semaphore (docs/ARCHITECTURE.md, "The cap"): never more grants than the limit, in the
 // order grant-order.ts decides (lanes, fair share, caps, then arrival), leases keyed by (workflowId, runId, leaseId),
 // idempotent release, and a slot freed only by its holder's release or by the holder's workflow being found closed.
-// A waiter whose deadline passes is dropped, never granted. Its state crosses continue-as-new intact.
+// A waiter whose deadline passes is dropped, never granted. A release may carry its run's outcome on the checkpoint,
+// which the checkpoint's circuit breaker counts (breaker.ts). Its state crosses continue-as-new intact.
 //
 // A lease is asked for by update (`acquireSlot`): the update answers in the very workflow task that grants it, so a
 // freed slot reaches the next waiter in one round trip. The first version's signal protocol (acquire by signal, grant
@@ -61,6 +64,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
   /** Set once this run hands over to its successor: waiting updates answer "ask again". */
   let handingOver = false;
   state.priorityAgingS ??= input.priorityAgingS;
+  if (input.breaker) state.breaker ??= input.breaker;
   const policy = () => grantPolicyOf(state);
   /** Leases dropped because their deadline passed, for their waiting update's answer. */
   const expired = new Set<string>();
@@ -83,8 +87,10 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     if (!isHolder(lease) && !isQueued(lease)) state.queue.push({ ...lease, requestedAt: Date.now() });
     changed = true;
   });
-  setHandler(releaseSignal, (lease) => {
+  setHandler(releaseSignal, ({ outcome, ...lease }) => {
     const held = state.holders.find((h) => sameLease(h, lease));
+    // Only a holder's outcome counts, once: a late or repeated release finds no holder.
+    if (held?.model !== undefined && outcome) recordOutcome(state, held.model, lease, outcome, Date.now());
     if (held) {
       state.recent?.push({
         workflowId: held.workflowId,
@@ -103,8 +109,13 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     state.warm = warm;
     changed = true;
   });
-  setHandler(semaphorePolicySignal, ({ priorityAgingS }) => {
+  setHandler(semaphorePolicySignal, ({ priorityAgingS, breaker }) => {
     if (Number.isFinite(priorityAgingS) && priorityAgingS >= 0) state.priorityAgingS = priorityAgingS;
+    if (breaker && breaker.failures >= 1 && breaker.windowS > 0 && breaker.cooldownS >= 0) state.breaker = breaker;
+    changed = true;
+  });
+  setHandler(liftQuarantineSignal, (model) => {
+    liftQuarantine(state, model);
     changed = true;
   });
   setHandler(setLimitSignal, (limit) => {
@@ -147,6 +158,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
       chargeGrant(state, next);
       const { requestedAt: _requestedAt, deadlineAt: _deadlineAt, ...lease } = next;
       const holder: SemaphoreHolder = { ...lease, grantedAt: Date.now() };
+      noteGrant(state, holder, holder.grantedAt);
       state.holders.push(holder);
       state.totalGrants++;
       state.grantsThisRun++;
@@ -165,6 +177,18 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     deadlineTimerAt = earliest;
     void sleep(Math.max(1, earliest - Date.now())).then(() => {
       if (deadlineTimerAt === earliest) deadlineTimerAt = undefined;
+      changed = true;
+    });
+  };
+
+  // One timer for the earliest end of a quarantine, so that the probe is granted when the cooldown ends.
+  let probeTimerAt: number | undefined;
+  const armProbe = () => {
+    const earliest = nextProbeAt(state, Date.now());
+    if (earliest === undefined || (probeTimerAt !== undefined && probeTimerAt <= earliest)) return;
+    probeTimerAt = earliest;
+    void sleep(Math.max(1, earliest - Date.now())).then(() => {
+      if (probeTimerAt === earliest) probeTimerAt = undefined;
       changed = true;
     });
   };
@@ -193,6 +217,7 @@ export async function semaphoreWorkflow(input: SemaphoreInput): Promise<void> {
     if (shouldContinueAsNew()) break;
     if (state.holders.length > 0) armLeaseCheck();
     armDeadline();
+    armProbe();
     await condition(() => changed || (leaseCheckDue && !checking));
     if (!leaseCheckDue || checking) continue;
     leaseCheckDue = false;

@@ -900,7 +900,27 @@ describe('retries and errors', () => {
       }
     })();
     await expect(broken).rejects.toBeInstanceOf(FunctionUnavailableError);
+    await expect(broken).rejects.toMatchObject({ fault: 'crash' });
     expect(fc.invocations).toHaveLength(1);
+  });
+
+  it('reports an instance that FC could not start as a start fault, at once', async () => {
+    const runtime = fcRuntime();
+    const name = nameOf(MODELS[0]);
+    await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
+    fc.clearRecords();
+    fc.invocationFault(
+      { status: 412, code: 'CAExited', message: 'The function either cannot be started or exited' },
+      1,
+    );
+    const failed = collect(runtime, name, txt2img(MODELS[0]));
+    await expect(failed).rejects.toBeInstanceOf(FunctionUnavailableError);
+    await expect(failed).rejects.toMatchObject({ fault: 'start', message: expect.stringContaining('CAExited') });
+    expect(fc.invocations).toHaveLength(1);
+    // A gateway refusal is no fault of the checkpoint's.
+    fc.invocationFault({ status: 503, code: 'ResourceExhausted' }, 3);
+    const unavailable = collect(runtime, name, txt2img(MODELS[0]));
+    await expect(unavailable).rejects.not.toHaveProperty('fault', 'start');
   });
 });
 

@@ -4,8 +4,14 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ActivityDeps } from '../../src/activities/index.js';
 import { acquireSlot, createSlotActivities, releaseSlot } from '../../src/activities/slots.js';
-import type { LeaseRef, SemaphoreState } from '../../src/types.js';
-import { releaseSignal, semaphoreStateQuery, setLimitSignal } from '../../src/workflows/definitions.js';
+import type { LeaseOutcome, LeaseRef, SemaphoreState } from '../../src/types.js';
+import {
+  liftQuarantineSignal,
+  releaseSignal,
+  semaphorePolicySignal,
+  semaphoreStateQuery,
+  setLimitSignal,
+} from '../../src/workflows/definitions.js';
 
 // The semaphore on a real Temporal dev server. Holders are workflows of a type no worker serves: they stay open
 // until terminated, and their histories show every grant signal they received.
@@ -252,8 +258,9 @@ describe('semaphore: acquire by update', () => {
     return {
       ...sem,
       /** Resolves once the lease is granted; aborting the signal gives up waiting. */
-      take: (lease: LeaseRef, signal = new AbortController().signal) => acquireSlot(client, ref, { lease }, signal),
-      give: (lease: LeaseRef) => releaseSlot(client, sem.id, lease),
+      take: (lease: LeaseRef, signal = new AbortController().signal, model?: string) =>
+        acquireSlot(client, ref, { lease, ...(model ? { model } : {}) }, signal),
+      give: (lease: LeaseRef, outcome?: LeaseOutcome) => releaseSlot(client, sem.id, lease, outcome),
     };
   }
 
@@ -339,6 +346,53 @@ describe('semaphore: acquire by update', () => {
     expect(granted).toEqual(ids(leases.slice(1)));
     expect(await sem.runId()).not.toBe(firstRun);
     expect((await sem.state()).totalGrants).toBe(6);
+  });
+
+  it("a checkpoint's instance failures quarantine it: its waiters wait, a probe after the cooldown closes it", async () => {
+    const sem = updateSemaphore(2);
+    const [a1, a2, a3, b1] = await Promise.all([holder(), holder(), holder(), holder()]);
+    const crash: LeaseOutcome = { ok: false, fault: 'crash', message: 'instance failed mid-request' };
+    await sem.take(a1, undefined, 'a');
+    await client.workflow
+      .getHandle(sem.id)
+      .signal(semaphorePolicySignal, { priorityAgingS: 0, breaker: { failures: 2, windowS: 60, cooldownS: 5 } });
+    await sem.take(a2, undefined, 'a');
+    await sem.give(a1, crash);
+    await sem.give(a2, crash);
+    const open = await eventually(sem.state, (st) => st.breakers?.a?.open !== undefined);
+    expect(open.breakers?.a?.open?.reason).toContain('crashed: instance failed mid-request');
+    // Both slots are free, yet only the other checkpoint's waiter is granted; a3 waits until the cooldown ends.
+    let a3Granted = false;
+    const a3Waits = sem.take(a3, undefined, 'a').then(() => {
+      a3Granted = true;
+    });
+    await sem.take(b1, undefined, 'b');
+    const held = await sem.state();
+    expect(ids(held.holders)).toEqual([b1.workflowId]);
+    expect(a3Granted).toBe(false);
+    // The probe is granted without anything else happening (the semaphore's own timer), and its success closes it.
+    await a3Waits;
+    expect((await sem.state()).breakers?.a?.open?.probe?.leaseId).toBe(a3.leaseId);
+    await sem.give(a3, { ok: true });
+    const closed = await eventually(sem.state, (st) => st.breakers?.a === undefined);
+    expect(closed.holders.map((h) => h.leaseId)).toEqual([b1.leaseId]);
+  });
+
+  it('an admin lifts a quarantine by signal', async () => {
+    const sem = updateSemaphore(1);
+    const [a1, a2] = await Promise.all([holder(), holder()]);
+    const oom: LeaseOutcome = { ok: false, fault: 'oom', message: 'CUDA out of memory' };
+    await sem.take(a1, undefined, 'a');
+    await client.workflow
+      .getHandle(sem.id)
+      .signal(semaphorePolicySignal, { priorityAgingS: 0, breaker: { failures: 1, windowS: 60, cooldownS: 600 } });
+    await sem.give(a1, oom);
+    await eventually(sem.state, (st) => st.breakers?.a?.open !== undefined);
+    const a2Waits = sem.take(a2, undefined, 'a');
+    await eventually(sem.state, (st) => st.queue.length === 1);
+    await client.workflow.getHandle(sem.id).signal(liftQuarantineSignal, 'a');
+    await a2Waits;
+    expect((await sem.state()).breakers?.a).toBeUndefined();
   });
 
   it('takes a burst of 100 acquires at once and never grants more than the limit', async () => {

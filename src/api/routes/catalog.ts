@@ -3,8 +3,9 @@ import type { RouterContext } from '@koa/router';
 import { z } from 'zod';
 import type { MetaStore } from '../../platform/meta-store/port.js';
 import { MODEL_TYPES } from '../../records.js';
+import type { CheckpointHealth } from '../checkpoint-health.js';
 import { notFound } from '../errors.js';
-import { modelView } from '../models.js';
+import { modelWithHealth } from '../models.js';
 
 // Reading the model registry and the function list. Changing them (admin) is in the management routes.
 
@@ -15,18 +16,19 @@ const modelFilter = z.object({
     .optional(),
 });
 
-export function catalogRoutes(router: Router, meta: MetaStore) {
+export function catalogRoutes(router: Router, meta: MetaStore, health: CheckpointHealth) {
   router.get('/models', async (ctx) => {
     const filter = modelFilter.parse(ctx.query) as Parameters<MetaStore['listModels']>[0];
     const models = await meta.listModels(filter);
     // Deleted models are history: shown only when asked for by status.
-    ctx.body = models.filter((m) => filter?.status === 'deleted' || m.status !== 'deleted').map(modelView);
+    const shown = models.filter((m) => filter?.status === 'deleted' || m.status !== 'deleted');
+    ctx.body = await Promise.all(shown.map((m) => modelWithHealth(m, health)));
   });
 
   router.get('/models/:name', async (ctx) => {
     const model = await meta.getModel(ctx.params.name ?? '');
     if (!model || model.status === 'deleted') throw notFound(`unknown model ${ctx.params.name}`);
-    ctx.body = modelView(model);
+    ctx.body = await modelWithHealth(model, health);
   });
 
   const listFunctions = async (ctx: RouterContext) => {

@@ -2,6 +2,8 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { clientGone } from '../answers.js';
 import { requireAdmin } from '../auth.js';
+import type { CheckpointHealth } from '../checkpoint-health.js';
+import { badRequest, notFound } from '../errors.js';
 import { registerModelBody, updateModelBody } from '../model-schemas.js';
 import {
   deleteModel,
@@ -15,7 +17,8 @@ import {
   waitForRegistration,
 } from '../models.js';
 
-// Model management (admin): POST /models, PUT /models/{name}, DELETE /models/{name}. Reading is in catalog.ts.
+// Model management (admin): POST /models, PUT /models/{name}, DELETE /models/{name}, DELETE
+// /models/{name}/quarantine. Reading is in catalog.ts.
 // A registration is asynchronous: 202 with the workflowId at once; `?wait=true` or `Request-Type: sync` waits for it.
 
 const isMultipart = (ctx: Context) => Boolean(ctx.is('multipart/*'));
@@ -24,7 +27,7 @@ const wantsWait = (ctx: Context) =>
   ['true', '1'].includes(String(ctx.query.wait ?? '').toLowerCase()) ||
   ctx.get('Request-Type').toLowerCase() === 'sync';
 
-export function modelRoutes(router: Router, deps: ModelDeps) {
+export function modelRoutes(router: Router, deps: ModelDeps, health: CheckpointHealth) {
   const answer = async (ctx: Context, registration: Registration) => {
     ctx.set('Location', `/models/${encodeURIComponent(registration.model.name)}`);
     const { workflowId } = registration;
@@ -66,5 +69,15 @@ export function modelRoutes(router: Router, deps: ModelDeps) {
   router.delete('/models/:name', async (ctx) => {
     requireAdmin(ctx);
     ctx.body = modelView(await deleteModel(deps, ctx.params.name ?? ''));
+  });
+
+  // Lifts a checkpoint's quarantine: its circuit breaker closes and its tasks run again.
+  router.delete('/models/:name/quarantine', async (ctx) => {
+    requireAdmin(ctx);
+    const model = await deps.meta.getModel(ctx.params.name ?? '');
+    if (!model || model.status === 'deleted') throw notFound(`unknown model ${ctx.params.name}`);
+    if (model.type !== 'stableDiffusion') throw badRequest(`name: ${model.name} is a ${model.type}, not a checkpoint`);
+    await health.lift(model.name);
+    ctx.body = { ...modelView(model), health: 'ok', healthReason: null, healthSince: null };
   });
 }

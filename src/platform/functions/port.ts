@@ -1,5 +1,6 @@
 import type { AgentEvent } from '../../protocol/events.js';
 import type { InvokeRequest } from '../../protocol/invoke.js';
+import type { InstanceFault } from '../../types.js';
 
 /** What the platform asks of a runtime when it creates or updates a function. */
 export interface FunctionSpec {
@@ -88,9 +89,15 @@ export class CheckpointNotServedError extends Error {
   }
 }
 
-/** The runtime could not give the request an instance or the instance failed; retrying may help. */
+/**
+ * The runtime could not give the request an instance or the instance failed; retrying may help. `fault` is set when
+ * the checkpoint's instance is to blame (it counts toward the checkpoint's circuit breaker), not the runtime.
+ */
 export class FunctionUnavailableError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly fault?: InstanceFault,
+  ) {
     super(message);
     this.name = 'FunctionUnavailableError';
   }

@@ -95,6 +95,11 @@ const STARTING_EVERY_MS = 1000;
 const PAGE_SIZE = 100;
 /** Statuses of FC's gateway, before the function answered, that a new attempt may not meet. */
 const GATEWAY_RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/**
+ * FC's error codes for an instance that could not start (its process exited, its start file is missing, its HTTP
+ * server never answered): the checkpoint's failure, which its circuit breaker counts, not a refusal of the request.
+ */
+const START_FAILURE_CODES = new Set(['CAExited', 'CAFileNotFound', 'FunctionNotStarted']);
 
 /** The SDK's models as plain JSON, so they compare field by field with what sdflow wants. */
 const plain = (value: unknown): Record<string, unknown> =>
@@ -378,7 +383,8 @@ export class FcFunctionRuntime implements FunctionRuntime {
         yield* invokeEvents(decodeEvents(res.body as ReadableStream<Uint8Array>));
       } catch (err) {
         if (options.signal.aborted) throw err;
-        throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`);
+        // The function had answered: its instance died or lost its connection mid-job.
+        throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`, 'crash');
       }
       finished = true;
     } finally {
@@ -406,6 +412,12 @@ export class FcFunctionRuntime implements FunctionRuntime {
           this.triggerUrls.delete(name);
           throw new FunctionNotFoundError(name);
         }
+        if (START_FAILURE_CODES.has(answer.code)) {
+          throw new FunctionUnavailableError(
+            `an instance of ${name} failed to start: ${answer.code} (HTTP ${res.status}): ${answer.detail}`,
+            'start',
+          );
+        }
         if (!GATEWAY_RETRY_STATUSES.has(res.status)) {
           throw new FcError({
             operation: 'Invoke',
@@ -421,7 +433,14 @@ export class FcFunctionRuntime implements FunctionRuntime {
         const requestId = answer.requestId ? `request id ${answer.requestId}` : 'no request id';
         failure = `${answer.code} (HTTP ${res.status}, ${requestId}): ${answer.detail}`;
       } catch (err) {
-        if (signal.aborted || err instanceof FunctionNotFoundError || err instanceof FcError) throw err;
+        if (
+          signal.aborted ||
+          err instanceof FunctionNotFoundError ||
+          err instanceof FcError ||
+          err instanceof FunctionUnavailableError
+        ) {
+          throw err;
+        }
         const network = describeFailure((err as { cause?: unknown }).cause ?? err);
         failure = `${network.code}: ${network.detail}`;
       }

@@ -105,6 +105,14 @@ export class InstanceUnavailableError extends Error {
   }
 }
 
+/** The instance started for the request failed to start: the function's fault, not the runtime's. */
+export class InstanceStartError extends InstanceUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InstanceStartError';
+  }
+}
+
 interface Health {
   status: number;
   instanceId?: string;
@@ -625,7 +633,7 @@ export class InstancePool {
       const waiter = this.waiters.find((w) => w.functionName === fn.functionName);
       if (waiter) {
         this.dropWaiter(waiter);
-        waiter.reject(new InstanceUnavailableError(message));
+        waiter.reject(new InstanceStartError(message));
       }
       await this.stop(instance);
     }

@@ -13,18 +13,25 @@ import {
   NDJSON_CONTENT_TYPE,
   startingEvent,
 } from '../../../protocol/events.js';
+import type { InstanceFault } from '../../../types.js';
 import { isFunctionName } from '../naming.js';
 import { FunctionNotFoundError } from '../port.js';
 import { RUNTIME_ERROR_HEADER } from './client.js';
-import { type Instance, InstancePool } from './pool.js';
+import { type Instance, InstancePool, InstanceStartError } from './pool.js';
 
 // `sdflow runtime`: the local stand-in for FC and the single owner of local instances. It manages functions over HTTP
 // and routes each invoke to an instance of its own, streaming the agent's events back.
 
 const STARTING_EVERY_MS = 1000;
 
-/** The runtime's own retryable failure of an invoke. */
-const failure = (message: string): ErrorEvent => ({ type: 'error', kind: 'internal', message, retryable: true });
+/** The runtime's own retryable failure of an invoke; `fault` when the instance is to blame (breaker.ts counts it). */
+const failure = (message: string, fault?: InstanceFault): ErrorEvent => ({
+  type: 'error',
+  kind: 'internal',
+  message,
+  retryable: true,
+  ...(fault ? { fault } : {}),
+});
 
 // Resources the local runtime applies: env and extraArgs (instance environment), timeout (seconds, a cap on one
 // request), maxInstances, keepAliveS and minInstances (prewarmQueueDepth is the workers', src/prewarm.ts). The rest (image, cpu, memory, GPU, VPC, NAS, OSS mounts) is recorded in
@@ -165,7 +172,7 @@ export async function startRuntime(
           message: `${err.message} (deleted while the request waited for an instance)`,
           retryable: true,
         };
-      } else yield failure(errorMessage(err));
+      } else yield failure(errorMessage(err), err instanceof InstanceStartError ? 'start' : undefined);
       return;
     }
     const log = logger.child({ functionName: name, instanceId: instance.id });
@@ -203,7 +210,7 @@ export async function startRuntime(
         const exit = await pool.exitOf(instance, 1000);
         const detail = exit ? `${errorMessage(err)} (the instance exited: ${exit})` : errorMessage(err);
         log.warn({ detail }, 'invoke stream broke');
-        yield failure(`instance ${instance.id} failed mid-request: ${detail}`);
+        yield failure(`instance ${instance.id} failed mid-request: ${detail}`, 'crash');
       }
     } finally {
       clearTimeout(timer);

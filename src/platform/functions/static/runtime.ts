@@ -239,7 +239,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
         // The request ends retryably, and runs again elsewhere.
         failed = true;
         const reason = held.lost.aborted ? errorMessage(held.lost.reason) : `WebUI ${held.url} ended the request`;
-        yield { type: 'error', kind: 'sd_error', message: reason, retryable: true };
+        yield { type: 'error', kind: 'sd_error', message: reason, retryable: true, fault: 'crash' };
       }
     } finally {
       stop.abort();
