@@ -33,7 +33,7 @@ export interface MultimodelInput {
   drainS: number;
 }
 
-interface Job {
+export interface Job {
   taskId: string;
   /** Epoch ms just before the submit was sent, and when its answer came. */
   submittedAt: number;
@@ -142,6 +142,7 @@ export async function runMultimodel(o: MultimodelInput): Promise<MultimodelRun> 
   // The snapshot the figures come from: what had finished by the end of the drain.
   const sdflow = figures(jobs.sdflow, windowEnd);
   const switching = figures(jobs.switching, windowEnd);
+  const cancelledAt = Date.now();
   await Promise.all(
     names.flatMap((name) =>
       jobs[name].filter((job) => !job.done).map((job) => sides[name]!.api.cancel(job.taskId).catch(noop)),
@@ -150,7 +151,7 @@ export async function runMultimodel(o: MultimodelInput): Promise<MultimodelRun> 
   // The cancelled jobs' answers come once their tasks end; whatever is left ends with the stacks.
   await settledWithin(all, 5000);
 
-  const eta = etaFigures(jobs.sdflow, await listedTasks(o.sdflow.api), o);
+  const eta = etaFigures(jobs.sdflow, await listedTasks(o.sdflow.api), cancelledAt, o);
   if (!o.switching) return { eta };
   const loadsAfter = (statsDir: string) => readCheckpointLoads(statsDir).filter((t) => t > warmedAt).length;
   const sdflowPerS = sdflow.images / o.durationS;
@@ -191,12 +192,19 @@ export interface EtaSample {
 
 /**
  * The estimates of the tasks that succeeded, against their rows' start (the slot's grant) and finish. An estimate
- * counts from its answer, so its submit latency is added to compare it with the actual times from the submit.
+ * counts from its answer, so its submit latency is added to compare it with the actual times from the submit. A task
+ * that started after the benchmark cancelled the backlog (`cancelledAt`, epoch ms) is left out: the cancelled tasks
+ * ahead of it let it start sooner than any estimate could know.
  */
-export function etaSamples(jobs: readonly Job[], rows: ReadonlyMap<string, TaskSummary>): EtaSample[] {
+export function etaSamples(
+  jobs: readonly Job[],
+  rows: ReadonlyMap<string, TaskSummary>,
+  cancelledAt: number,
+): EtaSample[] {
   return jobs.flatMap((job) => {
     const row = rows.get(job.taskId);
     if (!job.estimate || !job.answeredAt || row?.status !== 'succeeded' || !row.startedAt || !row.finishedAt) return [];
+    if (Date.parse(row.startedAt) >= cancelledAt) return [];
     const answered = job.answeredAt - job.submittedAt;
     return [
       {
@@ -231,9 +239,14 @@ export function etaResult(samples: readonly EtaSample[]): EtaFigures {
   };
 }
 
-function etaFigures(jobs: readonly Job[], rows: ReadonlyMap<string, TaskSummary>, o: MultimodelInput): EtaResult {
+function etaFigures(
+  jobs: readonly Job[],
+  rows: ReadonlyMap<string, TaskSummary>,
+  cancelledAt: number,
+  o: MultimodelInput,
+): EtaResult {
   return {
-    ...etaResult(etaSamples(jobs, rows)),
+    ...etaResult(etaSamples(jobs, rows, cancelledAt)),
     without_estimate: jobs.filter((job) => job.answeredAt !== undefined && !job.estimate).length,
     duration_s: o.durationS,
     offered_per_s: o.ratePerS,
