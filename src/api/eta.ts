@@ -116,7 +116,9 @@ export function learnTimings(records: readonly TaskRecord[], keepAliveMs: number
   // Warm or cold is per checkpoint, so it is judged within each checkpoint's own tasks.
   const warmAtStart = new Map<TaskRecord, boolean>();
   for (const [model, rs] of byModel) {
-    if (model !== '') startedWarm(rs, keepAliveMs).forEach((warm, i) => warmAtStart.set(rs[i], warm));
+    if (model === '') continue;
+    const warm = startedWarm(rs, keepAliveMs);
+    for (const [i, r] of rs.entries()) warmAtStart.set(r, warm[i]);
   }
   const learned = new Map<string, Timings>();
   for (const [model, rs] of byModel) {
