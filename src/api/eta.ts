@@ -5,8 +5,9 @@ import { admitUser, effectiveLane, grantOrder, grantPolicyOf } from '../workflow
 import { grantPositions, type SemaphoreStateOf } from './queue-positions.js';
 
 // When a task will start and finish, estimated from what the deployment has seen (docs/ARCHITECTURE.md, "The cap"):
-// its place in the semaphore's grant order, the slots free and held, and timings learned from the tasks that
-// succeeded lately (per checkpoint: a warm start, a cold start, sampling time per step and megapixel).
+// its place in the semaphore's grant order, the slots free and held and how long the semaphore's latest leases held
+// theirs, and timings learned from the tasks that succeeded lately (per checkpoint: a start while it was warm, a cold
+// start, sampling time per step and megapixel). docs/BENCHMARKS.md (eta) measures the estimates' error.
 
 export interface TaskEstimate {
   /** Seconds from now until the task gets its slot. */
@@ -28,11 +29,16 @@ export interface TaskEta {
 
 /** Learned timings of one checkpoint (or of every one, as the fallback). */
 interface Timings {
+  /**
+   * From the grant to SD starting, for a task that started while its checkpoint was warm: the mean, as it mixes
+   * tasks that found an idle instance with tasks that waited for a busy one (their slot held meanwhile).
+   */
   warmStartMs: number;
+  /** The same for a task that started while its checkpoint was cold: the median (a process start, a load). */
   coldStartMs: number;
   /** Sampling time per step per megapixel per image. */
   samplingMsPerUnit: number;
-  /** Start plus sampling of a typical recent task: how long a slot is held. */
+  /** Start plus sampling of recent tasks, the mean: how long a slot is held, when the semaphore's leases do not say. */
   slotMs: number;
   /** When a task of it last finished (epoch ms): a checkpoint used within the keep-alive has a warm instance. */
   lastFinishedAt: number;
@@ -57,6 +63,9 @@ const HISTORY = 200;
  * own (weights aside). Every async submit asks, so the exact way would cost the API dearly under a backlog.
  */
 const EXACT_PLACEMENT = 50;
+/** How many of the semaphore's latest ended leases say how long a slot is held, and the fewest that do. */
+const TURNOVER_LEASES = 100;
+const MIN_TURNOVER_LEASES = 5;
 
 const num = (value: unknown, fallback: number) => (typeof value === 'number' && value > 0 ? value : fallback);
 
@@ -73,31 +82,70 @@ const median = (values: number[], fallback: number) => {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 };
 
+const mean = (values: number[], fallback: number) =>
+  values.length === 0 ? fallback : values.reduce((sum, v) => sum + v, 0) / values.length;
+
+const timeOf = (iso: string | undefined) => (iso ? Date.parse(iso) || undefined : undefined);
+
+/**
+ * Whether each task of one checkpoint started while the checkpoint was warm, as the estimate judges it: another of
+ * its tasks had finished within the keep-alive before. A task without a start time goes by its own cold-start flag.
+ */
+function startedWarm(rs: readonly TaskRecord[], keepAliveMs: number): boolean[] {
+  const finishes = rs.flatMap((r) => timeOf(r.finishedAt) ?? []).sort((a, b) => a - b);
+  return rs.map((r) => {
+    const start = timeOf(r.startedAt);
+    if (start === undefined) return !r.timings!.coldStart;
+    let latest: number | undefined;
+    for (const f of finishes) {
+      if (f >= start) break;
+      latest = f;
+    }
+    return latest !== undefined && start - latest < keepAliveMs;
+  });
+}
+
 /** Timings per checkpoint (and `''` for all) from succeeded tasks with their GPU timings. */
-export function learnTimings(records: readonly TaskRecord[]): Map<string, Timings> {
+export function learnTimings(records: readonly TaskRecord[], keepAliveMs: number): Map<string, Timings> {
   const byModel = new Map<string, TaskRecord[]>([['', []]]);
   for (const r of records) {
     if (r.status !== 'succeeded' || !r.timings) continue;
     byModel.get('')!.push(r);
     byModel.set(r.model, [...(byModel.get(r.model) ?? []), r]);
   }
+  // Warm or cold is per checkpoint, so it is judged within each checkpoint's own tasks.
+  const warmAtStart = new Map<TaskRecord, boolean>();
+  for (const [model, rs] of byModel) {
+    if (model === '') continue;
+    const warm = startedWarm(rs, keepAliveMs);
+    for (const [i, r] of rs.entries()) warmAtStart.set(r, warm[i]);
+  }
   const learned = new Map<string, Timings>();
   for (const [model, rs] of byModel) {
-    const warm = rs.filter((r) => !r.timings!.coldStart).map((r) => r.timings!.startMs);
-    const cold = rs.filter((r) => r.timings!.coldStart).map((r) => r.timings!.startMs);
+    const starts = (warm: boolean) => rs.filter((r) => warmAtStart.get(r) === warm).map((r) => r.timings!.startMs);
     const perUnit = rs.map((r) => r.timings!.samplingMs / Math.max(workUnits(r.params), 1e-6));
     learned.set(model, {
-      warmStartMs: median(warm, PRIOR.warmStartMs),
-      coldStartMs: median(cold, PRIOR.coldStartMs),
+      warmStartMs: mean(starts(true), PRIOR.warmStartMs),
+      coldStartMs: median(starts(false), PRIOR.coldStartMs),
       samplingMsPerUnit: median(perUnit, PRIOR.samplingMsPerUnit),
-      slotMs: median(
+      slotMs: mean(
         rs.map((r) => r.timings!.startMs + r.timings!.samplingMs),
         PRIOR.slotMs,
       ),
-      lastFinishedAt: Math.max(0, ...rs.map((r) => Date.parse(r.finishedAt ?? '') || 0)),
+      lastFinishedAt: Math.max(0, ...rs.map((r) => timeOf(r.finishedAt) ?? 0)),
     });
   }
   return learned;
+}
+
+/** How long a slot is held: the mean of the semaphore's latest ended leases, or undefined when it has too few. */
+export function slotTurnoverMs(state: Pick<SemaphoreState, 'recent'>): number | undefined {
+  const leases = (state.recent ?? []).slice(-TURNOVER_LEASES);
+  if (leases.length < MIN_TURNOVER_LEASES) return undefined;
+  return mean(
+    leases.map((l) => Math.max(0, l.releasedAt - l.grantedAt)),
+    0,
+  );
 }
 
 /**
@@ -124,8 +172,8 @@ export function taskEta(deps: {
     if (!cached || now - cached.at >= deps.maxAgeMs) {
       const read = deps.meta
         .listTasks({ status: ['succeeded'], limit: HISTORY })
-        .then((page) => learnTimings(page.items))
-        .catch(() => learnTimings([]));
+        .then((page) => learnTimings(page.items, deps.keepAliveS * 1000))
+        .catch(() => learnTimings([], deps.keepAliveS * 1000));
       cached = { at: now, timings: read };
     }
     return cached.timings;
@@ -180,7 +228,7 @@ export function taskEta(deps: {
         };
         position = placeNew(state, waiter, now);
       }
-      const startMs = estimateStartMs(position, state, all.slotMs);
+      const startMs = estimateStartMs(position, state, slotTurnoverMs(state) ?? all.slotMs);
       const warm = now - mine.lastFinishedAt < deps.keepAliveS * 1000;
       const runMs = (warm ? mine.warmStartMs : mine.coldStartMs) + mine.samplingMsPerUnit * workUnits(task.params);
       return {

@@ -109,6 +109,17 @@ const KEYS = {
   coldstart: ['added_p50_ms', 'added_p95_ms'],
   submit: ['offered_per_s', 'p50_ms', 'p99_ms'],
   footprint: ['api_rss_mb', 'worker_rss_mb', 'history_events_per_task'],
+  fairness: [
+    'second_user_wait_p50_ms',
+    'second_user_wait_p95_ms',
+    'fifo_wait_p50_ms',
+    'fifo_wait_p95_ms',
+    'first_user_starts_between_max',
+    'first_user_tasks',
+    'second_user_tasks',
+    'cap',
+  ],
+  eta: ['finish_error_p50', 'finish_error_p95', 'start_error_p50_s', 'start_error_p95_s', 'tasks'],
 };
 
 /** The consistency of one report; returns the scenarios that ran. */
@@ -119,6 +130,7 @@ function checkReport(r: any): string[] {
     .filter(([name, keys]) => expectFigures(r[name], keys))
     .map(([name]) => name);
   const { overhead: o, slots: s, throughput: t, semaphore: sem, multimodel: m, coldstart: c, submit: sub } = r;
+  const { fairness: f, eta: e } = r;
   const close = (a: number, b: number, within: number) => expect(Math.abs(a - b)).toBeLessThanOrEqual(within);
   if (ran.includes('overhead')) {
     expect(o.sdflow_p50_ms).toBeLessThanOrEqual(o.sdflow_p99_ms);
@@ -166,6 +178,23 @@ function checkReport(r: any): string[] {
     expect(sub.accepted + sub.errors).toBe(sub.sent);
     expect(sub.offered_per_s).toBe(r.settings.submit_rate_per_s);
   }
+  if (ran.includes('fairness')) {
+    expect(f.second_user_wait_p50_ms).toBeLessThanOrEqual(f.second_user_wait_p95_ms);
+    expect(f.fifo_wait_p50_ms).toBeLessThanOrEqual(f.fifo_wait_p95_ms);
+    expect(f.first_user_tasks).toBe(r.settings.fairness_flood);
+    expect(f.second_user_tasks).toBe(5);
+    expect(f.first_user_waiting_at_second_submit).toBeLessThanOrEqual(f.first_user_tasks);
+    expect(f.first_user_starts_between_max).toBeLessThanOrEqual(f.first_user_tasks);
+  }
+  if (ran.includes('eta')) {
+    expect(e.finish_error_p50).toBeGreaterThanOrEqual(0);
+    expect(e.finish_error_p50).toBeLessThanOrEqual(e.finish_error_p95);
+    expect(e.start_error_p50_s).toBeLessThanOrEqual(e.start_error_p95_s);
+    expect(e.tasks).toBeGreaterThan(0);
+    expect(e.duration_s).toBe(r.settings.multimodel_s);
+    // Measured on multimodel's sdflow side: no more tasks than it was offered.
+    if (ran.includes('multimodel')) expect(e.tasks + e.without_estimate).toBeLessThanOrEqual(m.submitted);
+  }
   return ran;
 }
 
@@ -193,6 +222,8 @@ describe('on its own stacks', () => {
       '2',
       '--submit-rate',
       '20',
+      '--fairness-flood',
+      '10',
     ]);
     const run = await done;
     expect(run.code, run.stderr).toBe(0);
@@ -201,6 +232,7 @@ describe('on its own stacks', () => {
     expect(checkReport(report)).toEqual(Object.keys(KEYS));
     expect(report.slots.cap).toBe(8);
     expect(report.semaphore.limit).toBe(8);
+    expect(report.fairness.cap).toBe(2);
     expect(run.stdout).toMatch(/^scenario\s+measure\s+sdflow\s+baseline\s+target\s+met$/m);
     for (const name of Object.keys(KEYS)) expect(run.stdout).toMatch(new RegExp(`^${name}\\s`, 'm'));
     const dir = runDir(run.stderr);
@@ -276,7 +308,7 @@ describe('against --url', () => {
     const report = JSON.parse(run.stdout);
     expect(report).toMatchObject({ mode: 'url', url: stack.url });
     expect(checkReport(report).sort()).toEqual(['overhead', 'slots', 'submit']);
-    for (const name of ['throughput', 'semaphore', 'multimodel', 'coldstart', 'footprint']) {
+    for (const name of ['throughput', 'semaphore', 'multimodel', 'coldstart', 'footprint', 'fairness', 'eta']) {
       expect(report[name].skipped).toMatch(/without --url/);
     }
     expect(report.slots.cap).toBe(4);

@@ -22,6 +22,7 @@ const FULL: BenchSettings = {
   multimodel_rate_per_s: 2.5,
   submit_s: 10,
   submit_rate_per_s: 100,
+  fairness_flood: 200,
 };
 
 /** Under 3 minutes on 2 cores. */
@@ -33,6 +34,7 @@ const QUICK: BenchSettings = {
   throughput_s: 10,
   semaphore_s: 5,
   multimodel_s: 60,
+  fairness_flood: 60,
 };
 
 /** The options that change one setting of the preset: flag, setting, what it is, parser. */
@@ -46,6 +48,7 @@ const SETTING_OPTIONS: [string, keyof BenchSettings, string, (value: string) => 
   ['--multimodel-rate <n>', 'multimodel_rate_per_s', 'multimodel: jobs per second offered', parsePositiveNumber],
   ['--submit-s <s>', 'submit_s', 'submit: seconds of submits', parsePositiveInteger],
   ['--submit-rate <n>', 'submit_rate_per_s', 'submit: submits per second offered', parsePositiveNumber],
+  ['--fairness-flood <n>', 'fairness_flood', "fairness: the first user's queued tasks", parsePositiveInteger],
 ];
 
 function parsePositiveNumber(value: string): number {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -6,6 +7,7 @@ import { modelsDir } from '../../data-dir.js';
 import { SdflowClient } from '../client/api.js';
 import { resolveTemporalCli, startDevServerOnFreePorts } from '../temporal-server.js';
 import { runColdstart } from './coldstart.js';
+import { runFairness } from './fairness.js';
 import { runMultimodel } from './multimodel.js';
 import { runOverhead } from './overhead.js';
 import type { ScenarioName } from './report.js';
@@ -29,9 +31,10 @@ import { runThroughput } from './throughput.js';
 // the processes they need on it:
 //   a10:   the simulator's A10 timings, cap 4, one instance per checkpoint, four checkpoints: overhead (against a
 //          simulator of the same timings), coldstart, and multimodel, whose baseline is a second stack on the static
-//          pool: four simulators, each serving every checkpoint;
+//          pool: four simulators, each serving every checkpoint; eta is measured on multimodel's sdflow side;
 //   slots: A10 timings, cap 8, eight instances of one checkpoint;
-//   fast:  a simulator that takes no time, cap 32, eight instances: throughput (and footprint), semaphore, submit.
+//   fast:  a simulator that takes no time, cap 32, eight instances: throughput (and footprint), semaphore, submit;
+//   fairness: A10 timings, cap 2, two instances, API keys for two users: fairness.
 // Each group's instances are started and warmed before its first scenario is timed.
 
 /** A group started and warmed: its scenarios run with measure(). */
@@ -75,10 +78,10 @@ async function startSwitching(place: BenchPlace) {
   }
 }
 
-function a10Group(place: BenchPlace, o: BenchOptions, s: Scenarios): Group {
+function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scenarios): Group {
   return {
     name: 'a10',
-    scenarios: ['overhead', 'coldstart', 'multimodel'],
+    scenarios: ['overhead', 'coldstart', 'multimodel', 'eta'],
     async start() {
       const env = { ...A10_TIMINGS, SDFLOW_MAX_CONCURRENCY: '4', SDFLOW_FUNCTION_MAX_INSTANCES: '1' };
       const [a10, switching] = await Promise.allSettled([
@@ -98,7 +101,7 @@ function a10Group(place: BenchPlace, o: BenchOptions, s: Scenarios): Group {
       const { stack } = a10.value;
       const api = new SdflowClient(stack.url);
       // Every instance the scenarios use is started and holds its checkpoint before the first one is timed.
-      const models = s.selected('multimodel') ? BENCH_CHECKPOINTS : [MODEL];
+      const models = s.selected('multimodel', 'eta') ? BENCH_CHECKPOINTS : [MODEL];
       const tiny = (model: string) => ({ model, job: TINY_JOB });
       try {
         await Promise.all([
@@ -132,19 +135,20 @@ function a10Group(place: BenchPlace, o: BenchOptions, s: Scenarios): Group {
           await s.run('coldstart', () =>
             runColdstart({ api, runtimeUrl, model: MODEL, runs: o.settings.coldstart_runs }),
           );
+          // eta is measured on the sdflow side of the multimodel workload, in the same run when both are selected.
           if (switching.status === 'rejected') {
             s.failed(
               ['multimodel'],
               new Error(`the switching stack did not start: ${describeError(switching.reason)}`),
             );
-            return;
           }
-          const baseline = switching.value;
-          if (!baseline) return;
-          await s.run('multimodel', () =>
+          const baseline = switching.status === 'fulfilled' ? switching.value : undefined;
+          const names = baseline ? (['multimodel', 'eta'] as const) : (['eta'] as const);
+          await s.runTogether(names, () =>
             runMultimodel({
               sdflow: { api, statsDir: stack.statsDir },
               switching: baseline,
+              temporal,
               models: BENCH_CHECKPOINTS,
               ratePerS: o.settings.multimodel_rate_per_s,
               durationS: o.settings.multimodel_s,
@@ -221,29 +225,71 @@ function fastGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scen
       }
       return {
         async measure() {
-          if (s.selected('throughput', 'footprint')) {
-            s.say('throughput and footprint: running');
-            try {
-              const { throughput, footprint } = await runThroughput({
-                api,
-                temporal,
-                model: MODEL,
-                durationS: o.settings.throughput_s,
-                concurrency: 64,
-                pids: { api: stack.api.child.pid!, worker: stack.workers[0].child.pid! },
-              });
-              if (s.selected('throughput')) s.results.throughput = throughput;
-              if (s.selected('footprint')) s.results.footprint = footprint;
-              s.say('throughput and footprint: done');
-            } catch (err) {
-              s.failed(['throughput', 'footprint'], err);
-            }
-          }
+          await s.runTogether(['throughput', 'footprint'], () =>
+            runThroughput({
+              api,
+              temporal,
+              model: MODEL,
+              durationS: o.settings.throughput_s,
+              concurrency: 64,
+              pids: { api: stack.api.child.pid!, worker: stack.workers[0].child.pid! },
+            }),
+          );
           const taskQueue = loadConfig(stack.env).temporal.taskQueue;
           const durationS = o.settings.semaphore_s;
           await s.run('semaphore', () => runSemaphore({ temporal, taskQueue, limit: 8, loops: 24, durationS }));
           await s.run('submit', () =>
             runSubmit({ api, model: MODEL, ratePerS: o.settings.submit_rate_per_s, durationS: o.settings.submit_s }),
+          );
+        },
+        stop,
+      };
+    },
+  };
+}
+
+/** Fair share: two users with keys of their own (and an admin to list their tasks), under a small cap. */
+function fairnessGroup(place: BenchPlace, o: BenchOptions, s: Scenarios): Group {
+  const cap = 2;
+  const secondUserTasks = 5;
+  return {
+    name: 'fairness',
+    scenarios: ['fairness'],
+    async start() {
+      // Secrets of this run only: the stack is on loopback and stops with the run.
+      const secret = (user: string) => `bench-${user}-${randomBytes(12).toString('hex')}`;
+      const secrets = { admin: secret('admin'), first: secret('first'), second: secret('second') };
+      const { stack, stop } = await startBenchStack(place, 'fairness', {
+        env: {
+          ...A10_TIMINGS,
+          SDFLOW_MAX_CONCURRENCY: String(cap),
+          SDFLOW_FUNCTION_MAX_INSTANCES: String(cap),
+          SDFLOW_API_KEYS: Object.entries(secrets)
+            .map(([user, key]) => `${user}:${user === 'admin' ? 'admin' : 'user'}:${key}`)
+            .join(','),
+          // The flood and the second user's tasks, all under the first user's key on the FIFO side.
+          SDFLOW_KEY_MAX_QUEUED: String(o.settings.fairness_flood + secondUserTasks),
+          SDFLOW_KEY_RATE_PER_MIN: '0',
+        },
+      });
+      const clients = {
+        admin: new SdflowClient(stack.url, secrets.admin),
+        first: new SdflowClient(stack.url, secrets.first),
+        second: new SdflowClient(stack.url, secrets.second),
+      };
+      try {
+        await warmUp(
+          clients.admin,
+          Array.from({ length: cap }, () => ({ model: MODEL, job: TINY_JOB })),
+        );
+      } catch (err) {
+        await stop();
+        throw err;
+      }
+      return {
+        async measure() {
+          await s.run('fairness', () =>
+            runFairness({ clients, model: MODEL, flood: o.settings.fairness_flood, secondUserTasks, cap }),
           );
         },
         stop,
@@ -273,9 +319,12 @@ export async function onOwnStacks(o: BenchOptions, s: Scenarios, ctx: RunContext
     owned: ctx.owned,
   };
 
-  const groups = [a10Group(place, o, s), slotsGroup(place, temporal, o, s), fastGroup(place, temporal, o, s)].filter(
-    (g) => s.selected(...g.scenarios),
-  );
+  const groups = [
+    a10Group(place, temporal, o, s),
+    slotsGroup(place, temporal, o, s),
+    fastGroup(place, temporal, o, s),
+    fairnessGroup(place, o, s),
+  ].filter((g) => s.selected(...g.scenarios));
   const start = (g: Group): Promise<Started> => {
     ctx.say(`${g.name}: starting its stack`);
     const t0 = performance.now();

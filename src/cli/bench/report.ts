@@ -10,6 +10,8 @@ export const SCENARIOS = [
   'coldstart',
   'submit',
   'footprint',
+  'fairness',
+  'eta',
 ] as const;
 
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -144,6 +146,49 @@ export interface FootprintResult {
   samples: number;
 }
 
+export interface FairnessResult {
+  /** The second user's wait, submit → slot grant (the task marked running), with a key of their own: fair share. */
+  second_user_wait_p50_ms: number;
+  second_user_wait_p95_ms: number;
+  /** The same tasks' wait when submitted under the first user's key: plain FIFO behind the flood. */
+  fifo_wait_p50_ms: number;
+  fifo_wait_p95_ms: number;
+  /** The most of the first user's tasks that started between two consecutive starts of the second user's (fair share). */
+  first_user_starts_between_max: number;
+  /** Tasks of the first user's flood, and of the second user, per side. */
+  first_user_tasks: number;
+  second_user_tasks: number;
+  /** Of the flood, the tasks still waiting when the second user submitted (fair share side). */
+  first_user_waiting_at_second_submit: number;
+  cap: number;
+  /** Tasks (of both sides) that did not succeed; a failed second-user task is left out of the percentiles. */
+  errors: number;
+  /** The most frequent failures, with their counts (empty when there were none). */
+  error_messages: string[];
+}
+
+export interface EtaResult {
+  /** |estimated − actual finish| / actual finish, both from submit: the median and p95 over `tasks`. */
+  finish_error_p50: number;
+  finish_error_p95: number;
+  /** Estimated − actual finish in seconds, the median: negative when the estimates are early. */
+  finish_bias_p50_s: number;
+  /** |estimated − actual start| in seconds (start: the slot's grant, the task marked running). */
+  start_error_p50_s: number;
+  start_error_p95_s: number;
+  /** Estimated − actual start in seconds, the median: negative when the estimates are early. */
+  start_bias_p50_s: number;
+  /** The median actual wait for a slot and time to finish, from submit, for scale. */
+  actual_start_p50_s: number;
+  actual_finish_p50_s: number;
+  /** Succeeded tasks of the multimodel workload's sdflow side whose async answer carried an estimate. */
+  tasks: number;
+  /** Accepted tasks whose answer carried none (the semaphore's state not read yet). */
+  without_estimate: number;
+  duration_s: number;
+  offered_per_s: number;
+}
+
 export interface Machine {
   cores: number;
   cpu: string;
@@ -166,6 +211,8 @@ export interface BenchSettings {
   multimodel_rate_per_s: number;
   submit_s: number;
   submit_rate_per_s: number;
+  /** fairness: the first user's flood of queued tasks (the second user submits 5). */
+  fairness_flood: number;
 }
 
 export interface ScenarioResults {
@@ -177,6 +224,8 @@ export interface ScenarioResults {
   coldstart: ColdstartResult | Skipped;
   submit: SubmitResult | Skipped;
   footprint: FootprintResult | Skipped;
+  fairness: FairnessResult | Skipped;
+  eta: EtaResult | Skipped;
 }
 
 export interface BenchReport extends ScenarioResults {

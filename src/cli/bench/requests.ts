@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Txt2ImgRequest } from '../../api/schemas.js';
-import { ApiError, CliError, type SdflowClient } from '../client/api.js';
+import { ApiError, CliError, type SdflowClient, type TaskFilter, type TaskSummary } from '../client/api.js';
 
 // The requests every scenario sends, and how one is timed. Times come from the monotonic clock (performance.now()).
 
@@ -41,10 +41,10 @@ export interface Timed {
 }
 
 /** A sync txt2img through the API: ok when the task succeeded. */
-export async function timedSync(client: SdflowClient, body: Txt2ImgRequest, taskId?: string): Promise<Timed> {
+export async function timedSync(client: SdflowClient, body: Txt2ImgRequest): Promise<Timed> {
   const t0 = performance.now();
   try {
-    const { body: answer } = await client.submit('txt2img', body, { async: false, taskId });
+    const { body: answer } = await client.submit('txt2img', body, { async: false });
     const ok = answer.status === 'succeeded';
     return {
       ok,
@@ -107,4 +107,16 @@ export async function taskEnd(temporal: Client, taskId: string): Promise<string>
   } catch {
     return 'failed';
   }
+}
+
+/** Every task the caller may list with this filter, by taskId: their status, and when they started and finished. */
+export async function listedTasks(client: SdflowClient, filter: TaskFilter = {}): Promise<Map<string, TaskSummary>> {
+  const found = new Map<string, TaskSummary>();
+  let cursor: string | undefined;
+  do {
+    const page = await client.tasks({ ...filter, limit: 1000, cursor });
+    for (const task of page.tasks) found.set(task.taskId, task);
+    cursor = page.cursor;
+  } while (cursor);
+  return found;
 }

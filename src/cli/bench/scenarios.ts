@@ -47,6 +47,30 @@ export class Scenarios {
     }
   }
 
+  /**
+   * Runs scenarios measured by one workload (throughput and footprint, multimodel and eta) when any is selected;
+   * `measure` answers the results of the selected ones, and a failure is theirs all.
+   */
+  async runTogether(names: readonly ScenarioName[], measure: () => Promise<Partial<Results>>): Promise<void> {
+    const chosen = names.filter((name) => this.selected(name));
+    if (chosen.length === 0) return;
+    const label = chosen.join(' and ');
+    const started = performance.now();
+    this.say(`${label}: running`);
+    try {
+      const results = await measure();
+      for (const name of chosen) this.assign(name, results);
+      this.say(`${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      this.failed(chosen, err);
+    }
+  }
+
+  private assign<K extends ScenarioName>(name: K, results: Partial<Results>): void {
+    const result = results[name];
+    if (result) this.results[name] = result as Results[K];
+  }
+
   /** Marks the selected ones of these scenarios as failed: their stack could not start, or the measure threw. */
   failed(names: readonly ScenarioName[], err: unknown): void {
     const message = describeError(err);

@@ -17,6 +17,8 @@ const msText = (v: number) => (Math.abs(v) >= 100 ? `${Math.round(v)} ms` : `${v
 const signedMs = (v: number) => `${v >= 0 ? '+' : '−'}${msText(Math.abs(v))}`;
 const perS = (v: number) => `${v.toFixed(v >= 100 ? 0 : 2)}/s`;
 const percent = (v: number) => `${(v * 100).toFixed(1)}%`;
+const secondsText = (v: number) => `${v.toFixed(Math.abs(v) >= 100 ? 0 : 2)} s`;
+const signedS = (v: number) => `${v >= 0 ? '+' : '−'}${secondsText(Math.abs(v))}`;
 
 const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: string }>) => Row[] } = {
   overhead: (r) => [
@@ -116,6 +118,43 @@ const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: 
       target: '≤ 30',
       met: r.history_events_per_task <= 30,
     },
+  ],
+  fairness: (r) => [
+    {
+      measure: 'second user wait p50',
+      sdflow: msText(r.second_user_wait_p50_ms),
+      baseline: `FIFO ${msText(r.fifo_wait_p50_ms)}`,
+    },
+    {
+      measure: 'second user wait p95',
+      sdflow: msText(r.second_user_wait_p95_ms),
+      baseline: `FIFO ${msText(r.fifo_wait_p95_ms)}`,
+    },
+    {
+      measure: `flood starts between two (${r.first_user_tasks} vs ${r.second_user_tasks})`,
+      sdflow: String(r.first_user_starts_between_max),
+      baseline: `cap ${r.cap}`,
+      target: '≤ 2',
+      met: r.first_user_starts_between_max <= 2,
+    },
+  ],
+  eta: (r) => [
+    {
+      measure: 'finish estimate error p50',
+      sdflow: percent(r.finish_error_p50),
+      baseline: `actual ${secondsText(r.actual_finish_p50_s)}`,
+      target: '≤ 20%',
+      met: r.finish_error_p50 <= 0.2,
+    },
+    { measure: 'finish estimate error p95', sdflow: percent(r.finish_error_p95) },
+    { measure: 'finish estimate bias p50', sdflow: signedS(r.finish_bias_p50_s) },
+    {
+      measure: 'start estimate error p50',
+      sdflow: secondsText(r.start_error_p50_s),
+      baseline: `actual ${secondsText(r.actual_start_p50_s)}`,
+    },
+    { measure: 'start estimate error p95', sdflow: secondsText(r.start_error_p95_s) },
+    { measure: 'start estimate bias p50', sdflow: signedS(r.start_bias_p50_s) },
   ],
 };
 

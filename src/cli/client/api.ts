@@ -51,6 +51,9 @@ export interface SubmitAnswer {
   images?: string[];
   ossUrl?: string[];
   message?: string;
+  /** While the task waits: seconds until it starts and until it ends, as estimated at the answer. */
+  estimatedStartS?: number;
+  estimatedFinishS?: number;
 }
 
 export interface TaskResult {
