@@ -66,6 +66,10 @@ export async function runThroughput(
   if (peaks.api === undefined || peaks.worker === undefined) {
     return { throughput, footprint: { skipped: 'the RSS of the API and the worker is read from /proc (Linux)' } };
   }
+  if (histories.length === 0) {
+    // The throughput figure stands (zero tasks in time says enough); the footprint has no history to read.
+    return { throughput, footprint: { skipped: 'no task succeeded within the throughput run' } };
+  }
   return {
     throughput,
     footprint: {
