@@ -5,6 +5,7 @@ import type {
   TaskKind,
   TaskOutcome,
   TaskPhase,
+  TaskScheduling,
   TaskStatus,
   TaskTimings,
 } from './types.js';
@@ -30,6 +31,11 @@ export interface TaskRecord {
   retryOf?: string;
   /** Where the task's webhook events go; never part of `params`, so never sent to SD. */
   webhook?: TaskWebhook;
+  /**
+   * Its lane, its user's share and cap, and its Task-Deadline, as accepted: whoever starts its workflow (the API, or
+   * the reconciler after Temporal was down) places it the same way. Absent on tasks from before it was kept.
+   */
+  scheduling?: TaskScheduling;
   idempotencyKey?: string;
   /** sha256 of the canonical request body, to tell a replayed Idempotency-Key from a conflicting one. */
   requestHash?: string;

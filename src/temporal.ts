@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import type { Config, TemporalConfig } from './config/index.js';
 import type { TaskRecord } from './records.js';
-import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy, type TaskScheduling } from './types.js';
+import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
 import type { generationWorkflow } from './workflows/generation.js';
 
 // How sdflow talks to Temporal as a client: the connection, and the one way a generation workflow is started
@@ -68,14 +68,14 @@ export function taskPolicy(config: TaskSettings): TaskPolicy {
   };
 }
 
-type TaskToStart = Pick<TaskRecord, 'taskId' | 'user' | 'kind' | 'model' | 'params' | 'retryOf' | 'createdAt'>;
+type TaskToStart = Pick<
+  TaskRecord,
+  'taskId' | 'user' | 'kind' | 'model' | 'params' | 'retryOf' | 'createdAt' | 'scheduling'
+>;
 
-export function generationInputFor(
-  config: TaskSettings,
-  task: TaskToStart,
-  admin: boolean,
-  scheduling?: TaskScheduling,
-): GenerationInput {
+/** The workflow input of a stored task: its lane, share and deadline come from its row, whoever starts it. */
+export function generationInputFor(config: TaskSettings, task: TaskToStart, admin: boolean): GenerationInput {
+  const { scheduling } = task;
   return {
     taskId: task.taskId,
     user: task.user,

@@ -217,6 +217,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
     params: checked,
     ...(s.retryOf ? { retryOf: s.retryOf } : {}),
     ...(s.webhook ? { webhook: s.webhook } : {}),
+    ...(s.scheduling ? { scheduling: s.scheduling } : {}),
     ...(s.idempotencyKey ? { idempotencyKey: s.idempotencyKey, requestHash: requestHash(s.kind, s.body) } : {}),
   });
   if (!task) {
@@ -230,7 +231,7 @@ export async function submitTask(deps: TaskDeps, s: Submission): Promise<TaskRec
     await startGeneration(
       deps.temporal,
       deps.config,
-      generationInputFor(deps.config, task, s.principal.role === 'admin', s.scheduling),
+      generationInputFor(deps.config, task, s.principal.role === 'admin'),
     );
   } catch (err) {
     deps.logger.error({ err, taskId }, 'could not start the workflow');

@@ -903,6 +903,15 @@ describe('webhooks', () => {
     expect((await store.finalizeTask('t1', { status: 'failed', images: [], message: 'no' }))?.webhook).toEqual(webhook);
   });
 
+  it('keeps the scheduling a task was accepted with, for the workflow the reconciler starts', async () => {
+    const store = openStore();
+    const scheduling = { owner: { user: 'alice', lane: 'high' as const, weight: 2 }, deadlineAt: 1_700_000_000_000 };
+    await store.insertTask(newTask('s1', { scheduling }));
+    expect((await store.getTask('s1'))?.scheduling).toEqual(scheduling);
+    await store.insertTask(newTask('s2'));
+    expect((await store.getTask('s2'))?.scheduling).toBeUndefined();
+  });
+
   it('logs attempts per task, oldest first, with a status code or an error', async () => {
     const store = openStore();
     const at = '2024-05-01T10:00:00.000Z';

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { createMetaStore } from '../../src/platform/index.js';
@@ -58,7 +59,7 @@ it('marks a task failed when its workflow was terminated, and frees its slot', a
   expect(next.json.status).toBe('succeeded');
 });
 
-it('starts the workflow of an accepted task that has none', async () => {
+it('starts the workflow of an accepted task that has none, placed as it was accepted', async () => {
   const meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
   const taskId = `orphan-${Date.now()}`;
   expect(
@@ -68,12 +69,18 @@ it('starts the workflow of an accepted task that has none', async () => {
       kind: 'txt2img',
       model: DEMO_MODEL,
       params: { prompt: 'never started', steps: 2, width: 64, height: 64 },
+      scheduling: { owner: { user: 'local', lane: 'high', weight: 2 }, deadlineAt: Date.now() + 600_000 },
     }),
   ).toMatchObject({ taskId, status: 'waiting' });
   await meta.close();
   const final = await waitForFinal(stack.url, taskId, 30_000);
   expect(final.status).toBe('succeeded');
   expect(final.images).toEqual([`images/local/${taskId}_1.png`]);
+  // The reconciler started it with the lane, share and deadline it was accepted with, not the defaults.
+  const history = await client.workflow.getHandle(taskId).fetchHistory();
+  const [payload] = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+  const input = defaultPayloadConverter.fromPayload(payload);
+  expect(input).toMatchObject({ owner: { lane: 'high', weight: 2 }, deadlineAt: expect.any(Number) });
 });
 
 it('settles model rows stuck registering, and leaves a running registration alone', async () => {

@@ -581,7 +581,10 @@ describe('leases', () => {
 });
 
 /** What the migration of the cost column adds, taken away again: a database of the version before it. */
-const UNDO_COST_MIGRATION = 'ALTER TABLE tasks DROP COLUMN cost';
+/** What the migration of the scheduling column adds, taken away again. */
+const UNDO_SCHEDULING_MIGRATION = 'ALTER TABLE tasks DROP COLUMN scheduling';
+
+const UNDO_COST_MIGRATION = `${UNDO_SCHEDULING_MIGRATION}; ALTER TABLE tasks DROP COLUMN cost`;
 
 /** What the migrations from status events and webhooks on add, taken away again: a database of the version before. */
 const UNDO_EVENTS_MIGRATION = `${UNDO_COST_MIGRATION};
@@ -666,7 +669,7 @@ describe('webhooks', () => {
     open.splice(0);
     const raw = new Database(file);
     raw.exec(UNDO_EVENTS_MIGRATION);
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 2}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 3}`);
     raw.close();
     const migrated = openStore();
     expect((await migrated.getTask('t1'))?.webhook).toBeUndefined();
@@ -734,7 +737,7 @@ describe('deleted tasks, counts, timings and cost', () => {
     raw.exec(UNDO_EVENTS_MIGRATION);
     // The fourth version's tasks table: no timings column, no deleted status.
     raw.exec('ALTER TABLE tasks DROP COLUMN timings');
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 3}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 4}`);
     raw.close();
     const migrated = openStore();
     expect(await migrated.getTask('old')).toMatchObject({ status: 'succeeded', images: ['images/alice/old_1.png'] });
@@ -750,7 +753,7 @@ describe('deleted tasks, counts, timings and cost', () => {
     open.splice(0);
     const raw = new Database(file);
     raw.exec(UNDO_COST_MIGRATION);
-    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 2}`);
     raw.close();
     const migrated = openStore();
     const old = await migrated.getTask('old');
@@ -758,5 +761,21 @@ describe('deleted tasks, counts, timings and cost', () => {
     expect(old?.cost).toBeUndefined();
     await migrated.finalizeTask('new', { status: 'succeeded', images: [], cost });
     expect((await migrated.getTask('new'))?.cost).toEqual(cost);
+  });
+
+  it('scheduling is added to a database of the version before it, whose tasks have none', async () => {
+    const first = openStore();
+    await first.insertTask(newTask('old'));
+    await first.close();
+    open.splice(0);
+    const raw = new Database(file);
+    raw.exec(UNDO_SCHEDULING_MIGRATION);
+    raw.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    raw.close();
+    const migrated = openStore();
+    expect((await migrated.getTask('old'))?.scheduling).toBeUndefined();
+    const scheduling = { owner: { user: 'alice', lane: 'low' as const, maxSlots: 2 }, deadlineAt: 1_700_000_000_000 };
+    await migrated.insertTask(newTask('new', { scheduling }));
+    expect((await migrated.getTask('new'))?.scheduling).toEqual(scheduling);
   });
 });

@@ -167,6 +167,10 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE tasks ADD COLUMN cost TEXT;
   `,
+  // The scheduling a task was accepted with (lane, share, cap, deadline), for a workflow the reconciler starts.
+  `
+  ALTER TABLE tasks ADD COLUMN scheduling TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -193,6 +197,7 @@ interface TaskRow {
   finished_at: string | null;
   timings: string | null;
   cost: string | null;
+  scheduling: string | null;
 }
 
 interface ModelRow {
@@ -262,6 +267,7 @@ function toTask(row: TaskRow): TaskRecord {
   if (row.finished_at !== null) task.finishedAt = row.finished_at;
   if (row.timings !== null) task.timings = JSON.parse(row.timings);
   if (row.cost !== null) task.cost = JSON.parse(row.cost);
+  if (row.scheduling !== null) task.scheduling = JSON.parse(row.scheduling);
   return task;
 }
 
@@ -337,9 +343,9 @@ export class SqliteMetaStore implements MetaStore {
     this.stmt = {
       insertTask: db.prepare(`
         INSERT INTO tasks (task_id, user, kind, model, status, params, images, info, parameters, message, error_kind,
-                           retry_of, webhook, idempotency_key, request_hash, created_at, updated_at)
+                           retry_of, webhook, scheduling, idempotency_key, request_hash, created_at, updated_at)
         VALUES (@taskId, @user, @kind, @model, 'waiting', @params, '[]', @info, @parameters, @message, @errorKind,
-                @retryOf, @webhook, @idempotencyKey, @requestHash, @now, @now)
+                @retryOf, @webhook, @scheduling, @idempotencyKey, @requestHash, @now, @now)
         ON CONFLICT DO NOTHING`),
       getTask: db.prepare<[string], TaskRow>('SELECT * FROM tasks WHERE task_id = ?'),
       findByIdempotencyKey: db.prepare<[string, string], TaskRow>(
@@ -471,6 +477,7 @@ export class SqliteMetaStore implements MetaStore {
       errorKind: task.errorKind ?? null,
       retryOf: task.retryOf ?? null,
       webhook: jsonOrNull(task.webhook),
+      scheduling: jsonOrNull(task.scheduling),
       idempotencyKey: task.idempotencyKey ?? null,
       requestHash: task.requestHash ?? null,
       now: createdAt,

@@ -17,7 +17,7 @@ import type { ErrorKind, TaskKind, TaskPhase, TaskStatus } from '../../../types.
 
 // How meta-store records map to Tablestore rows, and back. Every row the Tablestore adapter writes or reads goes
 // through here. Times are ISO strings (UTC, milliseconds, so string order is time order, as in SQLite); params,
-// images, parameters, webhook, resources and option data are JSON strings. Absent optional fields are absent columns.
+// images, parameters, webhook, scheduling, resources and option data are JSON strings. Absent optional fields are absent columns.
 
 /** Tablestore refuses a column value over 2 MB. Payloads stay far below it: images travel as object keys. */
 export const MAX_COLUMN_BYTES = 2 * 1024 * 1024;
@@ -152,6 +152,7 @@ export function newTaskColumns(task: NewTask, now: string, writeId: string): Col
     errorKind: task.errorKind,
     retryOf: task.retryOf,
     webhook: jsonOrUndefined(task.webhook),
+    scheduling: jsonOrUndefined(task.scheduling),
     idempotencyKey: task.idempotencyKey,
     requestHash: task.requestHash,
     createdAt: now,
@@ -183,6 +184,7 @@ export function taskFromColumns(columns: Columns): TaskRecord {
   const retryOf = optionalText(columns, 'retryOf', what);
   if (retryOf !== undefined) task.retryOf = retryOf;
   if (columns.webhook !== undefined) task.webhook = json(columns, 'webhook', what);
+  if (columns.scheduling !== undefined) task.scheduling = json(columns, 'scheduling', what);
   const idempotencyKey = optionalText(columns, 'idempotencyKey', what);
   if (idempotencyKey !== undefined) task.idempotencyKey = idempotencyKey;
   const requestHash = optionalText(columns, 'requestHash', what);
