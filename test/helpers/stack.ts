@@ -1,9 +1,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
 import { inject } from 'vitest';
 import type { RoleProcess } from '../../src/cli/processes.js';
 import { type Stack as SdflowStack, startStack as startSdflowStack } from '../../src/cli/stack.js';
+import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
 
 // A whole sdflow stack as real processes (runtime, workers, API) against the run's Temporal dev server, with its
 // own data dir, ports, task queue and deployment id so test files never share state, and a fast simulator.
@@ -98,4 +100,9 @@ export async function download(url: string): Promise<Buffer> {
   const res = await fetch(url);
   if (res.status !== 200) throw new Error(`GET ${url} -> ${res.status}`);
   return Buffer.from(await res.arrayBuffer());
+}
+
+/** The stack's semaphore state (holders, waiters, breakers), read by its query. */
+export function semaphoreState(client: Client, stack: Pick<SdflowStack, 'env'>) {
+  return client.workflow.getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`).query(semaphoreStateQuery);
 }

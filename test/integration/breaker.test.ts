@@ -1,8 +1,15 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
-import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
-import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+import {
+  call,
+  DEMO_MODEL,
+  DEMO_MODEL_2,
+  type Stack,
+  semaphoreState,
+  startStack,
+  waitForFinal,
+} from '../helpers/stack.js';
 
 // The circuit breaker per checkpoint on the real stack. A checkpoint's function gets a fault injected through its
 // env (SDFLOW_SIM_FAULT, which its instances' simulator reads): its instances crash or run out of memory, the breaker
@@ -41,8 +48,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const semaphore = () =>
-  client.workflow.getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`).query(semaphoreStateQuery);
+const semaphore = () => semaphoreState(client, stack);
 
 const small = (model: string, prompt: string) => ({ stable_diffusion_model: model, prompt, steps: 5 });
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Interval, maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
+import type { TaskCost } from '../../src/types.js';
 import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
 
 // Cost per task on the real stack, against the runtime's and the simulator's own accounting. A cap of 1 and one
@@ -21,19 +22,10 @@ const IDLE_RATIO = RATES.default.idlePerS / RATES.default.activePerS;
 const KEYS = { alice: 'alice-secret-1', bob: 'bob-secret-12', root: 'root-secret-1' };
 const auth = (user: keyof typeof KEYS) => ({ authorization: `Bearer ${KEYS[user]}` });
 
-interface Cost {
-  queueS: number;
-  coldStartS: number;
-  gpuS: number;
-  idleS: number;
-  billedGpuS: number;
-  gpuType: string;
-  images: number;
-}
 interface Done {
   user: 'alice' | 'bob';
   model: string;
-  cost: Cost;
+  cost: TaskCost;
 }
 interface RuntimeInstance {
   id: string;
@@ -73,7 +65,8 @@ async function submit(user: 'alice' | 'bob', model: string, batch = 1): Promise<
   };
 }
 
-const sum = (costs: Cost[], field: keyof Omit<Cost, 'gpuType'>) => costs.reduce((total, c) => total + c[field], 0);
+const sum = (costs: TaskCost[], field: keyof Omit<TaskCost, 'gpuType'>) =>
+  costs.reduce((total, c) => total + c[field], 0);
 const seconds = (intervals: Interval[]) => intervals.reduce((total, i) => total + (i.end - i.start) / 1000, 0);
 
 async function runtimeInstances(): Promise<RuntimeInstance[]> {

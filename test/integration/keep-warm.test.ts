@@ -3,9 +3,16 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { functionNameFor } from '../../src/platform/functions/naming.js';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
-import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
 import { type RuntimeInstance, simPidOf, until } from '../helpers/faults.js';
-import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+import {
+  call,
+  DEMO_MODEL,
+  DEMO_MODEL_2,
+  type Stack,
+  semaphoreState,
+  startStack,
+  waitForFinal,
+} from '../helpers/stack.js';
 
 // Keep-warm and pre-warm on the real stack: a function's minInstances stay started through pauses longer than its
 // keepAliveS (and are replaced when they die), and a burst of queued tasks for one checkpoint starts instances up to
@@ -35,8 +42,7 @@ afterAll(async () => {
 });
 
 const api = (method: string, path: string, body?: unknown) => call(stack.url, method, path, body);
-const semaphore = () =>
-  client.workflow.getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`).query(semaphoreStateQuery);
+const semaphore = () => semaphoreState(client, stack);
 
 /** The function's instances that are not stopping, as the runtime lists them. */
 async function live(functionName: string): Promise<RuntimeInstance[]> {

@@ -2,8 +2,15 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { maxOverlap, readBusyIntervals } from '../../src/sim/stats.js';
 import type { SemaphoreState } from '../../src/types.js';
-import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
-import { call, DEMO_MODEL, DEMO_MODEL_2, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+import {
+  call,
+  DEMO_MODEL,
+  DEMO_MODEL_2,
+  type Stack,
+  semaphoreState,
+  startStack,
+  waitForFinal,
+} from '../helpers/stack.js';
 
 // The grant order on the real stack, at a cap of 1 so that the order of grants is the order of starts: fair share
 // between users, FIFO within a user and lane, lanes, aging, deadlines in the queue, and the headers' 4xx. The order
@@ -40,8 +47,7 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const semaphore = () =>
-  client.workflow.getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`).query(semaphoreStateQuery);
+const semaphore = () => semaphoreState(client, stack);
 
 const small = (prompt: string) => ({ stable_diffusion_model: DEMO_MODEL, prompt, steps: 1, width: 64, height: 64 });
 

@@ -1,8 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { readBusyIntervals } from '../../src/sim/stats.js';
-import { semaphoreStateQuery } from '../../src/workflows/definitions.js';
-import { call, DEMO_MODEL, download, type Stack, startStack, waitForFinal } from '../helpers/stack.js';
+import { call, DEMO_MODEL, download, type Stack, semaphoreState, startStack, waitForFinal } from '../helpers/stack.js';
 
 // SIGKILL the only worker while the simulator is sampling, then start a new one. The task must still succeed,
 // once, with the same keys and bytes as an undisturbed run, and its slot must come back.
@@ -67,9 +66,7 @@ it('a task survives a worker SIGKILL mid-sampling: one record, same keys and byt
   expect(page.json.status).toBe('succeeded');
 
   // The slot came back: nobody holds it, nobody waits.
-  const state = await client.workflow
-    .getHandle(`sdflow-semaphore-${stack.env.SDFLOW_DEPLOYMENT}`)
-    .query(semaphoreStateQuery);
+  const state = await semaphoreState(client, stack);
   expect(state.holders).toEqual([]);
   expect(state.queue).toEqual([]);
 }, 180_000);
