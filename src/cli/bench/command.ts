@@ -40,7 +40,7 @@ const QUICK: BenchSettings = {
   fairness_flood: 60,
   cost_bursts: 2,
   cost_jobs: 4,
-  cost_gap_s: 6,
+  cost_gap_s: 3,
 };
 
 /** The options that change one setting of the preset: flag, setting, what it is, parser. */
