@@ -6,7 +6,7 @@ import { seededRandom } from '../../sim/random.js';
 import { readCheckpointLoads } from '../../sim/stats.js';
 import type { SdflowClient } from '../client/api.js';
 import { runtimeCall, scaleToZero } from './coldstart.js';
-import { type Job, type MultimodelSide, submitAndFollow } from './multimodel.js';
+import { type Job, type MultimodelSide, settledWithin, submitAndFollow } from './multimodel.js';
 import type { CostResult } from './report.js';
 import { FULL_A10_JOB, type JobShape, listedTasks, txt2imgBody, warmUp } from './requests.js';
 import { A10_TIMINGS } from './stacks.js';
@@ -213,18 +213,13 @@ interface SideJobs {
 function sideFigures(jobs: readonly Job[], t0: number) {
   const ok = jobs.filter((j) => j.done?.ok);
   const lastEnd = Math.max(t0, ...ok.map((j) => j.done!.at));
+  const latencies = ok.map((j) => j.done!.ms);
   return {
     images: ok.length,
     failed: jobs.length - ok.length,
     imagesPerS: ok.length / ((lastEnd - t0) / 1000),
-    p50: percentile(
-      ok.map((j) => j.done!.ms),
-      50,
-    ),
-    p95: percentile(
-      ok.map((j) => j.done!.ms),
-      95,
-    ),
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
     errors: tally(jobs.filter((j) => !j.done?.ok).map((j) => j.done?.error ?? 'unfinished')),
   };
 }
@@ -292,17 +287,14 @@ export async function runCost(o: CostInput): Promise<CostResult> {
       answers.push(submitAndFollow(side, o.temporal, body, job));
     }
   }
-  // Every job should end: a generous bound, as if each side ran every job in a row after the last arrival.
+  // Every job should end: a generous bound, as if a side ran every job in a row, at 1.5 times its sampling.
   const timeoutMs = 60_000 + arrivals.length * samplingPerImageS * 1500;
-  const all = Promise.all(answers);
-  const timedOut = await Promise.race([all.then(() => false), sleep(timeoutMs).then(() => true)]);
+  await settledWithin(Promise.all(answers), timeoutMs);
   const after = await readAll();
   const windowS = (after[0].at - windowStart) / 1000;
-  if (timedOut) {
-    await Promise.all(
-      sides.flatMap((side) => side.jobs.filter((j) => !j.done).map((j) => side.api.cancel(j.taskId).catch(() => {}))),
-    );
-  }
+  await Promise.all(
+    sides.flatMap((side) => side.jobs.filter((j) => !j.done).map((j) => side.api.cancel(j.taskId).catch(() => {}))),
+  );
 
   const [sdflow, alwaysOn, switching] = sides.map((side) => sideFigures(side.jobs, t0));
   if (sdflow.images === 0 || alwaysOn.images === 0 || switching.images === 0) {

@@ -85,7 +85,7 @@ export function poissonArrivals(ratePerS: number, durationS: number, models: rea
 }
 
 /** Resolves when `promise` settles or `ms` pass, whichever comes first; the timer does not outlive it. */
-async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, Math.max(0, ms));
