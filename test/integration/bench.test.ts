@@ -150,7 +150,10 @@ function checkReport(r: any): string[] {
     expect(o.direct_p50_ms).toBeLessThanOrEqual(o.direct_p99_ms);
     close(o.added_p50_ms, o.sdflow_p50_ms - o.direct_p50_ms, 0.2);
     close(o.added_p99_ms, o.sdflow_p99_ms - o.direct_p99_ms, 0.2);
-    close(o.ratio_p50, o.sdflow_p50_ms / o.direct_p50_ms, 0.002);
+    // The ms are rounded to 0.1 ms and the ratio to 3 decimals: against a fast direct simulator that moves the
+    // ratio recomputed from them by more than the rounding of the ratio alone.
+    const ratioRounding = 0.0005 + o.ratio_p50 * 0.05 * (1 / o.sdflow_p50_ms + 1 / o.direct_p50_ms);
+    close(o.ratio_p50, o.sdflow_p50_ms / o.direct_p50_ms, ratioRounding + 0.0001);
     expect(o.pairs).toBe(r.settings.overhead_pairs);
   }
   if (ran.includes('slots')) {
@@ -257,7 +260,7 @@ describe('on its own stacks', () => {
       '--slots-bursts',
       '1',
       '--throughput-s',
-      '3',
+      '6',
       '--semaphore-s',
       '2',
       '--multimodel-s',
