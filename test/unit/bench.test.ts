@@ -1,4 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import {
+  accountBetween,
+  billedS,
+  burstyArrivals,
+  IDLE_TO_ACTIVE,
+  SDFLOW_COST_SETTINGS,
+  samplingS,
+  sideBill,
+  tailIdleS,
+} from '../../src/cli/bench/cost.js';
 import { mostBetween } from '../../src/cli/bench/fairness.js';
 import { etaResult, etaSamples, type Job, poissonArrivals } from '../../src/cli/bench/multimodel.js';
 import { Owned } from '../../src/cli/bench/owned.js';
@@ -53,6 +63,87 @@ describe('poissonArrivals', () => {
     expect(arrivals.length).toBeGreaterThan(900);
     expect(arrivals.length).toBeLessThan(1100);
     for (const m of models) expect(arrivals.filter((a) => a.model === m).length).toBeGreaterThan(200);
+  });
+});
+
+describe('cost', () => {
+  it("bills starting and active seconds in full and idle ones at the default row's ratio", () => {
+    // The default row: USD 0.00016 idle against 0.000672 active.
+    expect(IDLE_TO_ACTIVE).toBeCloseTo(0.16 / 0.672, 9);
+    expect(billedS({ coldStartS: 5, activeS: 14, idleS: 40 }, 0.25)).toBe(29);
+    const between = accountBetween(
+      { coldStartS: 1, activeS: 10, idleS: 100 },
+      { coldStartS: 7, activeS: 24, idleS: 120 },
+    );
+    expect(between).toEqual({ coldStartS: 6, activeS: 14, idleS: 20 });
+  });
+
+  it('gives billed seconds per image and their ratio to the sampling time', () => {
+    // 10 images of 1.4 s: 14 s of sampling; billed 6 + 15 + 20 × 0.25 = 26 s, 2.6 s an image, 1.857×.
+    const bill = sideBill({ coldStartS: 6, activeS: 15, idleS: 20 }, 10, 1.4, 0.25);
+    expect(bill).toEqual({
+      billed_s: 26,
+      billed_per_image_s: 2.6,
+      ratio: 1.857,
+      cold_start_s: 6,
+      active_s: 15,
+      idle_s: 20,
+    });
+  });
+
+  it("takes the sampling time from the simulator's timings: steps scaled by pixels, and the VAE", () => {
+    expect(samplingS({ steps: 20, width: 512, height: 512 }, { stepMs: 65, vaeMs: 100 })).toBeCloseTo(1.4, 9);
+    expect(samplingS({ steps: 10, width: 1024, height: 512 }, { stepMs: 65, vaeMs: 100 })).toBeCloseTo(1.4, 9);
+  });
+
+  it('sends bursts of jobs for distinct checkpoints, the same for the same seed, each after the previous one’s work', () => {
+    const models = ['a', 'b', 'c', 'd'];
+    const o = { bursts: 8, jobsPerCheckpoint: 5, gapS: 10, samplingS: 1.4, models };
+    const arrivals = burstyArrivals(o);
+    expect(burstyArrivals(o)).toEqual(arrivals);
+    expect(burstyArrivals({ ...o, seed: 99 })).not.toEqual(arrivals);
+    expect(arrivals[0].at).toBe(0);
+    expect(arrivals.every((a, i) => i === 0 || a.at >= arrivals[i - 1].at)).toBe(true);
+    // Bursts are told apart by the quiet time between them: at least one checkpoint's work, 5 × 1.4 s.
+    const bursts: { at: number; model: string }[][] = [];
+    for (const a of arrivals) {
+      const last = bursts.at(-1);
+      if (last && a.at - last[0].at < 2000) last.push(a);
+      else {
+        if (last) expect(a.at - last[0].at).toBeGreaterThanOrEqual(5 * 1400);
+        bursts.push([a]);
+      }
+    }
+    expect(bursts).toHaveLength(8);
+    for (const burst of bursts) {
+      const perModel = new Map<string, number>();
+      for (const a of burst) perModel.set(a.model, (perModel.get(a.model) ?? 0) + 1);
+      expect([...perModel.values()].every((n) => n === 5)).toBe(true);
+      expect(perModel.size).toBeGreaterThanOrEqual(1);
+      expect(perModel.size).toBeLessThanOrEqual(4);
+    }
+    // Over 8 bursts, both one checkpoint alone and several at once occur.
+    expect(new Set(bursts.map((b) => new Set(b.map((a) => a.model)).size)).size).toBeGreaterThan(1);
+  });
+
+  it('counts the idle time instances still had before their keep-alive when the window ended', () => {
+    const at = Date.parse('2026-12-06T00:01:00Z');
+    const fns = [
+      {
+        functionName: 'f',
+        model: 'a',
+        resources: {},
+        instances: [
+          // Idle for 10 s of a 24 s keep-alive: 14 s left.
+          { id: 'i1', busy: false, startedAt: '', state: 'idle', stateSince: '2026-12-06T00:00:50Z' },
+          // Idle longer than the keep-alive (about to be reaped): nothing left.
+          { id: 'i2', busy: false, startedAt: '', state: 'idle', stateSince: '2026-12-06T00:00:00Z' },
+          // Busy: not idle.
+          { id: 'i3', busy: true, startedAt: '', state: 'busy', stateSince: '2026-12-06T00:00:59Z' },
+        ],
+      },
+    ];
+    expect(tailIdleS(fns, at, SDFLOW_COST_SETTINGS.keepAliveS)).toBe(14);
   });
 });
 
@@ -170,6 +261,48 @@ describe('formatReport', () => {
     expect(line('start estimate bias p50')).toMatch(/−1\.53 s/);
     expect(lines).toContain('  overhead: not selected (--scenarios)');
     expect(lines.some((l) => l.includes('fairness: not selected'))).toBe(false);
+  });
+
+  it("prints cost's billed seconds per image against each baseline, what sdflow's extra is made of, and its goal", () => {
+    const cost = {
+      sampling_per_image_s: 1.4,
+      sdflow_billed_per_image_s: 2.1,
+      always_on_billed_per_image_s: 3.5,
+      switching_billed_per_image_s: 4.2,
+      sdflow_ratio: 1.5,
+      always_on_ratio: 2.5,
+      switching_ratio: 3,
+      sdflow_cold_start_s: 40.2,
+      sdflow_idle_billed_s: 12.5,
+      sdflow_active_over_sampling_s: 9.75,
+      sdflow_images_per_s: 0.5,
+      always_on_images_per_s: 0.6,
+      switching_images_per_s: 0.55,
+      sdflow_p50_ms: 9000,
+      sdflow_p95_ms: 20000,
+      always_on_p50_ms: 5000,
+      always_on_p95_ms: 11000,
+      switching_p50_ms: 6000,
+      switching_p95_ms: 15000,
+      sdflow_tasks_billed_s: 200.5,
+      sdflow_billed_s: 210,
+      jobs: 100,
+      bursts: 6,
+      error_messages: [],
+    };
+    const lines = formatReport({ ...report, cost } as unknown as BenchReport).split('\n');
+    const line = (measure: string) => lines.find((l) => l.includes(measure)) ?? '';
+    expect(line('sampling 1.40 s')).toMatch(
+      /^cost\s+billed GPU-s per image \(sampling 1\.40 s\)\s+2\.10 s \(1\.50×\)\s+always-on 3\.50 s \(2\.50×\)\s+≤ 1\.15× sampling\s+NO$/,
+    );
+    expect(lines.some((l) => /2\.10 s \(1\.50×\)\s+switching 4\.20 s \(3\.00×\)\s*$/.test(l))).toBe(true);
+    expect(line('beyond sampling')).toMatch(/cold starts 40\.20 s, idle 12\.50 s, active 9\.75 s/);
+    expect(line('images (100 in 6 bursts)')).toMatch(/0\.50\/s\s+always-on 0\.60\/s · switching 0\.55\/s/);
+    expect(line('latency p95')).toMatch(/20000 ms\s+always-on 11000 ms · switching 15000 ms/);
+    expect(line("tasks' billed sum")).toMatch(/200\.5 s\s+runtime 210\.0 s/);
+    // Met once sdflow's ratio is within the goal.
+    const met = formatReport({ ...report, cost: { ...cost, sdflow_ratio: 1.15 } } as unknown as BenchReport);
+    expect(met).toMatch(/≤ 1\.15× sampling\s+yes/);
   });
 });
 

@@ -19,14 +19,14 @@ export interface ColdstartInput {
 
 const SCALED_TO_ZERO_TIMEOUT_MS = 60_000;
 
-async function runtimeCall<T>(url: string, method = 'GET'): Promise<T> {
+export async function runtimeCall<T>(url: string, method = 'GET'): Promise<T> {
   const res = await fetch(url, { method });
   if (!res.ok) throw new Error(`${method} ${url} answered HTTP ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;
 }
 
 /** Stops the function's instances and waits until none is left. */
-async function scaleToZero(runtimeUrl: string, functionName: string): Promise<void> {
+export async function scaleToZero(runtimeUrl: string, functionName: string): Promise<void> {
   const fn = `${runtimeUrl}/functions/${encodeURIComponent(functionName)}`;
   await runtimeCall(`${fn}/restart`, 'POST');
   const until = Date.now() + SCALED_TO_ZERO_TIMEOUT_MS;

@@ -23,6 +23,9 @@ const FULL: BenchSettings = {
   submit_s: 10,
   submit_rate_per_s: 100,
   fairness_flood: 200,
+  cost_bursts: 6,
+  cost_jobs: 10,
+  cost_gap_s: 25,
 };
 
 /** Under 3 minutes on 2 cores. */
@@ -35,6 +38,9 @@ const QUICK: BenchSettings = {
   semaphore_s: 5,
   multimodel_s: 60,
   fairness_flood: 60,
+  cost_bursts: 2,
+  cost_jobs: 4,
+  cost_gap_s: 3,
 };
 
 /** The options that change one setting of the preset: flag, setting, what it is, parser. */
@@ -49,11 +55,20 @@ const SETTING_OPTIONS: [string, keyof BenchSettings, string, (value: string) => 
   ['--submit-s <s>', 'submit_s', 'submit: seconds of submits', parsePositiveInteger],
   ['--submit-rate <n>', 'submit_rate_per_s', 'submit: submits per second offered', parsePositiveNumber],
   ['--fairness-flood <n>', 'fairness_flood', "fairness: the first user's queued tasks", parsePositiveInteger],
+  ['--cost-bursts <n>', 'cost_bursts', 'cost: bursts of jobs', parsePositiveInteger],
+  ['--cost-jobs <n>', 'cost_jobs', 'cost: jobs per checkpoint in a burst', parsePositiveInteger],
+  ['--cost-gap-s <s>', 'cost_gap_s', "cost: mean quiet gap after a burst's work", parseNonNegativeNumber],
 ];
 
 function parsePositiveNumber(value: string): number {
   const n = parseNumber(value);
   if (n <= 0) throw new InvalidArgumentError('must be more than 0');
+  return n;
+}
+
+function parseNonNegativeNumber(value: string): number {
+  const n = parseNumber(value);
+  if (n < 0) throw new InvalidArgumentError('must not be negative');
   return n;
 }
 

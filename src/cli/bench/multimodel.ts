@@ -46,7 +46,12 @@ const SIDES = ['sdflow', 'switching'] as const;
 type SideName = (typeof SIDES)[number];
 
 /** An async submit followed to its task's end: ok when it succeeded; `ms` from the submit to the end. */
-async function submitAndFollow(side: MultimodelSide, temporal: Client, body: Txt2ImgRequest, job: Job): Promise<void> {
+export async function submitAndFollow(
+  side: Pick<MultimodelSide, 'api'>,
+  temporal: Client,
+  body: Txt2ImgRequest,
+  job: Job,
+): Promise<void> {
   const t0 = performance.now();
   const end = (ok: boolean, error?: string) => {
     const at = performance.now();
@@ -80,7 +85,7 @@ export function poissonArrivals(ratePerS: number, durationS: number, models: rea
 }
 
 /** Resolves when `promise` settles or `ms` pass, whichever comes first; the timer does not outlive it. */
-async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+export async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, Math.max(0, ms));

@@ -7,6 +7,7 @@ import { modelsDir } from '../../data-dir.js';
 import { SdflowClient } from '../client/api.js';
 import { resolveTemporalCli, startDevServerOnFreePorts } from '../temporal-server.js';
 import { runColdstart } from './coldstart.js';
+import { keepOneWarm, runCost, SDFLOW_COST_SETTINGS } from './cost.js';
 import { runFairness } from './fairness.js';
 import { runMultimodel } from './multimodel.js';
 import { runOverhead } from './overhead.js';
@@ -35,6 +36,8 @@ import { runThroughput } from './throughput.js';
 //   slots: A10 timings, cap 8, eight instances of one checkpoint;
 //   fast:  a simulator that takes no time, cap 32, eight instances: throughput (and footprint), semaphore, submit;
 //   fairness: A10 timings, cap 2, two instances, API keys for two users: fairness.
+// cost runs last in the a10 group, on its stack (scaled to zero, with a keep-alive), the switching stack, and a third
+// stack of the a10 settings whose functions keep one instance warm each (the always-on baseline).
 // Each group's instances are started and warmed before its first scenario is timed.
 
 /** A group started and warmed: its scenarios run with measure(). */
@@ -71,7 +74,7 @@ async function startSwitching(place: BenchPlace) {
       checkpoints: BENCH_CHECKPOINTS,
       runtime: false,
     });
-    return { api: new SdflowClient(stack.url), statsDir, stop: () => stop().then(stopSims) };
+    return { api: new SdflowClient(stack.url), statsDir, simUrls: urls, stop: () => stop().then(stopSims) };
   } catch (err) {
     await stopSims();
     throw err;
@@ -81,17 +84,29 @@ async function startSwitching(place: BenchPlace) {
 function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scenarios): Group {
   return {
     name: 'a10',
-    scenarios: ['overhead', 'coldstart', 'multimodel', 'eta'],
+    scenarios: ['overhead', 'coldstart', 'multimodel', 'eta', 'cost'],
     async start() {
       const env = { ...A10_TIMINGS, SDFLOW_MAX_CONCURRENCY: '4', SDFLOW_FUNCTION_MAX_INSTANCES: '1' };
-      const [a10, switching] = await Promise.allSettled([
+      // cost's always-on baseline: the a10 stack's settings, with one instance per checkpoint kept warm.
+      const startAlwaysOn = async () => {
+        const started = await startBenchStack(place, 'always-on', { env, checkpoints: BENCH_CHECKPOINTS });
+        const side = {
+          api: new SdflowClient(started.stack.url),
+          runtimeUrl: loadConfig(started.stack.env).runtime.url,
+        };
+        return { ...started, side };
+      };
+      const [a10, switching, alwaysOn] = await Promise.allSettled([
         startBenchStack(place, 'a10', { env, checkpoints: BENCH_CHECKPOINTS }),
-        s.selected('multimodel') ? startSwitching(place) : Promise.resolve(undefined),
+        s.selected('multimodel', 'cost') ? startSwitching(place) : Promise.resolve(undefined),
+        s.selected('cost') ? startAlwaysOn() : Promise.resolve(undefined),
       ]);
       let direct: OwnedSim | undefined;
       const stopAll = () =>
         Promise.all([
-          ...[a10, switching].map((started) => (started.status === 'fulfilled' ? started.value?.stop() : undefined)),
+          ...[a10, switching, alwaysOn].map((started) =>
+            started.status === 'fulfilled' ? started.value?.stop() : undefined,
+          ),
           direct?.stop(),
         ]).then(() => undefined);
       if (a10.status === 'rejected') {
@@ -108,6 +123,9 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
           warmUp(api, models.map(tiny)),
           switching.status === 'fulfilled' && switching.value
             ? warmUp(switching.value.api, BENCH_CHECKPOINTS.map(tiny))
+            : undefined,
+          alwaysOn.status === 'fulfilled' && alwaysOn.value
+            ? keepOneWarm(alwaysOn.value.side, BENCH_CHECKPOINTS)
             : undefined,
           s.selected('overhead')
             ? startBenchSim(place, 'sim-direct', { timings: A10_TIMINGS, modelsDir: modelsDir(stack.dataDir) }).then(
@@ -155,6 +173,26 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
               drainS: Math.min(20, Math.max(2, o.settings.multimodel_s / 12)),
             }),
           );
+          // cost runs last: it sets the a10 functions' keep-alive and scales them to zero.
+          if (alwaysOn.status === 'rejected') {
+            s.failed(['cost'], new Error(`the always-on stack did not start: ${describeError(alwaysOn.reason)}`));
+          } else if (switching.status === 'rejected') {
+            s.failed(['cost'], new Error(`the switching stack did not start: ${describeError(switching.reason)}`));
+          } else if (alwaysOn.value && baseline) {
+            const sides = { alwaysOn: alwaysOn.value.side, switching: baseline };
+            await s.run('cost', () =>
+              runCost({
+                sdflow: { api, runtimeUrl },
+                ...sides,
+                temporal,
+                models: BENCH_CHECKPOINTS,
+                bursts: o.settings.cost_bursts,
+                jobsPerCheckpoint: o.settings.cost_jobs,
+                gapS: o.settings.cost_gap_s,
+                ...SDFLOW_COST_SETTINGS,
+              }),
+            );
+          }
         },
         stop: stopAll,
       };

@@ -12,6 +12,7 @@ export const SCENARIOS = [
   'footprint',
   'fairness',
   'eta',
+  'cost',
 ] as const;
 
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -189,6 +190,83 @@ export interface EtaResult {
   offered_per_s: number;
 }
 
+/**
+ * The cost scenario: three sides of four instances given the same bursty arrivals, each billed over the same window
+ * (the first arrival to the last task's end) in active-equivalent GPU-seconds: starting and active seconds in full,
+ * idle seconds times `idle_to_active`. `<side>_billed_s = <side>_cold_start_s + <side>_active_s + <side>_idle_s ×
+ * idle_to_active`; per image over the side's images; the ratio is per image over `sampling_per_image_s`.
+ */
+export interface CostResult {
+  /** The simulator's time for one image of the job (its 20 steps and VAE decode), without load or cold start. */
+  sampling_per_image_s: number;
+  sdflow_billed_per_image_s: number;
+  always_on_billed_per_image_s: number;
+  switching_billed_per_image_s: number;
+  sdflow_ratio: number;
+  always_on_ratio: number;
+  switching_ratio: number;
+  /** The billing window, from the first arrival to the last task's end, of any side. */
+  window_s: number;
+  /** The default rate row's idle price over its active price. */
+  idle_to_active: number;
+  sdflow_billed_s: number;
+  always_on_billed_s: number;
+  switching_billed_s: number;
+  /** Each side's instance-seconds in the window by state (sdflow and always-on: the local runtime's accounting;
+   * switching: its simulators', checkpoint loads counted as active). */
+  sdflow_cold_start_s: number;
+  sdflow_active_s: number;
+  sdflow_idle_s: number;
+  always_on_cold_start_s: number;
+  always_on_active_s: number;
+  always_on_idle_s: number;
+  switching_cold_start_s: number;
+  switching_active_s: number;
+  switching_idle_s: number;
+  /** sdflow's billed seconds beyond the sampling: `sdflow_cold_start_s` + these two. */
+  sdflow_idle_billed_s: number;
+  /** Active seconds beyond the images' sampling: the agent's work around the job (inputs, encoding, upload). */
+  sdflow_active_over_sampling_s: number;
+  /** Σ billedGpuS of sdflow's tasks (their `cost`), against `sdflow_billed_s`: no task carries idle after an
+   * instance's last task. */
+  sdflow_tasks_billed_s: number;
+  /** sdflow's tasks whose cost was read, and those that carried a cold start. */
+  sdflow_tasks: number;
+  sdflow_cold_starts: number;
+  /** The idle seconds sdflow's instances still had before their keep-alive when the window ended (not billed). */
+  sdflow_tail_idle_s: number;
+  /** sdflow's per-function settings. */
+  sdflow_keep_alive_s: number;
+  sdflow_prewarm_queue_depth: number;
+  /** Checkpoint loads of the switching WebUIs in the window. */
+  switching_loads: number;
+  /** Images over each side's own span, from the first arrival to its last task's end. */
+  sdflow_images_per_s: number;
+  always_on_images_per_s: number;
+  switching_images_per_s: number;
+  /** Submit → the task's end, of the jobs that succeeded. */
+  sdflow_p50_ms: number;
+  sdflow_p95_ms: number;
+  always_on_p50_ms: number;
+  always_on_p95_ms: number;
+  switching_p50_ms: number;
+  switching_p95_ms: number;
+  /** Jobs offered to each side (one image each): `jobs = <side>_images + <side>_failed`. */
+  jobs: number;
+  bursts: number;
+  jobs_per_checkpoint: number;
+  gap_s: number;
+  sdflow_images: number;
+  always_on_images: number;
+  switching_images: number;
+  /** Jobs that failed, or had not ended when the scenario gave up on them. */
+  sdflow_failed: number;
+  always_on_failed: number;
+  switching_failed: number;
+  /** The most frequent failures, with their counts (empty when there were none). */
+  error_messages: string[];
+}
+
 export interface Machine {
   cores: number;
   cpu: string;
@@ -213,6 +291,10 @@ export interface BenchSettings {
   submit_rate_per_s: number;
   /** fairness: the first user's flood of queued tasks (the second user submits 5). */
   fairness_flood: number;
+  /** cost: bursts, jobs per chosen checkpoint in a burst, and the mean quiet gap after a burst's work. */
+  cost_bursts: number;
+  cost_jobs: number;
+  cost_gap_s: number;
 }
 
 export interface ScenarioResults {
@@ -226,6 +308,7 @@ export interface ScenarioResults {
   footprint: FootprintResult | Skipped;
   fairness: FairnessResult | Skipped;
   eta: EtaResult | Skipped;
+  cost: CostResult | Skipped;
 }
 
 export interface BenchReport extends ScenarioResults {

@@ -156,6 +156,52 @@ const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: 
     { measure: 'start estimate error p95', sdflow: secondsText(r.start_error_p95_s) },
     { measure: 'start estimate bias p50', sdflow: signedS(r.start_bias_p50_s) },
   ],
+  cost: (r) => {
+    const billed = (perImage: number, ratio: number) => `${secondsText(perImage)} (${ratio.toFixed(2)}×)`;
+    const sdflow = billed(r.sdflow_billed_per_image_s, r.sdflow_ratio);
+    const sides = (of: (side: 'always_on' | 'switching') => string) =>
+      `always-on ${of('always_on')} · switching ${of('switching')}`;
+    return [
+      {
+        measure: `billed GPU-s per image (sampling ${secondsText(r.sampling_per_image_s)})`,
+        sdflow,
+        baseline: `always-on ${billed(r.always_on_billed_per_image_s, r.always_on_ratio)}`,
+        target: '≤ 1.15× sampling',
+        met: r.sdflow_ratio <= 1.15,
+      },
+      {
+        measure: 'billed GPU-s per image',
+        sdflow,
+        baseline: `switching ${billed(r.switching_billed_per_image_s, r.switching_ratio)}`,
+      },
+      {
+        measure: 'beyond sampling (billed s)',
+        sdflow:
+          `cold starts ${secondsText(r.sdflow_cold_start_s)}, idle ${secondsText(r.sdflow_idle_billed_s)}, ` +
+          `active ${secondsText(r.sdflow_active_over_sampling_s)}`,
+      },
+      {
+        measure: `images (${r.jobs} in ${r.bursts} bursts)`,
+        sdflow: perS(r.sdflow_images_per_s),
+        baseline: sides((side) => perS(r[`${side}_images_per_s`])),
+      },
+      {
+        measure: 'latency p50',
+        sdflow: msText(r.sdflow_p50_ms),
+        baseline: sides((side) => msText(r[`${side}_p50_ms`])),
+      },
+      {
+        measure: 'latency p95',
+        sdflow: msText(r.sdflow_p95_ms),
+        baseline: sides((side) => msText(r[`${side}_p95_ms`])),
+      },
+      {
+        measure: "tasks' billed sum",
+        sdflow: `${r.sdflow_tasks_billed_s.toFixed(1)} s`,
+        baseline: `runtime ${r.sdflow_billed_s.toFixed(1)} s`,
+      },
+    ];
+  },
 };
 
 function scenarioRows(report: ScenarioResults, name: ScenarioName): string[][] {

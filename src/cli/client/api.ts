@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ExtraImagesRequest, Img2ImgRequest, Txt2ImgRequest } from '../../api/schemas.js';
-import type { TaskPhase, TaskProgress, TaskStatus } from '../../types.js';
+import type { TaskCost, TaskPhase, TaskProgress, TaskStatus } from '../../types.js';
 import { readEventStream } from './event-stream.js';
 
 // A typed client of the sdflow HTTP API (docs/ARCHITECTURE.md, "The HTTP contract"), shared by the client commands
@@ -82,6 +82,8 @@ export interface TaskSummary {
   finishedAt?: string;
   message?: string;
   retryOf?: string;
+  /** What a succeeded task used, in seconds (docs: README, "Cost and usage"). */
+  cost?: TaskCost;
 }
 
 export interface TaskPage {
