@@ -43,6 +43,12 @@ export interface AgentCoreOptions {
   /** How often a running job is polled for progress, interrupts and previews. */
   timings: AgentTimings;
   logger: Logger;
+  /**
+   * Every call that could switch SD's checkpoint goes through this core (the agent started SD, and passes on what
+   * others send it): once pinned, the checkpoint is not read again before each invoke, until SD restarts or a
+   * passthrough other than a read may have changed it. Otherwise (a WebUI others use too) it is read every time.
+   */
+  soleClient?: boolean;
 }
 
 export class AgentCore {
@@ -84,13 +90,18 @@ export class AgentCore {
    */
   invoke(body: unknown, emit: (event: AgentEvent) => void, cancel: AbortSignal): Promise<void> {
     const passthrough = isJsonObject(body) && body.kind === 'passthrough';
-    return (passthrough ? this.passthroughs : this.generations).run(body, emit, cancel);
+    if (!passthrough) return this.generations.run(body, emit, cancel);
+    const read = isJsonObject(body.params) && body.params.method === 'GET';
+    return this.passthroughs.run(body, emit, cancel).finally(() => {
+      if (!read) this.forgetSdState();
+    });
   }
 
   /** Loads the checkpoint unless SD already holds it, after the function's settings; `onLoad` announces a load. */
   async ensureCheckpoint(onLoad: () => void): Promise<void> {
     await this.applySettings();
     const { sd, model, logger } = this.options;
+    if (this.checkpointPinned && this.options.soleClient) return;
     try {
       if (checkpointMatches((await sd.getOptions()).sd_model_checkpoint, model)) {
         this.checkpointPinned = true;

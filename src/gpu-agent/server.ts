@@ -93,7 +93,17 @@ export async function startAgent(
     return storeFor.store;
   };
 
-  const core = new AgentCore({ sd, backend, store, model, settings: config.sdOptions, timings: config, logger: log });
+  const core = new AgentCore({
+    sd,
+    backend,
+    store,
+    model,
+    settings: config.sdOptions,
+    timings: config,
+    logger: log,
+    // The agent started SD (the simulator, or the WebUI command), so SD answers no one else.
+    soleClient: config.sdUrl === undefined || config.sdCommand !== undefined,
+  });
 
   async function pinUnderLock(): Promise<void> {
     const release = await mutex.acquire();
@@ -180,6 +190,9 @@ export async function startAgent(
       if (aborted.signal.aborted) return;
       if (err instanceof BodyTooLargeError) sendJson(res, 413, { message: err.message });
       else sendJson(res, 502, { message: `SD passthrough failed: ${errorMessage(err)}` });
+    } finally {
+      // Anything but a read may have switched SD's checkpoint or settings: both are checked before the next invoke.
+      if (req.method !== 'GET' && req.method !== 'HEAD') core.forgetSdState();
     }
   }
 

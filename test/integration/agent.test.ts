@@ -131,6 +131,20 @@ describe('gpu agent', () => {
     expect(options.sd_model_checkpoint).toMatch(new RegExp(`^${MODEL} \\[`));
   });
 
+  it('reloads its checkpoint when a passthrough invoke switched SD away', async () => {
+    const switched = await streamEvents(`${url}/invoke`, {
+      ...request({}),
+      kind: 'passthrough',
+      params: { method: 'POST', path: '/sdapi/v1/options', body: { sd_model_checkpoint: OTHER } },
+    });
+    expect(switched.events.at(-1)?.type).toBe('result');
+    const { events } = await streamEvents(`${url}/invoke`, request({}));
+    expect(events[0]).toMatchObject({ type: 'progress', phase: 'starting' });
+    expect(events.at(-1)?.type).toBe('result');
+    const options = (await (await fetch(`${url}/sd/sdapi/v1/options`)).json()) as Record<string, unknown>;
+    expect(options.sd_model_checkpoint).toMatch(new RegExp(`^${MODEL} \\[`));
+  });
+
   it('fails an in-flight invoke retryably when its simulator dies, then restarts the simulator', async () => {
     const pid = await simPid(url);
     let killed = false;

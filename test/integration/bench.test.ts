@@ -284,6 +284,16 @@ describe('on its own stacks', () => {
     expect(report.mode).toBe('own-stacks');
     expect(checkReport(report)).toEqual(Object.keys(KEYS));
     expect(report.slots.cap).toBe(8);
+    // Own stacks: the CPU of every process of the slots stack, per task, adds up to the whole.
+    const cpu = report.slots.cpu_ms_per_task_by_process;
+    for (const group of ['temporal', 'worker', 'api', 'runtime', 'agents', 'simulators', 'bench']) {
+      expect(cpu[group], group).toBeGreaterThan(0);
+    }
+    const parts = Object.entries(cpu).filter(([group]) => group !== 'all');
+    const sum = parts.reduce((total, [, ms]) => total + Number(ms), 0);
+    // Each part is rounded to 0.1 ms.
+    expect(Math.abs(report.slots.cpu_ms_per_task - sum)).toBeLessThanOrEqual(0.05 * parts.length + 0.05);
+    expect(report.slots.cpu_ms_per_task).toBe(cpu.all);
     expect(report.semaphore.limit).toBe(8);
     expect(report.fairness.cap).toBe(2);
     expect(run.stdout).toMatch(/^scenario\s+measure\s+sdflow\s+baseline\s+target\s+met$/m);

@@ -15,8 +15,10 @@ const MODEL = 'core-test.safetensors';
 function fakeSd(checkpoint: string, fail?: () => Error) {
   const set: Record<string, unknown>[] = [];
   let holds = checkpoint;
+  const reads = { count: 0 };
   const sd = {
     async getOptions() {
+      reads.count++;
       if (fail) throw fail();
       return { sd_model_checkpoint: holds };
     },
@@ -27,10 +29,10 @@ function fakeSd(checkpoint: string, fail?: () => Error) {
       return {};
     },
   } as unknown as SdClient;
-  return { sd, set };
+  return { sd, set, reads, switchTo: (other: string) => (holds = other) };
 }
 
-function core(sd: SdClient, settings?: Record<string, unknown>) {
+function core(sd: SdClient, settings?: Record<string, unknown>, soleClient?: boolean) {
   const unreachable: string[] = [];
   const agent = new AgentCore({
     sd,
@@ -40,6 +42,7 @@ function core(sd: SdClient, settings?: Record<string, unknown>) {
     settings,
     timings: loadConfig({}).agent,
     logger: pino({ level: 'silent' }),
+    soleClient,
   });
   return { agent, unreachable };
 }
@@ -61,6 +64,31 @@ describe('the agent core', () => {
     await agent.ensureCheckpoint(() => loads++);
     expect(set.at(-1)).toEqual({ CLIP_stop_at_last_layers: 2 });
     expect(loads).toBe(1);
+  });
+
+  it("reads SD's checkpoint before every invoke, but once as SD's sole client until SD may have changed", async () => {
+    const shared = fakeSd(`${MODEL} [0123abcd]`);
+    const { agent: guest } = core(shared.sd);
+    await guest.ensureCheckpoint(() => {});
+    shared.switchTo('other.safetensors [ffff0000]');
+    let loads = 0;
+    await guest.ensureCheckpoint(() => loads++);
+    expect(loads).toBe(1);
+    expect(shared.reads.count).toBe(3);
+
+    const own = fakeSd(`${MODEL} [0123abcd]`);
+    const { agent } = core(own.sd, undefined, true);
+    await agent.ensureCheckpoint(() => {});
+    await agent.ensureCheckpoint(() => {});
+    expect(own.reads.count).toBe(1);
+    // A passthrough that is not a read (here one the fake store fails) may have switched SD: it is read again.
+    const passthrough = { kind: 'passthrough', params: { method: 'POST', path: '/sdapi/v1/options', body: {} } };
+    await agent.invoke(passthrough, () => {}, new AbortController().signal);
+    expect(agent.pinned).toBe(false);
+    own.switchTo('other.safetensors [ffff0000]');
+    await agent.ensureCheckpoint(() => loads++);
+    expect(loads).toBe(2);
+    expect(agent.pinned).toBe(true);
   });
 
   it("turns SD's refusal into a final failure with SD's reason", async () => {

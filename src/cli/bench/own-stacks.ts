@@ -5,6 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../../config/index.js';
 import { modelsDir } from '../../data-dir.js';
 import { SdflowClient } from '../client/api.js';
+import type { Stack } from '../stack.js';
 import { resolveTemporalCli, startDevServerOnFreePorts } from '../temporal-server.js';
 import { runColdstart } from './coldstart.js';
 import { keepOneWarm, runCost, SDFLOW_COST_SETTINGS } from './cost.js';
@@ -200,6 +201,17 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
   };
 }
 
+/** The pids of a stack's processes and of the Temporal server, by name (agents and simulators are the runtime's). */
+function stackProcesses(place: BenchPlace, stack: Stack): Record<string, number> {
+  const named = {
+    temporal: place.temporalPid,
+    worker: stack.workers[0]?.child.pid,
+    api: stack.api.child.pid,
+    runtime: stack.runtime?.child.pid,
+  };
+  return Object.fromEntries(Object.entries(named).filter((entry): entry is [string, number] => entry[1] !== undefined));
+}
+
 function slotsGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scenarios): Group {
   const cap = 8;
   return {
@@ -223,8 +235,9 @@ function slotsGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Sce
         async measure() {
           const semaphoreId = loadConfig(stack.env).semaphore.id;
           const bursts = o.settings.slots_bursts;
+          const processes = stackProcesses(place, stack);
           await s.run('slots', () =>
-            runSlots({ api, temporal, semaphoreId, statsDir: stack.statsDir, model: MODEL, bursts }),
+            runSlots({ api, temporal, semaphoreId, statsDir: stack.statsDir, model: MODEL, bursts, processes }),
           );
         },
         stop,
@@ -353,6 +366,7 @@ export async function onOwnStacks(o: BenchOptions, s: Scenarios, ctx: RunContext
   const temporal = new Client({ connection, namespace: 'default' });
   const place: BenchPlace = {
     temporal: { address: server.address, namespace: 'default' },
+    temporalPid: server.process.pid,
     root: ctx.root,
     owned: ctx.owned,
   };

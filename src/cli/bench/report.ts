@@ -58,6 +58,10 @@ export interface SlotsResult {
   handoffs: number;
   gpu_busy_s: number;
   slot_held_s: number;
+  /** CPU ms per task of the stack's processes and the benchmark's own over the bursts (own stacks on Linux only). */
+  cpu_ms_per_task?: number;
+  /** The same by process group (temporal, worker, api, runtime, agents, simulators, bench) and `all`. */
+  cpu_ms_per_task_by_process?: Record<string, number>;
   /** The most frequent failures, with their counts (empty when there were none). */
   error_messages: string[];
 }

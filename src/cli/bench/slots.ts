@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { type Interval, maxOverlap, readBusyIntervals } from '../../sim/stats.js';
 import type { LeaseInterval } from '../../types.js';
 import type { SdflowClient } from '../client/api.js';
+import { type CpuSample, cpuMsPerTask, sampleCpu } from './cpu.js';
 import { LeaseRecorder } from './leases.js';
 import type { SlotsResult } from './report.js';
 import { TINY_JOB, taskEnd, timedAsync, txt2imgBody } from './requests.js';
@@ -20,6 +21,8 @@ export interface SlotsInput {
   statsDir: string;
   model: string;
   bursts: number;
+  /** The stack's processes by name (Temporal server, worker, API, runtime), to measure their CPU time per task. */
+  processes?: Record<string, number>;
 }
 
 /** One burst: its tasks, and how long from the first submit to the last end. */
@@ -81,6 +84,8 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   const cap = (await recorder.poll()).limit;
   const size = 4 * cap;
 
+  const cpu = (): CpuSample | undefined => (o.processes ? sampleCpu(o.processes, { bench: process.pid }) : undefined);
+  const cpuBefore = cpu();
   recorder.start();
   const bursts: Burst[] = [];
   let succeeded = 0;
@@ -105,11 +110,13 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   } finally {
     await recorder.stop();
   }
+  const cpuAfter = cpu();
 
   const busy = readBusyIntervals(o.statsDir).filter((i) => i.end >= since);
   const figures = burstFigures(bursts, recorder.leases(), busy, cap);
   if (figures.leases === 0) throw new Error("none of the bursts' leases was found in the semaphore's state");
   const seconds = bursts.reduce((sum, b) => sum + b.ms, 0) / 1000;
+  const cpuPerTask = cpuBefore && cpuAfter ? cpuMsPerTask(cpuBefore, cpuAfter, size * o.bursts) : undefined;
   return {
     tasks_per_s: round3(succeeded / seconds),
     efficiency: round3(figures.busyMs / figures.heldMs),
@@ -126,5 +133,6 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
     handoffs: figures.gaps.length,
     gpu_busy_s: round3(figures.busyMs / 1000),
     slot_held_s: round3(figures.heldMs / 1000),
+    ...(cpuPerTask ? { cpu_ms_per_task: cpuPerTask.all, cpu_ms_per_task_by_process: cpuPerTask } : {}),
   };
 }

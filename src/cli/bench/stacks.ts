@@ -27,6 +27,8 @@ const STACK_ENV = { SDFLOW_KEEP_ALIVE_S: '3600', SDFLOW_WORKER_SHUTDOWN_GRACE_S:
 
 export interface BenchPlace {
   temporal: { address: string; namespace: string };
+  /** The Temporal server's process, when the benchmark runs it. */
+  temporalPid?: number;
   /** The run's directory: one data dir per stack, and the simulators' logs. */
   root: string;
   owned: Owned;

@@ -55,6 +55,7 @@ const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: 
       met: r.peak_concurrency <= r.cap,
     },
     { measure: 'short tasks', sdflow: perS(r.tasks_per_s) },
+    ...(r.cpu_ms_per_task === undefined ? [] : [{ measure: 'CPU per task', sdflow: msText(r.cpu_ms_per_task) }]),
   ],
   throughput: (r) => [
     { measure: 'tasks completed', sdflow: perS(r.tasks_per_s), target: '≥ 50/s', met: r.tasks_per_s >= 50 },
