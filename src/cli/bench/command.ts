@@ -32,13 +32,15 @@ const FULL: BenchSettings = {
 const QUICK: BenchSettings = {
   ...FULL,
   overhead_pairs: 10,
-  coldstart_runs: 2,
+  coldstart_runs: 1,
   slots_bursts: 3,
   throughput_s: 10,
-  semaphore_s: 5,
+  semaphore_s: 4,
   multimodel_s: 60,
-  fairness_flood: 60,
-  cost_bursts: 2,
+  submit_s: 5,
+  fairness_flood: 30,
+  // One burst: a check that the scenario works; its figure needs the full run's bursts.
+  cost_bursts: 1,
   cost_jobs: 4,
   cost_gap_s: 3,
 };

@@ -97,19 +97,33 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
         };
         return { ...started, side };
       };
-      const [a10, switching, alwaysOn] = await Promise.allSettled([
+      const [a10, switching] = await Promise.allSettled([
         startBenchStack(place, 'a10', { env, checkpoints: BENCH_CHECKPOINTS }),
         s.selected('multimodel', 'cost') ? startSwitching(place) : Promise.resolve(undefined),
-        s.selected('cost') ? startAlwaysOn() : Promise.resolve(undefined),
       ]);
+      // Started while multimodel runs (its 20-step jobs leave the cores mostly idle), not beside overhead and
+      // coldstart, whose figures a starting stack's CPU would disturb.
+      let alwaysOn: Promise<PromiseSettledResult<Awaited<ReturnType<typeof startAlwaysOn>>>> | undefined;
+      const startAlwaysOnWarm = () => {
+        alwaysOn ??= Promise.allSettled([
+          startAlwaysOn().then(async (started) => {
+            await keepOneWarm(started.side, BENCH_CHECKPOINTS).catch(async (err) => {
+              await started.stop();
+              throw err;
+            });
+            return started;
+          }),
+        ]).then(([settled]) => settled);
+        return alwaysOn;
+      };
       let direct: OwnedSim | undefined;
-      const stopAll = () =>
-        Promise.all([
-          ...[a10, switching, alwaysOn].map((started) =>
-            started.status === 'fulfilled' ? started.value?.stop() : undefined,
-          ),
+      const stopAll = async () => {
+        const started = alwaysOn ? await alwaysOn : undefined;
+        await Promise.all([
+          ...[a10, switching, started].map((one) => (one?.status === 'fulfilled' ? one.value?.stop() : undefined)),
           direct?.stop(),
-        ]).then(() => undefined);
+        ]);
+      };
       if (a10.status === 'rejected') {
         await stopAll();
         throw a10.reason;
@@ -124,9 +138,6 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
           warmUp(api, models.map(tiny)),
           switching.status === 'fulfilled' && switching.value
             ? warmUp(switching.value.api, BENCH_CHECKPOINTS.map(tiny))
-            : undefined,
-          alwaysOn.status === 'fulfilled' && alwaysOn.value
-            ? keepOneWarm(alwaysOn.value.side, BENCH_CHECKPOINTS)
             : undefined,
           s.selected('overhead')
             ? startBenchSim(place, 'sim-direct', { timings: A10_TIMINGS, modelsDir: modelsDir(stack.dataDir) }).then(
@@ -162,6 +173,7 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
             );
           }
           const baseline = switching.status === 'fulfilled' ? switching.value : undefined;
+          if (s.selected('cost')) void startAlwaysOnWarm();
           const names = baseline ? (['multimodel', 'eta'] as const) : (['eta'] as const);
           await s.runTogether(names, () =>
             runMultimodel({
@@ -175,12 +187,15 @@ function a10Group(place: BenchPlace, temporal: Client, o: BenchOptions, s: Scena
             }),
           );
           // cost runs last: it sets the a10 functions' keep-alive and scales them to zero.
-          if (alwaysOn.status === 'rejected') {
-            s.failed(['cost'], new Error(`the always-on stack did not start: ${describeError(alwaysOn.reason)}`));
+          if (!s.selected('cost')) return;
+          const alwaysOnStarted = await startAlwaysOnWarm();
+          if (alwaysOnStarted.status === 'rejected') {
+            const reason = describeError(alwaysOnStarted.reason);
+            s.failed(['cost'], new Error(`the always-on stack did not start: ${reason}`));
           } else if (switching.status === 'rejected') {
             s.failed(['cost'], new Error(`the switching stack did not start: ${describeError(switching.reason)}`));
-          } else if (alwaysOn.value && baseline) {
-            const sides = { alwaysOn: alwaysOn.value.side, switching: baseline };
+          } else if (baseline) {
+            const sides = { alwaysOn: alwaysOnStarted.value.side, switching: baseline };
             await s.run('cost', () =>
               runCost({
                 sdflow: { api, runtimeUrl },
