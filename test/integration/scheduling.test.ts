@@ -247,7 +247,8 @@ describe('warm checkpoints', () => {
     // The first checkpoint's only instance runs the blocker; the second's idles, and the worker says so.
     // It ends on its own (its slot released when SD returns, its instance still busy): a cancel would free the
     // instance before the slot, and the worker could report it idle in between.
-    const blocking = await blocker(5);
+    // Long enough that both tasks below wait at the semaphore before it ends, even on a loaded machine.
+    const blocking = await blocker(12);
     await until(async () => {
       const warm = (await semaphore()).warm ?? {};
       return (warm[DEMO_MODEL_2] ?? 0) > 0 && (warm[DEMO_MODEL] ?? 0) === 0;
@@ -255,6 +256,13 @@ describe('warm checkpoints', () => {
     // Two users level in share and lane: Bob first in time, for the busy checkpoint; Dave after, for the idle one.
     const bobs = await submit('bob', small('needs the busy checkpoint'));
     const daves = await submit('dave', { ...small('has an idle instance'), stable_diffusion_model: DEMO_MODEL_2 });
+    await until(async () => {
+      const state = await semaphore();
+      const queued = new Set(state.queue.map((w) => w.workflowId));
+      return queued.has(bobs) && queued.has(daves);
+    });
+    // The choice is the grant's, not the order of arrival: both waited while the blocker still held the slot.
+    expect((await semaphore()).holders.map((h) => h.workflowId)).toEqual([blocking]);
     await finals([bobs], 'bob');
     await finals([daves], 'dave');
     await finals([blocking], 'alice');
