@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { errorMessage } from './http-util.js';
 import type { Logger } from './logging.js';
+import { everyPeriod } from './periodic.js';
 import type { FunctionRuntime } from './platform/functions/port.js';
 import type { MetaStore } from './platform/meta-store/port.js';
 import type { FunctionRecord } from './records.js';
@@ -115,14 +116,11 @@ export function prewarmOnBursts(deps: {
   periodS: number;
   logger: Logger;
 }): () => void {
-  if (deps.periodS <= 0) return () => undefined;
   /** What this worker last asked for, per function. */
   const asked = new Map<string, number>();
-  let busy = false;
-  const tick = async () => {
-    if (busy) return;
-    busy = true;
-    try {
+  return everyPeriod(
+    deps.periodS,
+    async () => {
       const policies = (await deps.meta.listFunctions())
         .map(warmthPolicyOf)
         .filter((p) => p.prewarmQueueDepth !== undefined);
@@ -134,13 +132,7 @@ export function prewarmOnBursts(deps: {
         asked.set(functionName, instances);
         deps.logger.debug({ functionName, instances }, 'asked for warm instances');
       }
-    } catch (err) {
-      deps.logger.debug({ err: errorMessage(err) }, 'bursts not checked this time');
-    } finally {
-      busy = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), deps.periodS * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+    },
+    (err) => deps.logger.debug({ err: errorMessage(err) }, 'bursts not checked this time'),
+  );
 }

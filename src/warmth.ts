@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from './logging.js';
+import { everyPeriod } from './periodic.js';
 import type { FunctionRuntime, RuntimeFunction } from './platform/functions/port.js';
 import { warmthSignal } from './workflows/definitions.js';
 
@@ -28,26 +29,17 @@ export function reportWarmth(deps: {
   periodS: number;
   logger: Logger;
 }): () => void {
-  if (deps.periodS <= 0) return () => undefined;
   let last = '';
-  let busy = false;
-  const tick = async () => {
-    if (busy) return;
-    busy = true;
-    try {
+  return everyPeriod(
+    deps.periodS,
+    async () => {
       const idle = idleInstances(await deps.functions.listFunctions());
       const key = JSON.stringify(Object.entries(idle).sort(([a], [b]) => a.localeCompare(b)));
       if (key !== last) {
         await deps.temporal.workflow.getHandle(deps.semaphoreId).signal(warmthSignal, idle);
         last = key;
       }
-    } catch (err) {
-      deps.logger.debug({ err }, 'warm instances not reported this time');
-    } finally {
-      busy = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), deps.periodS * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+    },
+    (err) => deps.logger.debug({ err }, 'warm instances not reported this time'),
+  );
 }

@@ -2,7 +2,7 @@ import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activ
 import { FunctionNotFoundError, FunctionUnavailableError } from '../platform/functions/port.js';
 import { type ErrorEvent, type ProgressEvent, readInvoke, type TerminalEvent } from '../protocol/events.js';
 import type { InvokeRequest } from '../protocol/invoke.js';
-import type { TaskRecord } from '../records.js';
+import type { FunctionRecord, TaskRecord } from '../records.js';
 import { announceTaskEnd } from '../task-endings.js';
 import {
   EMPTY_SD_STATE,
@@ -180,6 +180,9 @@ export function createInvokeActivities(deps: ActivityDeps) {
       let functionName = '';
       try {
         functionName = await checkpointFunction(deps, input.request.model);
+        // Read while the task waits and runs, so that pricing its cost adds no store read after SD returns.
+        const functionRecord = meta.getFunction(functionName);
+        functionRecord.catch(() => undefined);
         asked = true;
         await acquireSlot(
           temporal,
@@ -212,7 +215,7 @@ export function createInvokeActivities(deps: ActivityDeps) {
         const resultAt = Date.now();
         await release(succeeded);
         const { images, info, parameters } = result;
-        const cost = await costOf(input, functionName, {
+        const cost = await costOf(input, functionRecord, {
           submittedAt:
             input.submittedAt ?? (await row.then((task) => Date.parse(task?.createdAt ?? '')).catch(() => NaN)),
           grantedAt: timer.grantedAt,
@@ -286,12 +289,12 @@ export function createInvokeActivities(deps: ActivityDeps) {
    */
   async function costOf(
     input: RunTaskInput,
-    functionName: string,
+    functionRecord: Promise<FunctionRecord | null>,
     part: Pick<CostInput, 'submittedAt' | 'grantedAt' | 'usage' | 'images'>,
   ): Promise<TaskCost | undefined> {
     try {
       if (!Number.isFinite(part.submittedAt)) throw new Error('its submission time is unknown');
-      const fn = await meta.getFunction(functionName);
+      const fn = await functionRecord;
       return taskCost({ ...part, ...billingRateFor(deps.billingRates, fn?.resources.instanceType) });
     } catch (err) {
       logger.warn({ err, taskId: input.request.taskId }, 'could not price the task; it is recorded without a cost');
