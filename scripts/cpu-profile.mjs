@@ -1,5 +1,5 @@
 // V8 CPU profiles of every Node process of a run, over a window you choose: preload it in all of them with
-//   SDFLOW_PROFILE_DIR=/tmp/prof NODE_OPTIONS="--import $PWD/scripts/cpu-profile.mjs" node dist/cli/main.js bench …
+//   CPU_PROFILE_DIR=/tmp/prof NODE_OPTIONS="--import $PWD/scripts/cpu-profile.mjs" node dist/cli/main.js bench …
 // (NODE_OPTIONS reaches every process the run starts; --cpu-prof is not allowed there). Each process starts its
 // profiler once the file START exists in that directory, and writes <role>-<pid>.cpuprofile there once STOP exists
 // (checked every 200 ms), so that the window can be the scenario's and not the processes' start. Open the files in
@@ -9,7 +9,7 @@ import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
-const dir = process.env.SDFLOW_PROFILE_DIR;
+const dir = process.env.CPU_PROFILE_DIR;
 /** The sdflow role (`worker`, `agent`, …) or the script's first argument. */
 const role = process.argv.slice(2).find((arg) => !arg.startsWith('-')) ?? 'node';
 /** Microseconds between samples: coarser than V8's default, so that profiling eight agents stays affordable. */
