@@ -1,3 +1,5 @@
+import { type HttpAnswer, networkErrorCode, sendRequest } from '../http-client.js';
+import { errorMessage } from '../http-util.js';
 import { a1111ErrorDetail } from '../protocol/a1111-error.js';
 import type { SdState } from '../types.js';
 
@@ -55,8 +57,9 @@ export class SdUnavailableError extends Error {
 
 function unavailable(path: string, err: unknown, timeout: AbortSignal): SdUnavailableError {
   if (timeout.aborted) return new SdUnavailableError(`SD did not answer ${path} in time`, { cause: err });
+  // fetch (passthrough) wraps the network error as its cause; node:http rejects with it.
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const reason = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+  const reason = cause?.code ?? cause?.message ?? networkErrorCode(err) ?? errorMessage(err);
   return new SdUnavailableError(`SD unreachable at ${path}: ${reason}`, { cause: err });
 }
 
@@ -73,29 +76,30 @@ export class SdClient {
     private readonly timeouts: SdTimeouts,
   ) {}
 
-  /** Sends one request; `timeout` is also the caller's deadline for reading the body. */
-  private async send(path: string, init: RequestInit, timeout: AbortSignal, caller?: AbortSignal): Promise<Response> {
+  /**
+   * Sends one request and reads its whole answer, over a pooled connection (an agent polls SD several times a
+   * second). `timeout` covers both; a failure to get an answer is SdUnavailableError.
+   */
+  private async send(
+    path: string,
+    init: { method: string; headers?: Record<string, string>; body?: string },
+    timeout: AbortSignal,
+  ): Promise<HttpAnswer> {
     try {
-      return await fetch(`${this.baseUrl()}${path}`, {
-        ...init,
-        signal: caller ? AbortSignal.any([timeout, caller]) : timeout,
-      });
+      return await sendRequest(`${this.baseUrl()}${path}`, { ...init, signal: timeout });
     } catch (err) {
-      if (caller?.aborted) throw err;
       throw unavailable(path, err, timeout);
     }
   }
 
-  private async json<T>(path: string, init: RequestInit, timeoutMs: number): Promise<T> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const res = await this.send(path, init, timeout);
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      throw unavailable(path, err, timeout);
-    }
-    if (!res.ok) throw new SdHttpError(res.status, a1111ErrorDetail(text));
+  private async json<T>(
+    path: string,
+    init: { method: string; headers?: Record<string, string>; body?: string },
+    timeoutMs: number,
+  ): Promise<T> {
+    const res = await this.send(path, init, AbortSignal.timeout(timeoutMs));
+    const text = res.body.toString('utf8');
+    if (res.status < 200 || res.status >= 300) throw new SdHttpError(res.status, a1111ErrorDetail(text));
     try {
       return JSON.parse(text) as T;
     } catch {
@@ -133,7 +137,10 @@ export class SdClient {
     return this.post(`/sdapi/v1/${route}`, body, this.timeouts.generateMs);
   }
 
-  /** Forwards one request verbatim and answers SD's status and body, whatever they are. */
+  /**
+   * Forwards one request verbatim and answers SD's status and body, whatever they are. Not a hot path: it stays on
+   * fetch, which follows SD's redirects (FastAPI's trailing-slash ones) as passthrough callers have always seen.
+   */
   async passthrough(
     method: string,
     pathAndQuery: string,
@@ -145,12 +152,18 @@ export class SdClient {
     if (contentType) headers['content-type'] = contentType;
     const hasBody = body !== undefined && body.length > 0 && method !== 'GET' && method !== 'HEAD';
     const timeout = AbortSignal.timeout(this.timeouts.passthroughMs);
-    const res = await this.send(
-      pathAndQuery,
-      { method, headers, body: hasBody ? new Uint8Array(body) : undefined },
-      timeout,
-      signal,
-    );
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl()}${pathAndQuery}`, {
+        method,
+        headers,
+        body: hasBody ? new Uint8Array(body) : undefined,
+        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw unavailable(pathAndQuery, err, timeout);
+    }
     let answer: Buffer;
     try {
       answer = Buffer.from(await res.arrayBuffer());

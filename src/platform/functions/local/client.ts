@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import { networkErrorCode, openRequest, readResponse } from '../../../http-client.js';
 import { errorMessage } from '../../../http-util.js';
 import { type AgentEvent, decodeEvents, invokeEvents } from '../../../protocol/events.js';
 import type { InvokeRequest } from '../../../protocol/invoke.js';
@@ -27,15 +29,29 @@ export interface LocalFunctionRuntimeOptions {
   passthroughTimeoutMs?: number;
 }
 
-async function errorText(res: Response): Promise<string> {
-  const text = await res.text().catch(() => '');
+/** The message of the runtime's error answer: its JSON `message`, else the start of its text. */
+function errorText(body: Buffer, statusText = ''): string {
+  const text = body.toString('utf8');
   try {
     const body = JSON.parse(text) as { message?: unknown };
     if (typeof body.message === 'string') return body.message;
   } catch {
     // Not JSON: use the text as is.
   }
-  return text.slice(0, 300) || res.statusText;
+  return text.slice(0, 300) || statusText;
+}
+
+async function responseErrorText(res: IncomingMessage): Promise<string> {
+  return errorText(await readResponse(res).catch(() => Buffer.alloc(0)), res.statusMessage);
+}
+
+async function fetchErrorText(res: Response): Promise<string> {
+  return errorText(Buffer.from(await res.arrayBuffer().catch(() => new ArrayBuffer(0))), res.statusText);
+}
+
+/** Why the runtime could not be reached: the network error's code, else its message. */
+function networkReason(err: unknown): string {
+  return networkErrorCode(err) ?? errorMessage(err);
 }
 
 export class LocalFunctionRuntime implements FunctionRuntime {
@@ -84,8 +100,8 @@ export class LocalFunctionRuntime implements FunctionRuntime {
       await res.body?.cancel();
       throw new FunctionNotFoundError(functionName);
     }
-    if (res.status >= 500) throw new FunctionUnavailableError(await errorText(res));
-    if (!res.ok) throw new Error(`function runtime answered ${res.status}: ${await errorText(res)}`);
+    if (res.status >= 500) throw new FunctionUnavailableError(await fetchErrorText(res));
+    if (!res.ok) throw new Error(`function runtime answered ${res.status}: ${await fetchErrorText(res)}`);
     return res.json();
   }
 
@@ -93,24 +109,41 @@ export class LocalFunctionRuntime implements FunctionRuntime {
     await this.call('PUT', this.fnPath(spec.functionName), { model: spec.model, resources: spec.resources ?? {} });
   }
 
+  /**
+   * The invoke's event stream, over node:http and a pooled connection (the hot call: one per task). Aborting the
+   * signal destroys the connection, which the runtime takes as a cancel, and the stream throws the signal's reason.
+   */
   async *invoke(functionName: string, request: InvokeRequest, options: InvokeOptions): AsyncIterable<AgentEvent> {
-    const res = await this.send(
-      this.fnPath(functionName, '/invoke'),
-      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) },
-      options.signal,
-      options.signal,
-    );
-    if (res.status === 404) {
-      await res.body?.cancel();
+    const { signal } = options;
+    let res: IncomingMessage;
+    try {
+      res = await openRequest(this.fnPath(functionName, '/invoke'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(request),
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw new FunctionUnavailableError(`function runtime at ${this.url} unreachable: ${networkReason(err)}`);
+    }
+    const status = res.statusCode ?? 0;
+    if (status === 404) {
+      res.resume();
       throw new FunctionNotFoundError(functionName);
     }
-    if (res.status >= 500) throw new FunctionUnavailableError(await errorText(res));
-    if (!res.ok || !res.body) throw new Error(`function runtime answered ${res.status}: ${await errorText(res)}`);
+    if (status >= 500) throw new FunctionUnavailableError(await responseErrorText(res));
+    if (status < 200 || status >= 300) {
+      throw new Error(`function runtime answered ${status}: ${await responseErrorText(res)}`);
+    }
     try {
-      yield* invokeEvents(decodeEvents(res.body));
+      yield* invokeEvents(decodeEvents(res));
     } catch (err) {
-      if (options.signal.aborted) throw err;
+      if (signal.aborted) throw signal.reason;
       throw new FunctionUnavailableError(`invoke stream of ${functionName} broke: ${errorMessage(err)}`);
+    } finally {
+      // A consumer that stops early leaves nothing open.
+      if (!res.complete) res.destroy();
     }
   }
 
@@ -134,7 +167,7 @@ export class LocalFunctionRuntime implements FunctionRuntime {
       throw new FunctionNotFoundError(functionName);
     }
     if (runtimeError === 'unavailable' || runtimeError === 'timeout') {
-      throw new FunctionUnavailableError(await errorText(res));
+      throw new FunctionUnavailableError(await fetchErrorText(res));
     }
     const headers: Record<string, string> = {};
     res.headers.forEach((value, key) => {

@@ -1,6 +1,7 @@
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { RuntimeConfig } from '../../../config/index.js';
+import { openRequest, readResponse, sendRequest } from '../../../http-client.js';
 import { BodyTooLargeError, closeServer, errorMessage, readBody, sendJson } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import { AGENT_PATHS, sdPassthroughPath } from '../../../protocol/agent-http.js';
@@ -23,6 +24,8 @@ import { type Instance, InstancePool, InstanceStartError } from './pool.js';
 // and routes each invoke to an instance of its own, streaming the agent's events back.
 
 const STARTING_EVERY_MS = 1000;
+
+const agentUrl = (instance: Instance, path: string) => `http://127.0.0.1:${instance.port}${path}`;
 
 /** The runtime's own retryable failure of an invoke; `fault` when the instance is to blame (breaker.ts counts it). */
 const failure = (message: string, fault?: InstanceFault): ErrorEvent => ({
@@ -242,42 +245,19 @@ export async function startRuntime(
   }
 
   /**
-   * POSTs the invoke to the instance's agent: its 200 answer, whose body is the event stream. Aborting `signal` closes
-   * the connection, which the agent takes as a cancel.
+   * POSTs the invoke to the instance's agent over a pooled connection: its 200 answer, whose body is the event
+   * stream. Aborting `signal` destroys that connection, which the agent takes as a cancel.
    */
-  function openInvoke(instance: Instance, body: Buffer, signal: AbortSignal): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      if (signal.aborted) {
-        reject(signal.reason);
-        return;
-      }
-      const upstream = httpRequest({
-        host: '127.0.0.1',
-        port: instance.port,
-        path: AGENT_PATHS.invoke,
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': body.length },
-      });
-      const close = () => upstream.destroy(signal.reason);
-      signal.addEventListener('abort', close, { once: true });
-      upstream.on('close', () => signal.removeEventListener('abort', close));
-      upstream.on('error', reject);
-      upstream.on('response', (response) => {
-        if (response.statusCode === 200) {
-          resolve(response);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8').slice(0, 300);
-          reject(new Error(`agent answered ${response.statusCode}: ${text}`));
-        });
-      });
-      upstream.end(body);
+  async function openInvoke(instance: Instance, body: Buffer, signal: AbortSignal): Promise<IncomingMessage> {
+    const response = await openRequest(agentUrl(instance, AGENT_PATHS.invoke), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      signal,
     });
+    if (response.statusCode === 200) return response;
+    const text = (await readResponse(response)).toString('utf8').slice(0, 300);
+    throw new Error(`agent answered ${response.statusCode}: ${text}`);
   }
 
   async function proxy(name: string, rest: string, req: IncomingMessage, res: ServerResponse) {
@@ -305,41 +285,16 @@ export async function startRuntime(
     const timeoutS = pool.timeoutS(name);
     const timer = timeoutS === undefined ? undefined : setTimeout(() => overtime.abort(), timeoutS * 1000);
     try {
-      const answer = await new Promise<{ status: number; contentType?: string; body: Buffer }>((resolve, reject) => {
-        const upstream = httpRequest(
-          {
-            host: '127.0.0.1',
-            port: instance.port,
-            path: sdPassthroughPath(rest),
-            method: req.method,
-            agent: false,
-            headers: {
-              ...(req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {}),
-              'content-length': body.length,
-            },
-          },
-          (response) => {
-            const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
-            response.on('end', () =>
-              resolve({
-                status: response.statusCode ?? 502,
-                contentType: response.headers['content-type'],
-                body: Buffer.concat(chunks),
-              }),
-            );
-            response.on('error', reject);
-          },
-        );
-        const stop = () => upstream.destroy();
-        gone.signal.addEventListener('abort', stop, { once: true });
-        overtime.signal.addEventListener('abort', stop, { once: true });
-        upstream.on('error', reject);
-        upstream.end(body);
+      const contentType = req.headers['content-type'];
+      const answer = await sendRequest(agentUrl(instance, sdPassthroughPath(rest)), {
+        method: req.method ?? 'GET',
+        headers: contentType ? { 'content-type': contentType } : {},
+        body,
+        signal: AbortSignal.any([gone.signal, overtime.signal]),
       });
       pool.release(instance);
       res.writeHead(answer.status, {
-        'content-type': answer.contentType ?? 'application/octet-stream',
+        'content-type': answer.headers['content-type'] ?? 'application/octet-stream',
         'content-length': answer.body.length,
       });
       res.end(answer.body);
