@@ -154,9 +154,9 @@ export function createInvokeActivities(deps: ActivityDeps) {
       const report = taskReporter(deps, taskId, webhook, { sendStart: ctx.info.attempt === 1 });
       let progress = QUEUED;
       report.queued();
-      ctx.heartbeat(progress);
-      // Every queued task beats, and hundreds may queue: while queued there is nothing new to say, so it beats only as
-      // often as its heartbeat timeout needs. Once running, every second, as progress moves.
+      // Heartbeats come from this ticker only (each is a write at the Temporal server; a short task ends before its
+      // first). Every queued task beats, and hundreds may queue: while queued there is nothing new to say, so it beats
+      // only as often as its heartbeat timeout needs. Once running, every second, as progress moves.
       const queuedBeatMs = (ctx.info.heartbeatTimeoutMs ?? 2000) / 2;
       let lastBeat = Date.now();
       const heartbeat = setInterval(() => {
@@ -198,14 +198,12 @@ export function createInvokeActivities(deps: ActivityDeps) {
         );
         const timer = invokeTimer();
         progress = { ...progress, phase: 'starting' };
-        ctx.heartbeat(progress);
         report.started(progress);
         meta.markTaskRunning(taskId).catch((err) => logger.warn({ err, taskId }, 'could not mark the task running'));
         const result = await invoke(ctx, functionName, input.request, (event) => {
           timer.see(event);
           const { type: _type, ...snapshot } = event;
           progress = snapshot;
-          ctx.heartbeat(progress);
           report.progressed(progress);
           // SD has returned: the GPU is free while the agent uploads the images.
           if (event.phase === 'uploading') {
