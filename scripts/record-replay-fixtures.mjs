@@ -117,8 +117,8 @@ async function main() {
       SDFLOW_WEBHOOK_PROGRESS_INTERVAL_S: '0.2',
     };
     const config = loadConfig(env);
-    const meta = createMetaStore(config);
-    await registerDemoCheckpoints(createObjectStore(config), meta);
+    const meta = await createMetaStore(config);
+    await registerDemoCheckpoints(await createObjectStore(config), meta);
     await meta.close();
 
     log('starting runtime, worker and API');

@@ -122,11 +122,11 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
   const webhookSecret = loadWebhookSecret(config.webhooks);
   const connection = await NativeConnection.connect(temporalConnectionOptions(config.temporal));
   const client = await connectTemporal(config.temporal);
-  const meta = createMetaStore(config);
-  const functions = createFunctionRuntime(config);
+  const meta = await createMetaStore(config);
+  const functions = await createFunctionRuntime(config);
   const activities = createActivities({
     meta,
-    store: createObjectStore(config),
+    store: await createObjectStore(config),
     functions,
     temporal: client,
     taskQueue: config.temporal.taskQueue,

@@ -23,10 +23,10 @@ export async function startApi(config: Config, logger: Logger) {
   // The API signs no webhook, but the secret receivers verify with must exist, and agree with the workers', from the
   // start: without a shared data dir it must be set, and an API that starts without it says so at once.
   loadWebhookSecret(config.webhooks);
-  const meta = createMetaStore(config);
-  const store = createObjectStore(config);
+  const meta = await createMetaStore(config);
+  const store = await createObjectStore(config);
   const temporal = await connectTemporal(config.temporal);
-  const functions = createFunctionRuntime(config);
+  const functions = await createFunctionRuntime(config);
   const app = createApp({
     config,
     logger,

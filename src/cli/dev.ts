@@ -149,8 +149,8 @@ export async function runDev(config: Config): Promise<void> {
     await probeSearchAttributes(client);
     await client.connection.close();
 
-    const meta = createMetaStore(config);
-    if (config.models.demo) await registerDemoCheckpoints(createObjectStore(config), meta);
+    const meta = await createMetaStore(config);
+    if (config.models.demo) await registerDemoCheckpoints(await createObjectStore(config), meta);
     await meta.close();
 
     const env = { ...process.env, SDFLOW_DATA_DIR: config.dataDir };

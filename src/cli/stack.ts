@@ -62,9 +62,9 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   };
   const childEnv = { ...o.baseEnv, ...env };
   const config = loadConfig(childEnv);
-  const meta = createMetaStore(config);
+  const meta = await createMetaStore(config);
   try {
-    await registerSimCheckpoints(createObjectStore(config), meta, o.checkpoints ?? DEMO_CHECKPOINTS);
+    await registerSimCheckpoints(await createObjectStore(config), meta, o.checkpoints ?? DEMO_CHECKPOINTS);
   } finally {
     await meta.close();
   }

@@ -115,7 +115,7 @@ function fcEnv(env: Env = {}): Env {
 }
 
 /** Through the factory, as every process builds it. */
-const fcRuntime = (env: Env = {}) => createFunctionRuntime(loadConfig(fcEnv(env))) as FcFunctionRuntime;
+const fcRuntime = async (env: Env = {}) => (await createFunctionRuntime(loadConfig(fcEnv(env)))) as FcFunctionRuntime;
 
 const nameOf = (model: string, prefix = '') => functionNameFor(model, prefix);
 const envOf = (name: string) => (fc.functionConfig(name)?.environmentVariables ?? {}) as Env;
@@ -160,7 +160,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
 
 describe('ensureFunction', () => {
   it('creates a custom-container GPU function with exactly the configured spec, and its HTTP trigger', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0], resources: {} });
 
@@ -225,7 +225,7 @@ describe('ensureFunction', () => {
   });
 
   it('takes "already exists" as success, for a second ensure and for two at once, without duplicates', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
@@ -241,10 +241,8 @@ describe('ensureFunction', () => {
     fc.clearRecords();
     const other = nameOf(MODELS[1]);
     // Two replicas, each with its own client.
-    await Promise.all([
-      fcRuntime().ensureFunction({ functionName: other, model: MODELS[1] }),
-      fcRuntime().ensureFunction({ functionName: other, model: MODELS[1] }),
-    ]);
+    const replicas = [await fcRuntime(), await fcRuntime()];
+    await Promise.all(replicas.map((replica) => replica.ensureFunction({ functionName: other, model: MODELS[1] })));
     expect(fc.functionNames()).toEqual([name, other].sort());
     expect(fc.triggersOf(other)).toHaveLength(1);
     expect(fc.requestsFor('CreateFunction').map((r) => r.outcome)).toEqual([200, 409]);
@@ -253,7 +251,7 @@ describe('ensureFunction', () => {
   });
 
   it('applies batch-update resources over the settings, and updates only when something differs', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     const vpc = { vpcId: 'vpc-2', vSwitchIds: ['vsw-2', 'vsw-3'], securityGroupId: 'sg-2' };
@@ -330,7 +328,7 @@ describe('ensureFunction', () => {
       cpu: 2,
       memorySize: 4096,
     });
-    await fcRuntime().ensureFunction({ functionName: name, model: MODELS[2] });
+    await (await fcRuntime()).ensureFunction({ functionName: name, model: MODELS[2] });
     expect(fc.requests.map((r) => [r.action, r.outcome])).toEqual([
       ['CreateFunction', 409],
       ['GetFunction', 200],
@@ -347,7 +345,7 @@ describe('ensureFunction', () => {
 
   it('keeps names within FC 3.0 limits: a 20-character prefix fits, a name FC refuses is refused before any call', async () => {
     const prefix = 'abcdefghij0123456789';
-    const runtime = fcRuntime({ SDFLOW_FUNCTION_PREFIX: prefix });
+    const runtime = await fcRuntime({ SDFLOW_FUNCTION_PREFIX: prefix });
     const name = nameOf(MODELS[0], prefix);
     expect(name.length).toBeLessThanOrEqual(64);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
@@ -372,7 +370,7 @@ describe('provisioned instances: minInstances and pre-warm', () => {
   const idleMode = { alwaysAllocateCPU: false, alwaysAllocateGPU: false };
 
   it("maps minInstances to the function's provisioned instances on LATEST, in idle mode", async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({
       functionName: name,
@@ -400,13 +398,13 @@ describe('provisioned instances: minInstances and pre-warm', () => {
   });
 
   it('leaves the provisioned instances alone when the function sets no minInstances', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     await runtime.ensureFunction({ functionName: nameOf(MODELS[1]), model: MODELS[1], resources: {} });
     expect(fc.requestsFor('PutProvisionConfig')).toEqual([]);
   });
 
   it('raises the provisioned target for a burst and lowers it back when asked for the minInstances again', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[2]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[2], resources: { minInstances: 1 } });
     await runtime.prewarm(name, 3);
@@ -419,7 +417,7 @@ describe('provisioned instances: minInstances and pre-warm', () => {
   });
 
   it('answers a pre-warm of a function FC does not have with FunctionNotFoundError', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     await expect(runtime.prewarm(nameOf('missing.safetensors'), 2)).rejects.toBeInstanceOf(FunctionNotFoundError);
     expect(fc.requestsFor('PutProvisionConfig')[0]).toMatchObject({ outcome: 404, code: 'FunctionNotFound' });
   });
@@ -427,11 +425,11 @@ describe('provisioned instances: minInstances and pre-warm', () => {
 
 describe('listFunctions, deleteFunction and restartInstances', () => {
   it("lists the deployment's functions by prefix, following nextToken across every page", async () => {
-    const runtime = fcRuntime({ SDFLOW_FUNCTION_PREFIX: 'prod-' });
+    const runtime = await fcRuntime({ SDFLOW_FUNCTION_PREFIX: 'prod-' });
     const models = ['a.safetensors', 'b.safetensors', 'c.safetensors', 'd.safetensors', 'e.safetensors'];
     for (const model of models) await runtime.ensureFunction({ functionName: nameOf(model, 'prod-'), model });
     // Functions of others: another deployment's prefix, and a function that only starts like ours.
-    await fcRuntime({ SDFLOW_FUNCTION_PREFIX: 'staging-' }).ensureFunction({
+    await (await fcRuntime({ SDFLOW_FUNCTION_PREFIX: 'staging-' })).ensureFunction({
       functionName: nameOf('a.safetensors', 'staging-'),
       model: 'a.safetensors',
     });
@@ -463,7 +461,7 @@ describe('listFunctions, deleteFunction and restartInstances', () => {
   });
 
   it('deletes the trigger, then the function; a function already gone is deleted too', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     fc.clearRecords();
@@ -487,7 +485,7 @@ describe('listFunctions, deleteFunction and restartInstances', () => {
   });
 
   it('restarts by updating the environment, which later ensures keep', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const [a, b] = [nameOf(MODELS[0]), nameOf(MODELS[1])];
     await runtime.ensureFunction({ functionName: a, model: MODELS[0] });
     await runtime.ensureFunction({ functionName: b, model: MODELS[1] });
@@ -518,7 +516,7 @@ describe('listFunctions, deleteFunction and restartInstances', () => {
 
 describe('invocation through the HTTP trigger', () => {
   it('streams progress then the result, signed; the fake refuses a tampered or missing signature', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     const events = await collect(
@@ -608,7 +606,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('closes the connection when the invoke is aborted, and the agent interrupts SD', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     const controller = new AbortController();
@@ -649,7 +647,7 @@ describe('invocation through the HTTP trigger', () => {
     fc = await startFc({
       imageEnv: { SDFLOW_SIM_STEP_MS: '20', SDFLOW_SIM_LOAD_MS: '1500', SDFLOW_SIM_STATS_DIR: statsDir },
     });
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[1]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[1] });
     const [one, two] = await Promise.all([
@@ -665,7 +663,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('passes requests through to SD behind the trigger', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     const answer = await runtime.passthrough(name, { method: 'GET', path: '/sdapi/v1/sd-models' });
@@ -679,7 +677,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('repairs a function deleted behind its back: FunctionNotFoundError, then ensure recreates it', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     expectResult(await collect(runtime, name, txt2img(MODELS[0])));
@@ -707,7 +705,7 @@ describe('invocation through the HTTP trigger', () => {
 
     // A runtime that never saw the function learns it is missing from GetTrigger.
     fc.removeBehindTheBack(name);
-    await expect(collect(fcRuntime(), name, txt2img(MODELS[0]))).rejects.toBeInstanceOf(FunctionNotFoundError);
+    await expect(collect(await fcRuntime(), name, txt2img(MODELS[0]))).rejects.toBeInstanceOf(FunctionNotFoundError);
   });
 
   it('uses the role credentials FC sends with each request, so a long-lived instance outlives its first token', async () => {
@@ -716,7 +714,7 @@ describe('invocation through the HTTP trigger', () => {
     fc.rotateRoleCredentials(first);
     oss.rotateCredentials(first);
     try {
-      const runtime = fcRuntime();
+      const runtime = await fcRuntime();
       const name = nameOf(MODELS[0]);
       await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
       expectResult(await collect(runtime, name, txt2img(MODELS[0])));
@@ -737,7 +735,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('serves later requests on new instances after a restart', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     expectResult(await collect(runtime, name, txt2img(MODELS[0])));
@@ -749,7 +747,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('invokes an anonymous trigger without a signature, and updates a trigger whose auth changed', async () => {
-    const anonymous = fcRuntime({ SDFLOW_FC_TRIGGER_AUTH: 'anonymous' });
+    const anonymous = await fcRuntime({ SDFLOW_FC_TRIGGER_AUTH: 'anonymous' });
     const name = nameOf(MODELS[0]);
     await anonymous.ensureFunction({ functionName: name, model: MODELS[0] });
     expect(JSON.parse(String(fc.triggersOf(name)[0].triggerConfig)).authType).toBe('anonymous');
@@ -758,7 +756,7 @@ describe('invocation through the HTTP trigger', () => {
     expect(fc.invocations[0].headers.authorization).toBeUndefined();
 
     fc.clearRecords();
-    await fcRuntime().ensureFunction({ functionName: name, model: MODELS[0] });
+    await (await fcRuntime()).ensureFunction({ functionName: name, model: MODELS[0] });
     expect(fc.requests.map((r) => r.action)).toEqual([
       'CreateFunction',
       'GetFunction',
@@ -772,7 +770,7 @@ describe('invocation through the HTTP trigger', () => {
   });
 
   it('uses the intranet URL inside the VPC, with the internet URL switched off', async () => {
-    const runtime = fcRuntime({ SDFLOW_FC_INTERNAL: '1' });
+    const runtime = await fcRuntime({ SDFLOW_FC_INTERNAL: '1' });
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     expect(JSON.parse(String(fc.triggersOf(name)[0].triggerConfig)).disableURLInternet).toBe(true);
@@ -783,7 +781,7 @@ describe('invocation through the HTTP trigger', () => {
 
 describe('retries and errors', () => {
   it('retries throttling (429 twice), each attempt signed anew', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     fc.fault({ status: 429, code: 'ResourceThrottled', message: 'Reserve resource exhausted' }, 2);
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
@@ -794,7 +792,7 @@ describe('retries and errors', () => {
   });
 
   it('retries 503 ServiceUnavailable and 500', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     fc.fault({ status: 503, code: 'ServiceUnavailable' }, 1);
     fc.fault({ status: 500, code: 'InternalServerError' }, 1);
     expect(await runtime.listFunctions()).toEqual([]);
@@ -802,7 +800,7 @@ describe('retries and errors', () => {
   });
 
   it('times out a request that hangs, and retries it', async () => {
-    const runtime = fcRuntime({ SDFLOW_FC_REQUEST_TIMEOUT_S: '1' });
+    const runtime = await fcRuntime({ SDFLOW_FC_REQUEST_TIMEOUT_S: '1' });
     fc.fault('hang', 1);
     const started = Date.now();
     expect(await runtime.listFunctions()).toEqual([]);
@@ -811,7 +809,7 @@ describe('retries and errors', () => {
   });
 
   it('reports throttling that does not pass after the configured attempts', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     fc.fault({ status: 503, code: 'ServiceUnavailable', message: 'try later' }, 10);
     const err = (await runtime.listFunctions().catch((e: unknown) => e)) as FcError;
     expect(err).toBeInstanceOf(FcError);
@@ -823,7 +821,7 @@ describe('retries and errors', () => {
   });
 
   it('does not retry a wrong secret, and names the operation, function, code and request id', async () => {
-    const runtime = fcRuntime({ ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'not-the-secret' });
+    const runtime = await fcRuntime({ ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'not-the-secret' });
     const name = nameOf(MODELS[0]);
     const err = (await runtime
       .ensureFunction({ functionName: name, model: MODELS[0] })
@@ -844,7 +842,7 @@ describe('retries and errors', () => {
   });
 
   it('does not retry an unknown access key, nor a request FC finds invalid', async () => {
-    const unknown = fcRuntime({ ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI5tSomebodyElse' });
+    const unknown = await fcRuntime({ ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI5tSomebodyElse' });
     await expect(unknown.listFunctions()).rejects.toMatchObject({
       code: 'InvalidAccessKeyId',
       status: 403,
@@ -854,7 +852,7 @@ describe('retries and errors', () => {
 
     fc.clearRecords();
     // 0.33 vCPU is not a multiple of 0.05: FC answers InvalidArgument.
-    const invalid = fcRuntime().ensureFunction({
+    const invalid = (await fcRuntime()).ensureFunction({
       functionName: nameOf(MODELS[0]),
       model: MODELS[0],
       resources: { cpu: 0.33 },
@@ -865,7 +863,7 @@ describe('retries and errors', () => {
   });
 
   it('retries an invoke the gateway refused before it started (502, 504), never once it streamed', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     fc.invocationFault({ status: 502, code: 'BadGateway' }, 1);
@@ -905,7 +903,7 @@ describe('retries and errors', () => {
   });
 
   it('reports an instance that FC could not start as a start fault, at once', async () => {
-    const runtime = fcRuntime();
+    const runtime = await fcRuntime();
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     fc.clearRecords();
@@ -929,7 +927,7 @@ describe('STS credentials', () => {
     await fc.close();
     const sts = { ...CREDENTIALS, securityToken: 'CAIS-fc-sts-token' };
     fc = await startFc({ credentials: sts });
-    const runtime = fcRuntime({ ALIBABA_CLOUD_SECURITY_TOKEN: sts.securityToken });
+    const runtime = await fcRuntime({ ALIBABA_CLOUD_SECURITY_TOKEN: sts.securityToken });
     const name = nameOf(MODELS[0]);
     await runtime.ensureFunction({ functionName: name, model: MODELS[0] });
     expect((await runtime.passthrough(name, { method: 'GET', path: '/sdapi/v1/samplers' })).status).toBe(200);
@@ -938,23 +936,30 @@ describe('STS credentials', () => {
     expect(fc.invocations[0].headers['x-acs-security-token']).toBe(sts.securityToken);
 
     // Without the token, FC refuses.
-    await expect(fcRuntime().listFunctions()).rejects.toMatchObject({ code: 'InvalidSecurityToken', status: 403 });
+    await expect((await fcRuntime()).listFunctions()).rejects.toMatchObject({
+      code: 'InvalidSecurityToken',
+      status: 403,
+    });
   });
 });
 
 describe('configuration', () => {
-  it('names every missing setting, and what FC needs of the others', () => {
-    const build = (env: Env) => () => createFunctionRuntime(loadConfig({ SDFLOW_DATA_DIR: dataDir, ...env }));
-    expect(build({ SDFLOW_FUNCTIONS: 'fc', SDFLOW_OBJECT_STORE: 'oss' })).toThrow(
+  it('names every missing setting, and what FC needs of the others', async () => {
+    const build = (env: Env) => createFunctionRuntime(loadConfig({ SDFLOW_DATA_DIR: dataDir, ...env }));
+    await expect(build({ SDFLOW_FUNCTIONS: 'fc', SDFLOW_OBJECT_STORE: 'oss' })).rejects.toThrow(
       /needs SDFLOW_FC_REGION and SDFLOW_FC_ACCOUNT_ID \(or SDFLOW_FC_ENDPOINT\), SDFLOW_FC_IMAGE, ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET$/,
     );
-    expect(build({ ...fcEnv(), SDFLOW_OBJECT_STORE: 'local' })).toThrow(/needs SDFLOW_OBJECT_STORE=oss/);
-    expect(build(fcEnv({ SDFLOW_FC_GPU_MEMORY_MB: '32768' }))).toThrow(ConfigError);
-    expect(build(fcEnv({ SDFLOW_FC_GPU_MEMORY_MB: '32768' }))).toThrow(
+    await expect(build({ ...fcEnv(), SDFLOW_OBJECT_STORE: 'local' })).rejects.toThrow(/needs SDFLOW_OBJECT_STORE=oss/);
+    await expect(build(fcEnv({ SDFLOW_FC_GPU_MEMORY_MB: '32768' }))).rejects.toThrow(ConfigError);
+    await expect(build(fcEnv({ SDFLOW_FC_GPU_MEMORY_MB: '32768' }))).rejects.toThrow(
       /exceeds the 16384 MB of a fc\.gpu\.tesla\.1 card/,
     );
-    expect(build(fcEnv({ SDFLOW_FC_VPC_CONFIG: '' }))).toThrow(/SDFLOW_FC_NAS_CONFIG needs SDFLOW_FC_VPC_CONFIG/);
-    expect(build(fcEnv({ SDFLOW_FC_ROLE: '' }))).toThrow(/SDFLOW_FC_OSS_MOUNT_CONFIG needs SDFLOW_FC_ROLE/);
+    await expect(build(fcEnv({ SDFLOW_FC_VPC_CONFIG: '' }))).rejects.toThrow(
+      /SDFLOW_FC_NAS_CONFIG needs SDFLOW_FC_VPC_CONFIG/,
+    );
+    await expect(build(fcEnv({ SDFLOW_FC_ROLE: '' }))).rejects.toThrow(
+      /SDFLOW_FC_OSS_MOUNT_CONFIG needs SDFLOW_FC_ROLE/,
+    );
     expect(() => loadConfig(fcEnv({ SDFLOW_FC_VPC_CONFIG: '{"vpcId": "vpc-1"' }))).toThrow(
       /SDFLOW_FC_VPC_CONFIG: is not valid JSON/,
     );
@@ -967,7 +972,7 @@ describe('configuration', () => {
   });
 
   it('reaches the regional endpoint of the account without an override', async () => {
-    const runtime = fcRuntime({
+    const runtime = await fcRuntime({
       SDFLOW_FC_ENDPOINT: '',
       SDFLOW_FC_REQUEST_TIMEOUT_S: '1',
       SDFLOW_FC_MAX_ATTEMPTS: '1',

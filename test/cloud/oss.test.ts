@@ -58,7 +58,7 @@ function ossEnv(env: Env = {}): Env {
 }
 
 /** Through the factory, as every process builds it. */
-const ossStore = (env: Env = {}): ObjectStore => createObjectStore(loadConfig(ossEnv(env)));
+const ossStore = (env: Env = {}): Promise<ObjectStore> => createObjectStore(loadConfig(ossEnv(env)));
 
 /** A stream of `size` random bytes in 64 KB chunks, and the bytes. */
 function randomStream(size: number): { stream: Readable; bytes: Buffer } {
@@ -73,7 +73,7 @@ const spillDirs = () => readdirSync(tmpdir()).filter((name) => /^sdflow-oss-[A-Z
 
 describe('put, get, head and delete', () => {
   it('round-trips a Buffer: etag = sha256, size, content type, sent signed with its metadata', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const body = Buffer.from('hello png');
     const info = await store.put('images/u/t_1.png', body);
     expect(info).toMatchObject({
@@ -100,7 +100,7 @@ describe('put, get, head and delete', () => {
   });
 
   it('round-trips a stream with an explicit content type, and serves it as a stream', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const info = await store.put('inputs/u/t/prompt.txt', Readable.from(['hel', 'lo ', 'world']), {
       contentType: 'text/x-prompt',
     });
@@ -114,7 +114,7 @@ describe('put, get, head and delete', () => {
   });
 
   it('gives keys without a known extension application/octet-stream, as the local store does', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     expect((await store.put('models/lora/x.safetensors', Buffer.from('w'))).contentType).toBe(
       'application/octet-stream',
     );
@@ -122,7 +122,7 @@ describe('put, get, head and delete', () => {
   });
 
   it('replaces an object, with a new etag, and stores an empty one', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('images/u/a.png', Buffer.from('one'));
     const second = await store.put('images/u/a.png', Buffer.from('two!'));
     expect(second.etag).toBe(sha256('two!'));
@@ -135,7 +135,7 @@ describe('put, get, head and delete', () => {
   });
 
   it('handles keys that need escaping in URLs and signatures', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const key = 'inputs/u/t/a b+c%d_ünï=&?.png';
     await store.put(key, Buffer.from('odd'));
     expect(fake.keys()).toEqual([key]);
@@ -147,7 +147,7 @@ describe('put, get, head and delete', () => {
   });
 
   it('throws ObjectNotFoundError for a missing object; head answers null; delete is idempotent', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('images/u/a.png', Buffer.from('x'));
     await expect(store.get('images/u/missing.png')).rejects.toBeInstanceOf(ObjectNotFoundError);
     await expect(store.getStream('images/u/missing.png')).rejects.toBeInstanceOf(ObjectNotFoundError);
@@ -186,7 +186,7 @@ describe('list', () => {
   ];
 
   it('follows continuation tokens across pages, sorted, with each object described', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     for (const key of keys) await store.put(key, Buffer.from(key));
     fake.clearRequests();
 
@@ -217,7 +217,7 @@ describe('list', () => {
   });
 
   it('skips keys that no object-store key can name, such as console folder markers', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('models/lora/x.safetensors', Buffer.from('x'));
     fake.seed('models/', Buffer.alloc(0));
     fake.seed('models/lora//double.safetensors', Buffer.from('y'));
@@ -225,7 +225,7 @@ describe('list', () => {
   });
 
   it('refuses unsafe prefixes before any request', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     for (const prefix of ['../', 'a/../', '/abs', 'a\\b', 'http://x', 'a//']) {
       await expect(store.list(prefix)).rejects.toBeInstanceOf(ObjectKeyError);
     }
@@ -235,7 +235,7 @@ describe('list', () => {
 
 describe('multipart uploads', () => {
   it('sends a stream above the threshold as a multipart upload, part by part, and it arrives whole', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const { stream, bytes } = randomStream(12 * MB);
     const info = await store.put('models/stableDiffusion/big.safetensors', stream);
     expect(info).toMatchObject({ size: 12 * MB, etag: sha256(bytes), contentType: 'application/octet-stream' });
@@ -270,7 +270,7 @@ describe('multipart uploads', () => {
   });
 
   it('sends a Buffer above the threshold as a multipart upload too', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const bytes = randomBytes(7 * MB);
     const info = await store.put('models/lora/buffer.safetensors', bytes, { contentType: 'application/x-lora' });
     expect(info).toMatchObject({ size: 7 * MB, etag: sha256(bytes), contentType: 'application/x-lora' });
@@ -284,7 +284,7 @@ describe('multipart uploads', () => {
   });
 
   it('retries a throttled part by itself', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' }, 1, {
       operation: 'UploadPart',
     });
@@ -300,7 +300,7 @@ describe('multipart uploads', () => {
   });
 
   it('aborts the upload and rejects when a part fails on every attempt', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 500, code: 'InternalError' }, 100, { operation: 'UploadPart' });
     const { stream } = randomStream(12 * MB);
     const put = store.put('models/stableDiffusion/doomed.safetensors', stream);
@@ -314,7 +314,7 @@ describe('multipart uploads', () => {
   });
 
   it('settles a completion whose answer was lost by checking what OSS holds', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault('drop-response', 1, { operation: 'CompleteMultipartUpload' });
     const { stream, bytes } = randomStream(7 * MB);
     const info = await store.put('models/lora/lost.safetensors', stream);
@@ -325,7 +325,7 @@ describe('multipart uploads', () => {
   });
 
   it('sends nothing and keeps the old object when the body fails, before or after spilling to disk', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('models/lora/kept.safetensors', Buffer.from('kept'));
     fake.clearRequests();
     const spilledBefore = spillDirs().length;
@@ -350,7 +350,7 @@ describe('multipart uploads', () => {
 
 describe('signed URLs', () => {
   it('downloads without credentials until it expires', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const body = Buffer.from('signed png');
     await store.put('images/u/t_1.png', body);
     const url = new URL(await store.signedUrl('images/u/t_1.png', 600));
@@ -378,7 +378,7 @@ describe('signed URLs', () => {
   });
 
   it('answers 403 to a tampered link and to an unsigned request', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('images/u/t_1.png', Buffer.from('a'));
     await store.put('images/u/t_2.png', Buffer.from('b'));
     const url = new URL(await store.signedUrl('images/u/t_1.png', 600));
@@ -401,7 +401,7 @@ describe('signed URLs', () => {
   });
 
   it('answers 403 once the link has expired', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('images/u/t_1.png', Buffer.from('soon gone'));
     const url = await store.signedUrl('images/u/t_1.png', 1);
     expect((await fetch(url)).status).toBe(200);
@@ -414,7 +414,7 @@ describe('signed URLs', () => {
   });
 
   it('refuses a ttl that is not positive', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await expect(store.signedUrl('images/u/t_1.png', 0)).rejects.toBeInstanceOf(RangeError);
     await expect(store.signedUrl('images/u/t_1.png', Number.NaN)).rejects.toBeInstanceOf(RangeError);
   });
@@ -424,7 +424,7 @@ describe('unsafe keys', () => {
   const unsafe = ['../x', 'a/../b', '/abs', 'a\\b', 'http://x', 's3://x', '', 'a//b', '..', 'a/./b', 'a\nb'];
 
   it.each(unsafe)('refuses %j in every method before any request', async (key) => {
-    const store = ossStore();
+    const store = await ossStore();
     await expect(store.put(key, Buffer.from('x'))).rejects.toBeInstanceOf(ObjectKeyError);
     await expect(store.put(key, Readable.from(['x']))).rejects.toBeInstanceOf(ObjectKeyError);
     await expect(store.get(key)).rejects.toBeInstanceOf(ObjectKeyError);
@@ -438,7 +438,7 @@ describe('unsafe keys', () => {
 
 describe('retries and errors', () => {
   it('retries a put throttled with 503 SlowDown twice, and succeeds', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' }, 2);
     const info = await store.put('images/u/t_1.png', Buffer.from('third time'));
     expect(info.etag).toBe(sha256('third time'));
@@ -448,7 +448,7 @@ describe('retries and errors', () => {
   });
 
   it('retries a get answered 429 twice, and succeeds', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     await store.put('images/u/t_1.png', Buffer.from('x'));
     fake.fault({ status: 429, code: 'TooManyRequests' }, 2);
     expect(await store.get('images/u/t_1.png')).toEqual(Buffer.from('x'));
@@ -456,7 +456,7 @@ describe('retries and errors', () => {
   });
 
   it('times out a request that hangs, and retries it', async () => {
-    const store = ossStore({ SDFLOW_OSS_TIMEOUT_S: '1' });
+    const store = await ossStore({ SDFLOW_OSS_TIMEOUT_S: '1' });
     await store.put('images/u/t_1.png', Buffer.from('x'));
     fake.fault('hang', 1);
     const started = Date.now();
@@ -471,7 +471,7 @@ describe('retries and errors', () => {
   });
 
   it('retries after a connection reset and after a lost answer', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault('reset', 1, { operation: 'PutObject' });
     fake.fault('drop-response', 1, { operation: 'PutObject' });
     expect((await store.put('images/u/t_1.png', Buffer.from('x'))).size).toBe(1);
@@ -481,7 +481,7 @@ describe('retries and errors', () => {
   });
 
   it('does not retry a wrong secret, and names the operation, key, code and request id', async () => {
-    const store = ossStore({ ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'not-the-secret' });
+    const store = await ossStore({ ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'not-the-secret' });
     const put = store.put('images/u/t_1.png', Buffer.from('x'));
     await expect(put).rejects.toBeInstanceOf(ObjectStoreError);
     const err = (await put.catch((e: unknown) => e)) as ObjectStoreError;
@@ -495,13 +495,13 @@ describe('retries and errors', () => {
   });
 
   it('does not retry an unknown access key', async () => {
-    const store = ossStore({ ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI5tSomebodyElse' });
+    const store = await ossStore({ ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAI5tSomebodyElse' });
     await expect(store.get('images/u/t_1.png')).rejects.toMatchObject({ code: 'InvalidAccessKeyId', attempts: 1 });
     expect(fake.requests).toHaveLength(1);
   });
 
   it('reports AccessDenied on a HEAD instead of answering null, without retrying', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 403, code: 'AccessDenied', message: 'You have no right to access this object.' }, 1);
     const head = store.head('images/u/t_1.png');
     await expect(head).rejects.toThrow(/HeadObject of sdflow-test\/images\/u\/t_1\.png .*AccessDenied \(HTTP 403/);
@@ -510,7 +510,7 @@ describe('retries and errors', () => {
   });
 
   it('reports a refused streamed download with its status and request id, without retrying', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 403, code: 'AccessDenied' }, 1);
     const err = (await store.getStream('images/u/t_1.png').catch((e: unknown) => e)) as ObjectStoreError;
     expect(err).toBeInstanceOf(ObjectStoreError);
@@ -521,7 +521,7 @@ describe('retries and errors', () => {
   });
 
   it('reports a connection that keeps breaking, after every attempt', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault('reset', 3);
     const err = (await store.get('images/u/t_1.png').catch((e: unknown) => e)) as ObjectStoreError;
     expect(err).toMatchObject({ operation: 'GetObject', attempts: 3, retryable: true, status: undefined });
@@ -529,14 +529,14 @@ describe('retries and errors', () => {
   });
 
   it('does not retry other client errors', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 400, code: 'InvalidArgument' }, 1);
     await expect(store.delete('images/u/t_1.png')).rejects.toMatchObject({ code: 'InvalidArgument', status: 400 });
     expect(fake.requests).toHaveLength(1);
   });
 
   it('rejects a put that fails on every attempt, and writes nothing', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     fake.fault({ status: 503, code: 'ServiceUnavailable' }, 100);
     const put = store.put('images/u/t_1.png', Buffer.from('never'));
     await expect(put).rejects.toBeInstanceOf(ObjectStoreError);
@@ -547,7 +547,7 @@ describe('retries and errors', () => {
   });
 
   it('rejects a put when OSS does not hold what was written', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     // The write "succeeds", yet the object is not there afterwards: put must not report success.
     fake.fault({ status: 404, code: 'NoSuchKey' }, 1, { operation: 'HeadObject' });
     await expect(store.put('images/u/t_1.png', Buffer.from('x'))).rejects.toMatchObject({
@@ -558,7 +558,7 @@ describe('retries and errors', () => {
 
 describe('objects written by other tools', () => {
   it('hashes an object without sdflow metadata once, and remembers it', async () => {
-    const store = ossStore();
+    const store = await ossStore();
     const bytes = randomBytes(300 * 1024);
     fake.seed('models/stableDiffusion/uploaded.safetensors', bytes);
     const info = await store.head('models/stableDiffusion/uploaded.safetensors');
@@ -577,47 +577,49 @@ describe('STS credentials', () => {
   it('sends the security token with every request and in signed links', async () => {
     await fake.close();
     fake = await OssFake.start({ bucket: BUCKET, credentials: { ...CREDENTIALS, securityToken: 'CAIS-sts-token' } });
-    const store = ossStore({ ALIBABA_CLOUD_SECURITY_TOKEN: 'CAIS-sts-token' });
+    const store = await ossStore({ ALIBABA_CLOUD_SECURITY_TOKEN: 'CAIS-sts-token' });
     await store.put('images/u/t_1.png', Buffer.from('sts'));
     expect(fake.requests.every((r) => r.headers['x-oss-security-token'] === 'CAIS-sts-token')).toBe(true);
     const url = await store.signedUrl('images/u/t_1.png', 60);
     expect(new URL(url).searchParams.get('security-token')).toBe('CAIS-sts-token');
     expect((await fetch(url)).status).toBe(200);
 
-    await expect(ossStore().get('images/u/t_1.png')).rejects.toMatchObject({ code: 'InvalidAccessKeyId' });
+    await expect((await ossStore()).get('images/u/t_1.png')).rejects.toMatchObject({ code: 'InvalidAccessKeyId' });
   });
 });
 
 describe('configuration', () => {
-  it('names every missing setting', () => {
-    const build = (env: Env) => () => createObjectStore(loadConfig({ SDFLOW_DATA_DIR: dataDir, ...env }));
-    expect(build({ SDFLOW_OBJECT_STORE: 'oss' })).toThrow(ConfigError);
-    expect(build({ SDFLOW_OBJECT_STORE: 'oss' })).toThrow(
+  it('names every missing setting', async () => {
+    const build = (env: Env) => createObjectStore(loadConfig({ SDFLOW_DATA_DIR: dataDir, ...env }));
+    await expect(build({ SDFLOW_OBJECT_STORE: 'oss' })).rejects.toThrow(ConfigError);
+    await expect(build({ SDFLOW_OBJECT_STORE: 'oss' })).rejects.toThrow(
       /SDFLOW_OSS_BUCKET, SDFLOW_OSS_REGION or SDFLOW_OSS_ENDPOINT, ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET/,
     );
-    expect(build({ ...ossEnv(), ALIBABA_CLOUD_ACCESS_KEY_SECRET: '' })).toThrow(
+    await expect(build({ ...ossEnv(), ALIBABA_CLOUD_ACCESS_KEY_SECRET: '' })).rejects.toThrow(
       /needs ALIBABA_CLOUD_ACCESS_KEY_SECRET$/,
     );
-    expect(build({ ...ossEnv(), SDFLOW_OSS_ENDPOINT: '' })).toThrow(/SDFLOW_OSS_ENDPOINT/);
-    expect(build({ ...ossEnv(), SDFLOW_OSS_BUCKET: 'Not_A_Bucket' })).toThrow(/SDFLOW_OSS_BUCKET/);
+    await expect(build({ ...ossEnv(), SDFLOW_OSS_ENDPOINT: '' })).rejects.toThrow(/SDFLOW_OSS_ENDPOINT/);
+    await expect(build({ ...ossEnv(), SDFLOW_OSS_BUCKET: 'Not_A_Bucket' })).rejects.toThrow(/SDFLOW_OSS_BUCKET/);
   });
 
   it('builds the bucket endpoint from a region, in either spelling, over https', async () => {
     const region = { SDFLOW_OSS_ENDPOINT: '', SDFLOW_OSS_CNAME: '0' };
     for (const name of ['cn-hangzhou', 'oss-cn-hangzhou']) {
-      const url = new URL(await ossStore({ ...region, SDFLOW_OSS_REGION: name }).signedUrl('images/u/a.png', 60));
+      const url = new URL(
+        await (await ossStore({ ...region, SDFLOW_OSS_REGION: name })).signedUrl('images/u/a.png', 60),
+      );
       expect(`${url.origin}${url.pathname}`).toBe('https://sdflow-test.oss-cn-hangzhou.aliyuncs.com/images/u/a.png');
     }
-    const internal = ossStore({ ...region, SDFLOW_OSS_REGION: 'cn-shanghai', SDFLOW_OSS_INTERNAL: '1' });
+    const internal = await ossStore({ ...region, SDFLOW_OSS_REGION: 'cn-shanghai', SDFLOW_OSS_INTERNAL: '1' });
     expect(new URL(await internal.signedUrl('images/u/a.png', 60)).host).toBe(
       'sdflow-test.oss-cn-shanghai-internal.aliyuncs.com',
     );
   });
 
   it('switches back to the local store with one setting', async () => {
-    const local = createObjectStore(loadConfig({ ...ossEnv(), SDFLOW_OBJECT_STORE: 'local' }));
+    const local = await createObjectStore(loadConfig({ ...ossEnv(), SDFLOW_OBJECT_STORE: 'local' }));
     expect(local).toBeInstanceOf(LocalObjectStore);
-    expect(ossStore()).toBeInstanceOf(OssObjectStore);
+    expect(await ossStore()).toBeInstanceOf(OssObjectStore);
     expect((await local.put('images/u/t_1.png', Buffer.from('local'))).etag).toBe(sha256('local'));
     expect(fake.requests).toEqual([]);
   });

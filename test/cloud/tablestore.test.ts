@@ -104,14 +104,14 @@ afterEach(async () => {
 });
 
 describe('configuration', () => {
-  it('names every setting that is missing', () => {
+  it('names every setting that is missing', async () => {
     const attempt = () => new TablestoreMetaStore(loadConfig({ SDFLOW_META_STORE: 'tablestore' }).tablestore);
     expect(attempt).toThrow(ConfigError);
     expect(attempt).toThrow(
       'needs SDFLOW_TABLESTORE_ENDPOINT, SDFLOW_TABLESTORE_INSTANCE, ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET',
     );
     const { ALIBABA_CLOUD_ACCESS_KEY_SECRET: _secret, ...withoutSecret } = tablestoreEnv();
-    expect(() => createMetaStore(loadConfig(withoutSecret))).toThrow(/needs ALIBABA_CLOUD_ACCESS_KEY_SECRET$/);
+    await expect(createMetaStore(loadConfig(withoutSecret))).rejects.toThrow(/needs ALIBABA_CLOUD_ACCESS_KEY_SECRET$/);
   });
 
   it('refuses an endpoint that is not an http(s) URL', () => {
@@ -130,7 +130,7 @@ describe('configuration', () => {
   });
 
   it('is what the factory builds for SDFLOW_META_STORE=tablestore, and sends nothing until first used', async () => {
-    const store = createMetaStore(loadConfig(tablestoreEnv()));
+    const store = await createMetaStore(loadConfig(tablestoreEnv()));
     try {
       expect(store).toBeInstanceOf(TablestoreMetaStore);
       expect(fake.requests).toEqual([]);

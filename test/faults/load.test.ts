@@ -79,7 +79,7 @@ it(`runs ${TASKS} tasks submitted at once, never more than ${LIMIT} at a time, w
   expect(submits.filter((s) => s.status >= 500)).toEqual([]);
   expect(submits.every((s) => s.status === 200)).toBe(true);
 
-  const meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  const meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
   try {
     const deadline = Date.now() + 540_000;
     for (;;) {

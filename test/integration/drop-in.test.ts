@@ -72,7 +72,7 @@ beforeAll(async () => {
   });
   const config = loadConfig({ ...process.env, ...stack.env });
   runtimeUrl = config.runtime.url;
-  meta = createMetaStore(config);
+  meta = await createMetaStore(config);
   const now = new Date().toISOString();
   await meta.putModel({
     type: 'stableDiffusion',

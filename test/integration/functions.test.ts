@@ -71,7 +71,7 @@ function sdflow(args: string[]): Promise<{ code: number | null; stdout: string; 
 beforeAll(async () => {
   stack = await startStack({ env: { SDFLOW_FUNCTION_MAX_INSTANCES: '2', SDFLOW_KEEP_ALIVE_S: '600' } });
   const config = loadConfig({ ...process.env, ...stack.env });
-  meta = createMetaStore(config);
+  meta = await createMetaStore(config);
   runtimeUrl = config.runtime.url;
   runtime = new LocalFunctionRuntime({ url: runtimeUrl });
   await generate(DEMO_MODEL);

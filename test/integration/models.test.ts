@@ -111,8 +111,8 @@ beforeAll(async () => {
   });
   const config = loadConfig({ ...process.env, ...stack.env });
   runtimeUrl = config.runtime.url;
-  meta = createMetaStore(config);
-  store = createObjectStore(config);
+  meta = await createMetaStore(config);
+  store = await createObjectStore(config);
   temporal = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });
 

@@ -19,7 +19,7 @@ function allNull(schema: { in: { shape: object } }, except: string[]) {
 
 /** The params a task was stored with: what went on to SD. */
 async function storedParams(taskId: string) {
-  const meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  const meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
   try {
     return (await meta.getTask(taskId))!.params;
   } finally {

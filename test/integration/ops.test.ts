@@ -43,7 +43,7 @@ beforeAll(async () => {
       SDFLOW_RETENTION_PERIOD_S: '1',
     },
   });
-  store = createObjectStore(loadConfig({ ...process.env, ...stack.env }));
+  store = await createObjectStore(loadConfig({ ...process.env, ...stack.env }));
   temporal = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
 });
 

@@ -61,7 +61,7 @@ beforeAll(async () => {
       SDFLOW_FUNCTION_MAX_INSTANCES: '1',
     },
   });
-  meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
 });
 
 afterAll(async () => {

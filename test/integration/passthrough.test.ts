@@ -85,7 +85,7 @@ beforeAll(async () => {
       SDFLOW_INVOKE_RETRY_INITIAL_S: '0.2',
     },
   });
-  meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
   const now = new Date().toISOString();
   await meta.putModel({
     type: 'stableDiffusion',

@@ -60,7 +60,7 @@ it('marks a task failed when its workflow was terminated, and frees its slot', a
 });
 
 it('starts the workflow of an accepted task that has none, placed as it was accepted', async () => {
-  const meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  const meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
   const taskId = `orphan-${Date.now()}`;
   expect(
     await meta.insertTask({
@@ -85,7 +85,7 @@ it('starts the workflow of an accepted task that has none, placed as it was acce
 
 it('settles model rows stuck registering, and leaves a running registration alone', async () => {
   const config = loadConfig({ ...process.env, ...stack.env });
-  const meta = createMetaStore(config);
+  const meta = await createMetaStore(config);
   const tenSecondsAgo = new Date(Date.now() - 10_000).toISOString();
   const row = (name: string): ModelRecord => ({
     type: 'lora',

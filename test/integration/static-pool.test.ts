@@ -218,7 +218,7 @@ beforeAll(async () => {
     logger: createLogger('observer', 'silent'),
   });
   // A checkpoint that is registered and loaded, but that no WebUI of the pool serves.
-  const meta = createMetaStore(config);
+  const meta = await createMetaStore(config);
   const now = new Date().toISOString();
   await meta.putModel({
     type: 'stableDiffusion',
@@ -579,7 +579,7 @@ describe('the static GPU pool with two workers', () => {
     );
     const other = held === pair.d ? pair.e : pair.d;
     // The other WebUI stays taken by someone else throughout, so the task's retry can only run on this one.
-    const meta = createMetaStore(loadConfig({ ...process.env, ...twin.env }));
+    const meta = await createMetaStore(loadConfig({ ...process.env, ...twin.env }));
     try {
       expect(await meta.tryAcquireLease(`static:${other.tap.url}`, 'test-blocker', 300_000)).toBe(true);
       const holder = leases().find((row) => row.resource === `static:${held.tap.url}`)!.holder;

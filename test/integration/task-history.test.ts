@@ -35,7 +35,7 @@ beforeAll(async () => {
       SDFLOW_INVOKE_RETRY_INITIAL_S: '0.5',
     },
   });
-  meta = createMetaStore(loadConfig({ ...process.env, ...stack.env }));
+  meta = await createMetaStore(loadConfig({ ...process.env, ...stack.env }));
 });
 
 afterAll(async () => {

@@ -44,18 +44,18 @@ const CLOUD = { SDFLOW_OBJECT_STORE: 'oss', SDFLOW_META_STORE: 'tablestore', SDF
 describe('createObjectStore, createMetaStore, createFunctionRuntime', () => {
   it('builds the local adapters by default', async () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: dataDir });
-    expect(createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
-    const meta = createMetaStore(config);
+    expect(await createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
+    const meta = await createMetaStore(config);
     expect(meta).toBeInstanceOf(SqliteMetaStore);
     await meta.close();
-    expect(createFunctionRuntime(config)).toBeInstanceOf(LocalFunctionRuntime);
+    expect(await createFunctionRuntime(config)).toBeInstanceOf(LocalFunctionRuntime);
   });
 
-  it('builds the cloud adapters from config alone', () => {
+  it('builds the cloud adapters from config alone', async () => {
     const config = loadConfig({ ...cloudSettings(), ...CLOUD });
-    expect(createObjectStore(config)).toBeInstanceOf(OssObjectStore);
-    expect(createMetaStore(config)).toBeInstanceOf(TablestoreMetaStore);
-    expect(createFunctionRuntime(config)).toBeInstanceOf(FcFunctionRuntime);
+    expect(await createObjectStore(config)).toBeInstanceOf(OssObjectStore);
+    expect(await createMetaStore(config)).toBeInstanceOf(TablestoreMetaStore);
+    expect(await createFunctionRuntime(config)).toBeInstanceOf(FcFunctionRuntime);
   });
 
   it('switches back to the local adapters by the adapter settings alone, the cloud settings left in place', async () => {
@@ -65,29 +65,29 @@ describe('createObjectStore, createMetaStore, createFunctionRuntime', () => {
       SDFLOW_META_STORE: 'sqlite',
       SDFLOW_FUNCTIONS: 'local',
     });
-    expect(createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
-    const meta = createMetaStore(config);
+    expect(await createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
+    const meta = await createMetaStore(config);
     expect(meta).toBeInstanceOf(SqliteMetaStore);
     await meta.close();
-    expect(createFunctionRuntime(config)).toBeInstanceOf(LocalFunctionRuntime);
+    expect(await createFunctionRuntime(config)).toBeInstanceOf(LocalFunctionRuntime);
   });
 
   it('switches the function runtime or the meta store alone with one setting', async () => {
     const localFunctions = loadConfig({ ...cloudSettings(), ...CLOUD, SDFLOW_FUNCTIONS: 'local' });
-    expect(createFunctionRuntime(localFunctions)).toBeInstanceOf(LocalFunctionRuntime);
-    expect(createObjectStore(localFunctions)).toBeInstanceOf(OssObjectStore);
-    expect(createMetaStore(localFunctions)).toBeInstanceOf(TablestoreMetaStore);
+    expect(await createFunctionRuntime(localFunctions)).toBeInstanceOf(LocalFunctionRuntime);
+    expect(await createObjectStore(localFunctions)).toBeInstanceOf(OssObjectStore);
+    expect(await createMetaStore(localFunctions)).toBeInstanceOf(TablestoreMetaStore);
 
     const localMeta = loadConfig({ ...cloudSettings(), ...CLOUD, SDFLOW_META_STORE: 'sqlite' });
-    const meta = createMetaStore(localMeta);
+    const meta = await createMetaStore(localMeta);
     expect(meta).toBeInstanceOf(SqliteMetaStore);
     await meta.close();
-    expect(createFunctionRuntime(localMeta)).toBeInstanceOf(FcFunctionRuntime);
+    expect(await createFunctionRuntime(localMeta)).toBeInstanceOf(FcFunctionRuntime);
   });
 
-  it('refuses FC functions with the local object store: instances on FC cannot reach this machine', () => {
+  it('refuses FC functions with the local object store: instances on FC cannot reach this machine', async () => {
     const config = loadConfig({ ...cloudSettings(), ...CLOUD, SDFLOW_OBJECT_STORE: 'local' });
-    expect(createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
-    expect(() => createFunctionRuntime(config)).toThrow(/needs SDFLOW_OBJECT_STORE=oss/);
+    expect(await createObjectStore(config)).toBeInstanceOf(LocalObjectStore);
+    await expect(createFunctionRuntime(config)).rejects.toThrow(/needs SDFLOW_OBJECT_STORE=oss/);
   });
 });

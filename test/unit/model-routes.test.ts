@@ -28,7 +28,7 @@ let meta: MetaStore;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sdflow-model-routes-'));
   const config = loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_LOG_LEVEL: 'silent', SDFLOW_MAX_MODEL_UPLOAD_MB: '1' });
-  meta = createMetaStore(config);
+  meta = await createMetaStore(config);
   await meta.putModel({
     type: 'stableDiffusion',
     name: 'live.safetensors',
@@ -49,7 +49,7 @@ beforeAll(async () => {
     config,
     logger: createLogger('test', 'silent'),
     meta,
-    store: createObjectStore(config),
+    store: await createObjectStore(config),
     temporal: temporalDown as unknown as Client,
     functions: {} as FunctionRuntime,
     keys: parseKeys(`ops:admin:${ADMIN},ann:user:${USER}`, 'test'),

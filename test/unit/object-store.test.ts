@@ -286,23 +286,23 @@ describe('signed URLs', () => {
 describe('factory', () => {
   it('builds the local adapters from config, sharing the data dir', async () => {
     const config = loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_PUBLIC_URL: 'https://sd.example.com/' });
-    const objects = createObjectStore(config);
+    const objects = await createObjectStore(config);
     await objects.put('images/u/t_1.png', Buffer.from('png'));
     expect(filesOnDisk(objectsDir(dir))).toContain(join('images', 'u', 't_1.png'));
     expect(await objects.signedUrl('images/u/t_1.png', 60)).toMatch(
       /^https:\/\/sd\.example\.com\/files\/images\/u\/t_1\.png\?/,
     );
-    const meta = createMetaStore(config);
+    const meta = await createMetaStore(config);
     expect(await meta.setConfigValueOnce('k', 'v')).toBe('v');
     await meta.close();
   });
 
-  it('switches to the cloud adapters by config alone, and names the settings they still need', () => {
-    expect(() => createObjectStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_OBJECT_STORE: 'oss' }))).toThrow(
+  it('switches to the cloud adapters by config alone, and names the settings they still need', async () => {
+    await expect(createObjectStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_OBJECT_STORE: 'oss' }))).rejects.toThrow(
       /SDFLOW_OSS_BUCKET/,
     );
-    expect(() => createMetaStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_META_STORE: 'tablestore' }))).toThrow(
-      /SDFLOW_TABLESTORE_ENDPOINT|SDFLOW_TABLESTORE_INSTANCE/,
-    );
+    await expect(
+      createMetaStore(loadConfig({ SDFLOW_DATA_DIR: dir, SDFLOW_META_STORE: 'tablestore' })),
+    ).rejects.toThrow(/SDFLOW_TABLESTORE_ENDPOINT|SDFLOW_TABLESTORE_INSTANCE/);
   });
 });

@@ -50,7 +50,7 @@ export interface WebUiPoolOptions {
   /** How long a request may wait for a free WebUI. */
   queueTimeoutMs: number;
   /** Where the WebUIs' leases live for the whole deployment: the meta store (opened on first use). */
-  leases: () => LeaseStore;
+  leases: () => Promise<LeaseStore>;
   /** This pool's name in those leases; no other pool of the deployment may use it. */
   holder: string;
   /** How long a lease lasts unless renewed. */
@@ -317,7 +317,11 @@ export class WebUiPool {
     let taken = false;
     let refused: string | undefined;
     try {
-      taken = await this.options.leases().tryAcquireLease(ui.resource, this.options.holder, this.options.leaseTtlMs);
+      taken = await (await this.options.leases()).tryAcquireLease(
+        ui.resource,
+        this.options.holder,
+        this.options.leaseTtlMs,
+      );
       if (!taken) refused = 'held by another sdflow process';
     } catch (err) {
       refused = `its lease could not be taken: ${errorMessage(err)}`;
@@ -358,7 +362,8 @@ export class WebUiPool {
   private async renew(ui: WebUi, lease: LeaseImpl): Promise<void> {
     if (lease.renewTimer === undefined) return;
     try {
-      if (await this.options.leases().renewLease(ui.resource, this.options.holder, this.options.leaseTtlMs)) return;
+      if (await (await this.options.leases()).renewLease(ui.resource, this.options.holder, this.options.leaseTtlMs))
+        return;
       // Aborting would waste the generation, and the WebUI's own queue keeps two jobs apart: the request finishes.
       lease.stopRenewing();
       this.options.logger.error(
@@ -377,7 +382,7 @@ export class WebUiPool {
   /** Gives the WebUI's lease back; a failure is logged, and the lease then frees itself when it expires. */
   private async releaseShared(ui: WebUi): Promise<void> {
     try {
-      await this.options.leases().releaseLease(ui.resource, this.options.holder);
+      await (await this.options.leases()).releaseLease(ui.resource, this.options.holder);
     } catch (err) {
       this.options.logger.warn(
         { url: ui.url, err: errorMessage(err) },

@@ -36,10 +36,13 @@ import { readPoolFile } from './pool-file.js';
 const WAITING_EVERY_MS = 1000;
 
 export interface StaticPoolDeps {
-  /** The object store invokes read inputs from and upload images to. */
-  store: () => ObjectStore;
-  /** The meta store that keeps the WebUIs' leases for the deployment; opened on first use, closed by close(). */
-  meta: () => MetaStore;
+  /** Opens the object store invokes read inputs from and upload images to; called once, at first use. */
+  store: () => Promise<ObjectStore>;
+  /**
+   * Opens the meta store that keeps the WebUIs' leases for the deployment: at first use, again after a failed
+   * opening; closed by close().
+   */
+  meta: () => Promise<MetaStore>;
   logger: Logger;
 }
 
@@ -83,7 +86,7 @@ export class StaticPoolRuntime implements FunctionRuntime {
   private readonly pool: WebUiPool;
   private readonly logger: Logger;
   private store?: Promise<ObjectStore>;
-  private meta?: MetaStore;
+  private meta?: Promise<MetaStore>;
 
   constructor(
     private readonly config: StaticPoolConfig,
@@ -124,7 +127,9 @@ export class StaticPoolRuntime implements FunctionRuntime {
   async close(): Promise<void> {
     this.pool.close();
     await this.pool.settled();
-    await this.meta?.close();
+    // A failed opening left nothing to close (and was reported by the lease operation that needed it).
+    const meta = await this.meta?.catch(() => undefined);
+    await meta?.close();
   }
 
   private modelOf(functionName: string): string {
@@ -133,8 +138,15 @@ export class StaticPoolRuntime implements FunctionRuntime {
     return model;
   }
 
-  private metaStore(): MetaStore {
-    this.meta ??= this.deps.meta();
+  private metaStore(): Promise<MetaStore> {
+    if (!this.meta) {
+      const opening = Promise.resolve().then(() => this.deps.meta());
+      this.meta = opening;
+      // Forgotten when it fails, so that the next lease operation tries again.
+      opening.catch(() => {
+        if (this.meta === opening) this.meta = undefined;
+      });
+    }
     return this.meta;
   }
 
