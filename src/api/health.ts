@@ -26,6 +26,9 @@ export function healthRoute(deps: Pick<ApiDeps, 'meta' | 'temporal' | 'functions
       check('functions', () => deps.functions.listFunctions()),
     ]);
     ctx.status = problems.length ? 503 : 200;
-    ctx.body = problems.length ? { status: 'starting', problems } : { status: 'ok' };
+    // The pid tells a launcher that the answer is its own process's, not another one's that held the port before.
+    ctx.body = problems.length
+      ? { status: 'starting', problems, pid: process.pid }
+      : { status: 'ok', pid: process.pid };
   };
 }

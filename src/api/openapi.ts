@@ -373,7 +373,10 @@ export function openApiDocument(schemas: GenerationSchemas) {
         get: {
           summary: 'Readiness',
           security: [],
-          responses: { '200': { description: 'ready' }, '503': { description: 'not ready, with the reasons' } },
+          responses: {
+            '200': { description: 'ready: `{status: "ok", pid}` (the API process, for launchers)' },
+            '503': { description: 'not ready: `{status: "starting", problems, pid}`' },
+          },
         },
       },
     },

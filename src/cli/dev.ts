@@ -171,11 +171,11 @@ export async function runDev(config: Config): Promise<void> {
     };
 
     const runtime = start('runtime');
-    await waitForHttp(`${config.runtime.url}/healthz`, 60_000, runtime);
+    await waitForHttp(`${config.runtime.url}/healthz`, 60_000, runtime, { ownAnswer: true });
     const worker = start('worker');
     await waitForOutput(worker, /"msg":"worker running"/, 120_000);
     const api = start('api');
-    await waitForHttp(`http://127.0.0.1:${config.api.port}/healthz`, 120_000, api);
+    await waitForHttp(`http://127.0.0.1:${config.api.port}/healthz`, 120_000, api, { ownAnswer: true });
 
     const ui = temporal ? `http://127.0.0.1:${config.temporal.uiPort}` : '(the reused server’s own UI)';
     console.log(

@@ -59,7 +59,18 @@ export function spawnRole(name: string, args: string[], o: SpawnRoleOptions): Ro
 }
 
 /** Polls `url` until it answers 200, the process exits, or `timeoutMs` passes. */
-export async function waitForHttp(url: string, timeoutMs: number, proc?: RoleProcess): Promise<void> {
+/**
+ * Polls `url` until it answers 2xx, failing early if `proc` exits. With `ownAnswer`, the answer must also come from
+ * `proc`: its JSON body's `pid` (the API's and the runtime's /healthz carry it). Ports are picked free a moment before
+ * a process binds them, so another process may hold one meanwhile and answer in its place; that is not readiness.
+ */
+export async function waitForHttp(
+  url: string,
+  timeoutMs: number,
+  proc?: RoleProcess,
+  o: { ownAnswer?: boolean } = {},
+): Promise<void> {
+  const mustBeOwn = o.ownAnswer === true && proc !== undefined;
   const until = Date.now() + timeoutMs;
   let exited = false;
   proc?.exited.then(() => {
@@ -70,14 +81,25 @@ export async function waitForHttp(url: string, timeoutMs: number, proc?: RolePro
     if (exited) throw new Error(`${proc?.name} exited before ${url} was ready`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-      if (res.ok) return;
-      last = `${res.status} ${await res.text()}`;
+      const text = await res.text();
+      const pid = mustBeOwn ? answeringPid(text) : undefined;
+      if (res.ok && (!mustBeOwn || pid === proc.child.pid)) return;
+      last = res.ok ? `answered by another process (pid ${pid ?? 'unknown'})` : `${res.status} ${text}`;
     } catch (err) {
       last = (err as Error).message;
     }
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}
+
+function answeringPid(body: string): number | undefined {
+  try {
+    const pid = (JSON.parse(body) as { pid?: unknown }).pid;
+    return typeof pid === 'number' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Resolves once the process's stdout has shown `match`; rejects if it exits first or `timeoutMs` passes. */

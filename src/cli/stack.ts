@@ -84,7 +84,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   };
   const startApi = async () => {
     const api = spawn('api', 'api');
-    await waitForHttp(`http://127.0.0.1:${apiPort}/healthz`, 60_000, api);
+    await waitForHttp(`http://127.0.0.1:${apiPort}/healthz`, 60_000, api, { ownAnswer: true });
     return api;
   };
 
@@ -92,7 +92,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     let runtime: RoleProcess | undefined;
     if (o.runtime !== false) {
       runtime = spawn('runtime', 'runtime');
-      await waitForHttp(`${config.runtime.url}/healthz`, 30_000, runtime);
+      await waitForHttp(`${config.runtime.url}/healthz`, 30_000, runtime, { ownAnswer: true });
     }
     const workers: RoleProcess[] = [];
     for (let i = 0; i < (o.workers ?? 1); i++) workers.push(await startWorker());

@@ -320,7 +320,8 @@ export async function startRuntime(
     const method = req.method ?? 'GET';
     const path = url.pathname;
     if (method === 'GET' && path === '/healthz') {
-      sendJson(res, closing ? 503 : 200, { status: closing ? 'stopping' : 'ok', ...pool.counts() });
+      // The pid tells a launcher that the answer is its own runtime's (see waitForHttp).
+      sendJson(res, closing ? 503 : 200, { status: closing ? 'stopping' : 'ok', pid: process.pid, ...pool.counts() });
       return;
     }
     if (closing) throw new HttpError(503, 'the runtime is stopping', 'unavailable');
