@@ -92,9 +92,3 @@ export async function sendRequest(url: string | URL, options: HttpRequestOptions
     throw err;
   }
 }
-
-/** The network error's code (ECONNREFUSED, ECONNRESET…), when it has one. */
-export function networkErrorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}

@@ -58,6 +58,16 @@ export function errorMessage(err: unknown): string {
 }
 
 /**
+ * Why a request failed, in a few words: the network error's code or message (fetch wraps it as its `cause`, node:http
+ * rejects with it), else the error's message.
+ */
+export function networkReason(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: string; message?: string } } | null;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  return e?.cause?.code ?? e?.cause?.message ?? code ?? errorMessage(err);
+}
+
+/**
  * Stops a server: no new connections, idle ones closed, then `drain` (which may still use open requests, e.g. to
  * stop child processes), then every connection closed. Resolves when the server is closed.
  */

@@ -1,5 +1,5 @@
-import { type HttpAnswer, networkErrorCode, sendRequest } from '../http-client.js';
-import { errorMessage } from '../http-util.js';
+import { type HttpAnswer, type HttpRequestOptions, sendRequest } from '../http-client.js';
+import { networkReason } from '../http-util.js';
 import { a1111ErrorDetail } from '../protocol/a1111-error.js';
 import type { SdState } from '../types.js';
 
@@ -57,10 +57,7 @@ export class SdUnavailableError extends Error {
 
 function unavailable(path: string, err: unknown, timeout: AbortSignal): SdUnavailableError {
   if (timeout.aborted) return new SdUnavailableError(`SD did not answer ${path} in time`, { cause: err });
-  // fetch (passthrough) wraps the network error as its cause; node:http rejects with it.
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const reason = cause?.code ?? cause?.message ?? networkErrorCode(err) ?? errorMessage(err);
-  return new SdUnavailableError(`SD unreachable at ${path}: ${reason}`, { cause: err });
+  return new SdUnavailableError(`SD unreachable at ${path}: ${networkReason(err)}`, { cause: err });
 }
 
 export interface PassthroughResult {
@@ -68,6 +65,9 @@ export interface PassthroughResult {
   contentType: string | null;
   body: Buffer;
 }
+
+/** One call to SD's JSON API, its timeout aside. */
+type SdRequest = Omit<HttpRequestOptions, 'signal'>;
 
 export class SdClient {
   constructor(
@@ -80,11 +80,7 @@ export class SdClient {
    * Sends one request and reads its whole answer, over a pooled connection (an agent polls SD several times a
    * second). `timeout` covers both; a failure to get an answer is SdUnavailableError.
    */
-  private async send(
-    path: string,
-    init: { method: string; headers?: Record<string, string>; body?: string },
-    timeout: AbortSignal,
-  ): Promise<HttpAnswer> {
+  private async send(path: string, init: SdRequest, timeout: AbortSignal): Promise<HttpAnswer> {
     try {
       return await sendRequest(`${this.baseUrl()}${path}`, { ...init, signal: timeout });
     } catch (err) {
@@ -92,11 +88,7 @@ export class SdClient {
     }
   }
 
-  private async json<T>(
-    path: string,
-    init: { method: string; headers?: Record<string, string>; body?: string },
-    timeoutMs: number,
-  ): Promise<T> {
+  private async json<T>(path: string, init: SdRequest, timeoutMs: number): Promise<T> {
     const res = await this.send(path, init, AbortSignal.timeout(timeoutMs));
     const text = res.body.toString('utf8');
     if (res.status < 200 || res.status >= 300) throw new SdHttpError(res.status, a1111ErrorDetail(text));

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ExtraImagesRequest, Img2ImgRequest, Txt2ImgRequest } from '../../api/schemas.js';
+import { networkReason } from '../../http-util.js';
 import type { TaskCost, TaskPhase, TaskProgress, TaskStatus } from '../../types.js';
 import { readEventStream } from './event-stream.js';
 
@@ -156,11 +157,6 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 /** The server sends a heartbeat every 15 s: a stream silent for this long has lost its connection. */
 const STREAM_SILENCE_MS = 45_000;
 
-function describeCause(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
-}
-
 export class SdflowClient {
   readonly baseUrl: string;
 
@@ -196,7 +192,7 @@ export class SdflowClient {
       if ((err as Error).name === 'TimeoutError') {
         throw new ConnectionError(`${method} ${path}: no answer from ${this.baseUrl} within ${timeoutMs} ms`);
       }
-      throw new ConnectionError(`cannot reach the API at ${this.baseUrl}: ${describeCause(err)}`);
+      throw new ConnectionError(`cannot reach the API at ${this.baseUrl}: ${networkReason(err)}`);
     }
     const text = await res.text();
     let body: unknown = text;
@@ -273,7 +269,7 @@ export class SdflowClient {
       try {
         res = await fetch(this.baseUrl + path, { headers, signal: silence.signal });
       } catch (err) {
-        throw new ConnectionError(`cannot reach the API at ${this.baseUrl}: ${describeCause(err)}`);
+        throw new ConnectionError(`cannot reach the API at ${this.baseUrl}: ${networkReason(err)}`);
       }
       if (res.status >= 400 || !res.body) {
         const text = await res.text().catch(() => '');
@@ -290,7 +286,7 @@ export class SdflowClient {
           yield { event: e.event, ...(e.id === undefined ? {} : { id: e.id }), data: JSON.parse(e.data) } as TaskEvent;
         }
       } catch (err) {
-        const why = silence.signal.aborted ? `silent for ${STREAM_SILENCE_MS / 1000} s` : describeCause(err);
+        const why = silence.signal.aborted ? `silent for ${STREAM_SILENCE_MS / 1000} s` : networkReason(err);
         throw new ConnectionError(`the event stream of task ${taskId} broke off: ${why}`);
       }
     } finally {
@@ -328,7 +324,7 @@ export class SdflowClient {
     try {
       res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
     } catch (err) {
-      throw new ConnectionError(`cannot download ${url}: ${describeCause(err)}`);
+      throw new ConnectionError(`cannot download ${url}: ${networkReason(err)}`);
     }
     if (res.status !== 200 || !res.body) {
       const text = await res.text().catch(() => '');
@@ -346,7 +342,7 @@ export class SdflowClient {
       await rename(partial, file);
     } catch (err) {
       await rm(partial, { force: true });
-      throw new ConnectionError(`download of ${url} broke off: ${describeCause(err)}`);
+      throw new ConnectionError(`download of ${url} broke off: ${networkReason(err)}`);
     }
   }
 }

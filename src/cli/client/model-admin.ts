@@ -2,6 +2,7 @@ import { openAsBlob } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { type Command, Option } from 'commander';
+import { networkReason } from '../../http-util.js';
 import { MODEL_TYPES } from '../../records.js';
 import { ApiError, CliError, ConnectionError, type ModelView } from './api.js';
 import { action, clientCommand, clientFor, type GlobalOptions } from './options.js';
@@ -65,8 +66,7 @@ async function sendForm(
       headers: { accept: 'application/json', ...(o.key ? { authorization: `Bearer ${o.key}` } : {}) },
     });
   } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new ConnectionError(`upload to ${base} failed: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+    throw new ConnectionError(`upload to ${base} failed: ${networkReason(err)}`);
   }
   const text = await res.text();
   let body: unknown = text;

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { networkErrorCode, openRequest, readResponse } from '../../../http-client.js';
-import { errorMessage } from '../../../http-util.js';
+import { openRequest, readResponse } from '../../../http-client.js';
+import { errorMessage, networkReason } from '../../../http-util.js';
 import { type AgentEvent, decodeEvents, invokeEvents } from '../../../protocol/events.js';
 import type { InvokeRequest } from '../../../protocol/invoke.js';
 import {
@@ -47,11 +47,6 @@ async function responseErrorText(res: IncomingMessage): Promise<string> {
 
 async function fetchErrorText(res: Response): Promise<string> {
   return errorText(Buffer.from(await res.arrayBuffer().catch(() => new ArrayBuffer(0))), res.statusText);
-}
-
-/** Why the runtime could not be reached: the network error's code, else its message. */
-function networkReason(err: unknown): string {
-  return networkErrorCode(err) ?? errorMessage(err);
 }
 
 export class LocalFunctionRuntime implements FunctionRuntime {

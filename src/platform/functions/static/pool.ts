@@ -1,5 +1,5 @@
 import { checkpointMatches } from '../../../gpu-agent/sd-client.js';
-import { errorMessage } from '../../../http-util.js';
+import { errorMessage, networkReason } from '../../../http-util.js';
 import type { Logger } from '../../../logging.js';
 import type { MetaStore } from '../../meta-store/port.js';
 import { FunctionUnavailableError } from '../port.js';
@@ -127,8 +127,7 @@ class LeaseImpl implements Lease {
 /** Why a fetch failed, in a few words: a timeout, or the socket error's code. */
 function failureOf(err: unknown, timeoutMs: number): string {
   if ((err as Error).name === 'TimeoutError') return `no answer within ${timeoutMs / 1000} s`;
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (err as Error).message;
+  return networkReason(err);
 }
 
 export class WebUiPool {
