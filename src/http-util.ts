@@ -37,18 +37,49 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago; callers retry when another process takes it first. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports are picked from below every common OS's ephemeral range (Linux 32768–60999; BSD, macOS and Windows from 49152):
+ * a port the OS handed out for "any port" is also what outgoing connections take, so one of them could hold it by the
+ * time the process it was picked for binds it (seen as EADDRINUSE at a stack's start).
+ */
+const PICKED_PORTS = { from: 20000, to: 32767 } as const;
+const PICK_ATTEMPTS = 64;
+/** Ports this process handed out: never twice, even once their listener is gone. */
+const handedOut = new Set<number>();
+
+function canListen(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+      const bound = typeof address === 'object' && address ? address.port : undefined;
+      server.close(() => resolve(bound));
     });
   });
+}
+
+/**
+ * A TCP port free on 127.0.0.1 a moment ago, from outside the ephemeral range, and never one this process handed out
+ * before. Another process may still take it first (picking from the same range at the same moment), so callers that
+ * start a server on it retry on a new one when that server cannot start.
+ */
+export async function freePort(): Promise<number> {
+  const span = PICKED_PORTS.to - PICKED_PORTS.from + 1;
+  for (let attempt = 0; attempt < PICK_ATTEMPTS; attempt++) {
+    const port = PICKED_PORTS.from + Math.floor(Math.random() * span);
+    if (handedOut.has(port)) continue;
+    if ((await canListen(port)) === port) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  // That range is crowded here: any port the OS gives.
+  const port = await canListen(0);
+  if (port === undefined) throw new Error('no free TCP port on 127.0.0.1');
+  handedOut.add(port);
+  return port;
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
