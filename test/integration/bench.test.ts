@@ -165,6 +165,9 @@ function checkReport(r: any): string[] {
     expect(s.peak_concurrency).toBeLessThanOrEqual(s.cap);
     expect(s.tasks).toBe(4 * s.cap * s.bursts);
     expect(s.succeeded + s.errors).toBe(s.tasks);
+    // The untimed burst before the timed ones is as large, and counted apart.
+    expect(s.warmup_tasks).toBe(4 * s.cap);
+    expect(s.warmup_tasks_per_s).toBeGreaterThan(0);
     expect(s.leases).toBeLessThanOrEqual(s.tasks);
     expect(s.handoffs).toBeLessThanOrEqual(s.leases);
     close(s.efficiency, s.gpu_busy_s / s.slot_held_s, 0.002);

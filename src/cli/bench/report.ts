@@ -52,6 +52,14 @@ export interface SlotsResult {
   succeeded: number;
   errors: number;
   bursts: number;
+  /**
+   * The untimed burst of the same size before them, which takes a stack that sat idle to its steady state: its
+   * tasks, failures (never counted in `errors`) and rate.
+   */
+  warmup_tasks: number;
+  warmup_errors: number;
+  warmup_tasks_per_s: number;
+  warmup_error_messages: string[];
   /** Ended leases of those tasks found in the semaphore's state. */
   leases: number;
   /** Releases paired with a next job start. */

@@ -84,6 +84,29 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   const cap = (await recorder.poll()).limit;
   const size = 4 * cap;
 
+  /** One burst of `size` tasks at once, followed to their ends: its tasks, time and failures. */
+  const burst = async (seedBase: number) => {
+    const t0 = performance.now();
+    const submits = await Promise.all(
+      Array.from({ length: size }, (_, i) => timedAsync(o.api, txt2imgBody(o.model, TINY_JOB, seedBase + i, prompt))),
+    );
+    const taskIds = submits.flatMap((s) => (s.ok && s.taskId ? [s.taskId] : []));
+    const ends = await Promise.all(taskIds.map((id) => taskEnd(o.temporal, id)));
+    return {
+      taskIds,
+      ms: performance.now() - t0,
+      succeeded: ends.filter((status) => status === 'succeeded').length,
+      failures: [
+        ...submits.flatMap((s) => (s.ok ? [] : [`submit: ${s.error}`])),
+        ...ends.flatMap((status) => (status === 'succeeded' ? [] : [`task ${status}`])),
+      ],
+    };
+  };
+
+  // One untimed burst first: the figures are the steady state of bursts, not the first seconds of processes that sat
+  // idle (a stack's first burst after a pause runs slower: BENCHMARKS.md, "Slots"). Its own rate is reported beside.
+  const warmup = await burst(0);
+
   const cpu = (): CpuSample | undefined => (o.processes ? sampleCpu(o.processes, { bench: process.pid }) : undefined);
   const cpuBefore = cpu();
   // The semaphore keeps its latest RECENT_LEASES ended leases: one read after each burst finds all of its leases, and
@@ -95,21 +118,11 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   const failures: string[] = [];
   try {
     for (let b = 0; b < o.bursts; b++) {
-      const t0 = performance.now();
-      const submits = await Promise.all(
-        Array.from({ length: size }, (_, i) =>
-          timedAsync(o.api, txt2imgBody(o.model, TINY_JOB, 1000 * (b + 1) + i, prompt)),
-        ),
-      );
-      const taskIds = submits.flatMap((s) => (s.ok && s.taskId ? [s.taskId] : []));
-      const ends = await Promise.all(taskIds.map((id) => taskEnd(o.temporal, id)));
-      bursts.push({ taskIds, ms: performance.now() - t0 });
+      const timed = await burst(1000 * (b + 1));
+      bursts.push({ taskIds: timed.taskIds, ms: timed.ms });
       await recorder.poll();
-      succeeded += ends.filter((status) => status === 'succeeded').length;
-      failures.push(
-        ...submits.flatMap((s) => (s.ok ? [] : [`submit: ${s.error}`])),
-        ...ends.flatMap((status) => (status === 'succeeded' ? [] : [`task ${status}`])),
-      );
+      succeeded += timed.succeeded;
+      failures.push(...timed.failures);
     }
   } finally {
     await recorder.stop();
@@ -133,6 +146,10 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
     errors: failures.length,
     error_messages: tally(failures),
     bursts: o.bursts,
+    warmup_tasks: size,
+    warmup_errors: warmup.failures.length,
+    warmup_tasks_per_s: round3(warmup.succeeded / (warmup.ms / 1000)),
+    warmup_error_messages: tally(warmup.failures),
     leases: figures.leases,
     handoffs: figures.gaps.length,
     gpu_busy_s: round3(figures.busyMs / 1000),

@@ -55,6 +55,13 @@ const rowsOf: { [K in ScenarioName]: (r: Exclude<ScenarioResults[K], { skipped: 
       met: r.peak_concurrency <= r.cap,
     },
     { measure: 'short tasks', sdflow: perS(r.tasks_per_s) },
+    { measure: 'untimed first burst', sdflow: perS(r.warmup_tasks_per_s) },
+    {
+      measure: 'errors',
+      sdflow: String(r.errors + r.warmup_errors),
+      target: '0',
+      met: r.errors + r.warmup_errors === 0,
+    },
     ...(r.cpu_ms_per_task === undefined ? [] : [{ measure: 'CPU per task', sdflow: msText(r.cpu_ms_per_task) }]),
   ],
   throughput: (r) => [
@@ -227,8 +234,11 @@ export function formatReport(report: BenchReport): string {
     return isSkipped(result) ? [`  ${name}: ${result.skipped}`] : [];
   });
   const failures = SCENARIOS.flatMap((name) => {
-    const result = report[name] as { error_messages?: string[] };
-    return (result.error_messages ?? []).map((message) => `  ${name}: ${message}`);
+    const result = report[name] as { error_messages?: string[]; warmup_error_messages?: string[] };
+    return [
+      ...(result.error_messages ?? []),
+      ...(result.warmup_error_messages ?? []).map((message) => `untimed first burst: ${message}`),
+    ].map((message) => `  ${name}: ${message}`);
   });
   const rows = SCENARIOS.flatMap((name) => scenarioRows(report, name));
   return [
