@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Client, Connection, type TLSConfig, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  defaultGrpcRetryOptions,
+  type GrpcRetryOptions,
+  makeGrpcRetryInterceptor,
+  type TLSConfig,
+  WorkflowExecutionAlreadyStartedError,
+} from '@temporalio/client';
+import temporalProto from '@temporalio/proto';
 import type { Config, TemporalConfig } from './config/index.js';
 import type { TaskRecord } from './records.js';
 import { type GenerationInput, SEARCH_ATTRIBUTES, type TaskPolicy } from './types.js';
@@ -43,8 +52,47 @@ export function registrationWorkflowId(deployment: string, name: string): string
   return `sdflow-model-${deployment}-${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
 }
 
+type GrpcStatus = Parameters<GrpcRetryOptions['delayFunction']>[1];
+const RESOURCE_EXHAUSTED = 8;
+const BUSY_WORKFLOW = temporalProto.temporal.api.enums.v1.ResourceExhaustedCause.RESOURCE_EXHAUSTED_CAUSE_BUSY_WORKFLOW;
+const RESOURCE_EXHAUSTED_FAILURE = 'temporal.api.errordetails.v1.ResourceExhaustedFailure';
+
+/** Whether Temporal refused a call because its workflow was busy, read from the status's details. */
+export function isBusyWorkflow(status: GrpcStatus): boolean {
+  if (status.code !== RESOURCE_EXHAUSTED) return false;
+  try {
+    const [bin] = status.metadata?.get('grpc-status-details-bin') ?? [];
+    if (!(bin instanceof Uint8Array)) return false;
+    const { details } = temporalProto.google.rpc.Status.decode(bin);
+    return details.some(
+      (any) =>
+        any.type_url?.endsWith(RESOURCE_EXHAUSTED_FAILURE) &&
+        any.value &&
+        temporalProto.temporal.api.errordetails.v1.ResourceExhaustedFailure.decode(any.value).cause === BUSY_WORKFLOW,
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The SDK's retries of a refused call (100 ms, 1 s for RESOURCE_EXHAUSTED, 1.7× per attempt), except for a busy
+ * workflow: that lasts one workflow task (an update that reaches the semaphore while its run closes to continue as
+ * new), and the SDK's rate-limit second stalled every task that met it (docs/BENCHMARKS.md, "Slots, 2026-12-07").
+ */
+export function temporalRetryOptions(busyRetryMs: number): GrpcRetryOptions {
+  return defaultGrpcRetryOptions({
+    initialIntervalMs: (status) =>
+      status.code !== RESOURCE_EXHAUSTED ? 100 : isBusyWorkflow(status) ? busyRetryMs : 1000,
+  });
+}
+
 export async function connectTemporal(temporal: TemporalConfig): Promise<Client> {
-  const connection = await Connection.connect({ ...temporalConnectionOptions(temporal), connectTimeout: 10_000 });
+  const connection = await Connection.connect({
+    ...temporalConnectionOptions(temporal),
+    connectTimeout: 10_000,
+    interceptors: [makeGrpcRetryInterceptor(temporalRetryOptions(temporal.busyRetryMs))],
+  });
   return new Client({ connection, namespace: temporal.namespace });
 }
 

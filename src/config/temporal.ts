@@ -62,6 +62,13 @@ export const temporal = group(
       schema: int(7243, 0),
       meaning: 'HTTP API port of the dev server `sdflow dev` starts.',
     }),
+    busyRetryMs: setting({
+      env: 'SDFLOW_TEMPORAL_BUSY_RETRY_MS',
+      schema: int(20, 1),
+      meaning:
+        'First wait before a call Temporal refused because its workflow was busy (e.g. closing to continue as new) is ' +
+        "sent again; it grows 1.7× per attempt, 10 attempts. Other refusals keep the SDK's backoff (1 s for rate limits).",
+    }),
     taskQueue: setting({
       env: 'SDFLOW_TASK_QUEUE',
       schema: z.string().default('sdflow'),

@@ -1,9 +1,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Metadata } from '@grpc/grpc-js';
+import protos from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { temporalConnectionOptions } from '../../src/temporal.js';
+import { isBusyWorkflow, temporalConnectionOptions, temporalRetryOptions } from '../../src/temporal.js';
 
 // How sdflow reaches Temporal: plain for the dev server, TLS for a secured cluster, mTLS or an API key for Temporal
 // Cloud. No TLS server can run here, so this checks what the connections are given.
@@ -55,5 +57,45 @@ describe('Temporal connection options', () => {
       TEMPORAL_TLS_KEY: join(dir, 'missing.key'),
     });
     expect(() => temporalConnectionOptions(config.temporal)).toThrow(/TEMPORAL_TLS_CERT: cannot read/);
+  });
+});
+
+describe("the client's retries of a refused call", () => {
+  const { google, temporal } = protos;
+  // A RESOURCE_EXHAUSTED status as the server sends it: its cause in the details' ResourceExhaustedFailure.
+  const refused = (cause: number) => {
+    const failure = temporal.api.errordetails.v1.ResourceExhaustedFailure.encode({ cause }).finish();
+    const details = google.rpc.Status.encode({
+      code: 8,
+      message: 'workflow operation can not be applied because workflow is closing',
+      details: [
+        { type_url: 'type.googleapis.com/temporal.api.errordetails.v1.ResourceExhaustedFailure', value: failure },
+      ],
+    }).finish();
+    const metadata = new Metadata();
+    metadata.set('grpc-status-details-bin', Buffer.from(details));
+    return { code: 8, details: 'refused', metadata };
+  };
+  const causes = temporal.api.enums.v1.ResourceExhaustedCause;
+  const busy = refused(causes.RESOURCE_EXHAUSTED_CAUSE_BUSY_WORKFLOW);
+  const rateLimited = refused(causes.RESOURCE_EXHAUSTED_CAUSE_RPS_LIMIT);
+  const unavailable = { code: 14, details: 'unavailable', metadata: new Metadata() };
+
+  it('tell a busy workflow from a rate limit', () => {
+    expect(isBusyWorkflow(busy)).toBe(true);
+    expect(isBusyWorkflow(rateLimited)).toBe(false);
+    expect(isBusyWorkflow(unavailable)).toBe(false);
+    expect(isBusyWorkflow({ code: 8, details: 'no details', metadata: new Metadata() })).toBe(false);
+  });
+
+  it('send a call refused by a busy workflow again within tens of ms, a rate-limited one after seconds', () => {
+    const { delayFunction, retryableDecider } = temporalRetryOptions(loadConfig({}).temporal.busyRetryMs);
+    // 1.7 × the first interval, ±20% jitter.
+    expect(delayFunction(1, busy)).toBeGreaterThanOrEqual(1.7 * 20 * 0.8);
+    expect(delayFunction(1, busy)).toBeLessThanOrEqual(1.7 * 20 * 1.2);
+    expect(delayFunction(1, rateLimited)).toBeGreaterThanOrEqual(1.7 * 1000 * 0.8);
+    expect(delayFunction(1, unavailable)).toBeLessThanOrEqual(1.7 * 100 * 1.2);
+    expect(retryableDecider(1, busy)).toBe(true);
+    expect(retryableDecider(10, busy)).toBe(false);
   });
 });
