@@ -62,8 +62,8 @@ function canListen(port: number): Promise<number | undefined> {
 
 /**
  * A TCP port free on 127.0.0.1 a moment ago, from outside the ephemeral range, and never one this process handed out
- * before. Another process may still take it first (picking from the same range at the same moment), so callers that
- * start a server on it retry on a new one when that server cannot start.
+ * before. Another process picking from the same range at the same moment may still take it first: rare, and a launcher
+ * that can tries again on new ports (startDevServerOnFreePorts).
  */
 export async function freePort(): Promise<number> {
   const span = PICKED_PORTS.to - PICKED_PORTS.from + 1;
