@@ -58,7 +58,6 @@ export function spawnRole(name: string, args: string[], o: SpawnRoleOptions): Ro
   };
 }
 
-/** Polls `url` until it answers 200, the process exits, or `timeoutMs` passes. */
 /**
  * Polls `url` until it answers 2xx, failing early if `proc` exits. With `ownAnswer`, the answer must also come from
  * `proc`: its JSON body's `pid` (the API's and the runtime's /healthz carry it). Ports are picked free a moment before
