@@ -163,9 +163,10 @@ function checkReport(r: any): string[] {
     // The cap invariant.
     expect(s.peak_concurrency).toBeGreaterThan(0);
     expect(s.peak_concurrency).toBeLessThanOrEqual(s.cap);
-    expect(s.tasks).toBe(4 * s.cap * s.bursts);
+    expect(s.burst_tasks).toBe(r.settings.slots_burst_tasks);
+    expect(s.tasks).toBe(s.burst_tasks * s.bursts);
     expect(s.succeeded + s.errors).toBe(s.tasks);
-    // The untimed burst before the timed ones is as large, and counted apart.
+    // The untimed burst before the timed ones fills the cap four times over, and is counted apart.
     expect(s.warmup_tasks).toBe(4 * s.cap);
     expect(s.warmup_tasks_per_s).toBeGreaterThan(0);
     expect(s.leases).toBeLessThanOrEqual(s.tasks);
@@ -262,6 +263,8 @@ describe('on its own stacks', () => {
       '1',
       '--slots-bursts',
       '1',
+      '--slots-burst-tasks',
+      '24',
       '--throughput-s',
       '6',
       '--semaphore-s',
@@ -361,6 +364,8 @@ describe('against --url', () => {
         '2',
         '--slots-bursts',
         '1',
+        '--slots-burst-tasks',
+        '12',
         '--submit-s',
         '1',
         '--submit-rate',

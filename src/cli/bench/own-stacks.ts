@@ -249,10 +249,19 @@ function slotsGroup(place: BenchPlace, temporal: Client, o: BenchOptions, s: Sce
       return {
         async measure() {
           const semaphoreId = loadConfig(stack.env).semaphore.id;
-          const bursts = o.settings.slots_bursts;
+          const { slots_bursts: bursts, slots_burst_tasks: burstTasks } = o.settings;
           const processes = stackProcesses(place, stack);
           await s.run('slots', () =>
-            runSlots({ api, temporal, semaphoreId, statsDir: stack.statsDir, model: MODEL, bursts, processes }),
+            runSlots({
+              api,
+              temporal,
+              semaphoreId,
+              statsDir: stack.statsDir,
+              model: MODEL,
+              bursts,
+              burstTasks,
+              processes,
+            }),
           );
         },
         stop,

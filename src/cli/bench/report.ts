@@ -52,8 +52,10 @@ export interface SlotsResult {
   succeeded: number;
   errors: number;
   bursts: number;
+  /** Tasks submitted at once in each timed burst. */
+  burst_tasks: number;
   /**
-   * The untimed burst of the same size before them, which takes a stack that sat idle to its steady state: its
+   * The untimed burst of 4 × cap tasks before them, which takes a stack that sat idle to its steady state: its
    * tasks, failures (never counted in `errors`) and rate.
    */
   warmup_tasks: number;
@@ -295,6 +297,7 @@ export interface BenchSettings {
   overhead_pairs: number;
   coldstart_runs: number;
   slots_bursts: number;
+  slots_burst_tasks: number;
   throughput_s: number;
   semaphore_s: number;
   multimodel_s: number;

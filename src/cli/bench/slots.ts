@@ -21,6 +21,8 @@ export interface SlotsInput {
   statsDir: string;
   model: string;
   bursts: number;
+  /** Tasks submitted at once in each timed burst; at least the cap. */
+  burstTasks: number;
   /** The stack's processes by name (Temporal server, worker, API, runtime), to measure their CPU time per task. */
   processes?: Record<string, number>;
 }
@@ -82,10 +84,10 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   const since = Date.now();
   const recorder = new LeaseRecorder(o.temporal, o.semaphoreId);
   const cap = (await recorder.poll()).limit;
-  const size = 4 * cap;
+  if (o.burstTasks < cap) throw new Error(`a burst of ${o.burstTasks} tasks cannot fill the cap of ${cap}`);
 
   /** One burst of `size` tasks at once, followed to their ends: its tasks, time and failures. */
-  const burst = async (seedBase: number) => {
+  const burst = async (seedBase: number, size: number) => {
     const t0 = performance.now();
     const submits = await Promise.all(
       Array.from({ length: size }, (_, i) => timedAsync(o.api, txt2imgBody(o.model, TINY_JOB, seedBase + i, prompt))),
@@ -105,20 +107,20 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
 
   // One untimed burst first: the figures are the steady state of bursts, not the first seconds of processes that sat
   // idle (a stack's first burst after a pause runs slower: BENCHMARKS.md, "Slots"). Its own rate is reported beside.
-  const warmup = await burst(0);
+  const warmup = await burst(0, 4 * cap);
 
   const cpu = (): CpuSample | undefined => (o.processes ? sampleCpu(o.processes, { bench: process.pid }) : undefined);
   const cpuBefore = cpu();
   // The semaphore keeps its latest RECENT_LEASES ended leases: one read after each burst finds all of its leases, and
   // a reader polling during the bursts would add its own load to what is measured. Polling is needed only for a
   // burst larger than that record.
-  if (size > RECENT_LEASES) recorder.start();
+  if (o.burstTasks > RECENT_LEASES) recorder.start();
   const bursts: Burst[] = [];
   let succeeded = 0;
   const failures: string[] = [];
   try {
     for (let b = 0; b < o.bursts; b++) {
-      const timed = await burst(1000 * (b + 1));
+      const timed = await burst(1000 * (b + 1), o.burstTasks);
       bursts.push({ taskIds: timed.taskIds, ms: timed.ms });
       await recorder.poll();
       succeeded += timed.succeeded;
@@ -133,7 +135,8 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
   const figures = burstFigures(bursts, recorder.leases(), busy, cap);
   if (figures.leases === 0) throw new Error("none of the bursts' leases was found in the semaphore's state");
   const seconds = bursts.reduce((sum, b) => sum + b.ms, 0) / 1000;
-  const cpuPerTask = cpuBefore && cpuAfter ? cpuMsPerTask(cpuBefore, cpuAfter, size * o.bursts) : undefined;
+  const tasks = o.burstTasks * o.bursts;
+  const cpuPerTask = cpuBefore && cpuAfter ? cpuMsPerTask(cpuBefore, cpuAfter, tasks) : undefined;
   return {
     tasks_per_s: round3(succeeded / seconds),
     efficiency: round3(figures.busyMs / figures.heldMs),
@@ -141,12 +144,13 @@ export async function runSlots(o: SlotsInput): Promise<SlotsResult> {
     handoff_gap_p99_ms: ms(percentile(figures.gaps, 99)),
     peak_concurrency: maxOverlap(busy),
     cap,
-    tasks: size * o.bursts,
+    tasks,
     succeeded,
     errors: failures.length,
     error_messages: tally(failures),
     bursts: o.bursts,
-    warmup_tasks: size,
+    burst_tasks: o.burstTasks,
+    warmup_tasks: 4 * cap,
     warmup_errors: warmup.failures.length,
     warmup_tasks_per_s: round3(warmup.succeeded / (warmup.ms / 1000)),
     warmup_error_messages: tally(warmup.failures),

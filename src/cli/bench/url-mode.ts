@@ -65,6 +65,7 @@ export async function againstUrl(url: string, o: BenchOptions, s: Scenarios): Pr
         statsDir,
         model,
         bursts: o.settings.slots_bursts,
+        burstTasks: o.settings.slots_burst_tasks,
       });
     });
   } finally {
