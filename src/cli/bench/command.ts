@@ -34,7 +34,7 @@ const QUICK: BenchSettings = {
   ...FULL,
   overhead_pairs: 10,
   coldstart_runs: 1,
-  slots_bursts: 2,
+  slots_bursts: 1,
   throughput_s: 10,
   semaphore_s: 4,
   multimodel_s: 60,
