@@ -263,6 +263,39 @@ describe('formatReport', () => {
     expect(lines.some((l) => l.includes('fairness: not selected'))).toBe(false);
   });
 
+  it('says when the slots bursts never had every slot busy, as with fewer instances than the cap', () => {
+    const slots = (peak: number) => ({
+      tasks_per_s: 20,
+      efficiency: 0.5,
+      handoff_gap_p50_ms: 40,
+      handoff_gap_p99_ms: 200,
+      peak_concurrency: peak,
+      cap: 8,
+      tasks: 100,
+      succeeded: 100,
+      errors: 0,
+      error_messages: [],
+      bursts: 1,
+      burst_tasks: 100,
+      warmup_tasks: 32,
+      warmup_errors: 0,
+      warmup_tasks_per_s: 18,
+      warmup_error_messages: [],
+      leases: 100,
+      handoffs: 92,
+      gpu_busy_s: 10,
+      slot_held_s: 20,
+    });
+    const under = formatReport({ ...report, slots: slots(4) } as unknown as BenchReport).split('\n');
+    expect(under.find((l) => l.includes('peak concurrency'))).toMatch(/\s4\s+cap 8\s+never over the cap\s+yes$/);
+    expect(under.find((l) => l.includes('slots never all busy'))).toMatch(
+      /4 of 8 idle at the peak: fewer instances than the cap\?/,
+    );
+    const full = formatReport({ ...report, slots: slots(8) } as unknown as BenchReport).split('\n');
+    expect(full.some((l) => l.includes('slots never all busy'))).toBe(false);
+    expect(full.find((l) => l.includes('short tasks'))).toMatch(/20\.00\/s/);
+  });
+
   it("prints cost's billed seconds per image against each baseline, what sdflow's extra is made of, and its goal", () => {
     const cost = {
       sampling_per_image_s: 1.4,
