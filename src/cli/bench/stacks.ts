@@ -86,7 +86,7 @@ export async function startBenchSim(
   const stop = place.owned.add(name, () => proc.stop(5000));
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitForHttp(`${url}/sdapi/v1/options`, 30_000, proc);
+    await waitForHttp(`${url}/sim/stats`, 30_000, proc, { ownAnswer: true });
   } catch (err) {
     await stop();
     throw err;
