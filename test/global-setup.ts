@@ -20,7 +20,10 @@ let server: DevServer | undefined;
 let dir: string | undefined;
 let ownerFile: string | undefined;
 
-/** Where each run records its server, so a later run can stop servers left by a run that was killed. */
+/**
+ * Where each run records its server, so a later run can stop servers left by a run that was killed where the kernel
+ * could not end them with it (no `setpriv`).
+ */
 const OWNERS = join(tmpdir(), 'sdflow-test-temporal');
 
 const alive = (pid: number) => {
@@ -55,7 +58,14 @@ export async function setup(project: TestProject) {
   reapAbandonedServers();
   const cli = await resolveTemporalCli();
   dir = mkdtempSync(join(tmpdir(), 'sdflow-temporal-'));
-  server = await startDevServerOnFreePorts({ cli, namespace: 'default', logDir: dir, headless: false });
+  // Ends with this process however it ends (a killed run included); globalSetup runs on vitest's main thread.
+  server = await startDevServerOnFreePorts({
+    cli,
+    namespace: 'default',
+    logDir: dir,
+    headless: false,
+    exitWithParent: true,
+  });
   ownerFile = join(OWNERS, `${process.pid}.json`);
   writeFileSync(ownerFile, JSON.stringify({ owner: process.pid, server: server.process.pid }));
   project.provide('temporalAddress', server.address);
