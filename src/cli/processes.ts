@@ -60,8 +60,9 @@ export function spawnRole(name: string, args: string[], o: SpawnRoleOptions): Ro
 
 /**
  * Polls `url` until it answers 2xx, failing early if `proc` exits. With `ownAnswer`, the answer must also come from
- * `proc`: its JSON body's `pid` (the API's and the runtime's /healthz carry it, and the simulator's /sim/stats). Ports are picked free a moment before
- * a process binds them, so another process may hold one meanwhile and answer in its place; that is not readiness.
+ * `proc`: its JSON body's `pid` (the API's and the runtime's /healthz carry it, and the simulator's /sim/stats).
+ * Ports are picked free a moment before a process binds them, so another process may hold one meanwhile and answer
+ * in its place; that is not readiness.
  */
 export async function waitForHttp(
   url: string,

@@ -27,7 +27,8 @@ describe("the benchmark's simulators", () => {
 
   it('start and answer with their own pid', async () => {
     const sim = await startBenchSim(place, 'sim-own', { timings: A10_TIMINGS, modelsDir: join(root, 'models') });
-    const stats = (await (await fetch(`${sim.url}/sim/stats`)).json()) as { pid: number; jobs: number };
+    const stats = (await (await fetch(`${sim.url}/sim/stats`)).json()) as { pid: number; port: number; jobs: number };
+    expect(stats.port).toBe(Number(new URL(sim.url).port));
     expect(stats.jobs).toBe(0);
     expect(stats.pid).not.toBe(process.pid);
     await sim.stop();
