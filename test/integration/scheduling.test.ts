@@ -36,7 +36,10 @@ beforeAll(async () => {
       SDFLOW_PRIORITY_AGING_S: String(AGING_S),
       SDFLOW_API_KEYS: `alice:user:${KEYS.alice},bob:user:${KEYS.bob},carol:user:${KEYS.carol};lane=low;maxLane=normal,dave:user:${KEYS.dave}`,
       SDFLOW_FUNCTION_MAX_INSTANCES: '1',
-      SDFLOW_WARMTH_REPORT_S: '0.2',
+      // Once a second: in the warm-checkpoint case the blocker's instance turns idle just after its release, and a
+      // report of that reaching the semaphore before a delayed release makes both checkpoints warm (the grant then
+      // rightly goes by arrival). A longer period makes that window rarer; at 0.2 s the case failed once in CI.
+      SDFLOW_WARMTH_REPORT_S: '1',
     },
   });
   client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
